@@ -1,0 +1,234 @@
+"""The reference backend: every kernel of the contract in NumPy written to be read.
+
+This is the textbook version of each kernel and the oracle the fast backends are tested
+against. Loops run over kernel offsets (kh * kw, or the LRN window), never over pixels;
+each loop body is one vectorised NumPy statement.
+
+The kernel contract (every backend module provides these names, with these layouts):
+
+    xp                                       the array module (numpy here)
+    im2col(x, kh, kw, stride, padding)       x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow)
+    col2im(cols, x_shape, kh, kw, stride, padding)       the adjoint of im2col, as a gather
+    cols_to_nchw(out, n, oh, ow, bias)       GEMM output (oc, N*oh*ow) -> (N, oc, oh, ow) + bias
+    nchw_to_cols(dy)                         (N, oc, oh, ow) -> (oc, N*oh*ow)
+    maxpool_forward(x, k, s)                 -> y (N, C, oh, ow), argmax (flat index into H*W)
+    maxpool_backward(dy, argmax, x_shape, k, s)          -> dx, a gather
+    lrn_forward(x, size, alpha, beta, k)     -> y, scale
+    lrn_backward(dy, x, y, scale, size, alpha, beta)     -> dx
+    relu_forward(x) / relu_backward(dy, y)
+    dropout_mask(shape, p, dtype, rng)       -> mask with values 0 or 1/(1-p)
+    softmax_xent_forward(logits, labels)     -> loss (0-d array), probs
+    softmax_xent_backward(probs, labels, dloss)          -> dlogits
+    sgd_update_(w, grad, v, lr, momentum, weight_decay)  in place, the paper's rule
+    default_rng(seed)                        the random generator for this backend's devices
+
+`stride` and `padding` are (h, w) pairs. Row r = (c*kh + i)*kw + j of the columns matrix holds
+input channel c seen at kernel offset (i, j); column q = (n*oh + y)*ow + x is output pixel
+(y, x) of image n. Putting channels first in the rows makes the rows of group g one
+contiguous block, so a grouped convolution is G plain 2-D GEMMs.
+"""
+import numpy as np
+
+name = "reference"
+xp = np
+
+
+def default_rng(seed=None):
+    return np.random.default_rng(seed)
+
+
+def out_size(size, kernel, stride, padding):
+    """(W - F + 2P) // S + 1: the output length of a window of F sliding by S over W + 2P."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# ---------------------------------------------------------------- im2col / col2im
+
+def im2col(x, kh, kw, stride, padding):
+    """Unfold the windows of x into columns.
+
+    cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i, x*sw + j]
+    x: (N, C, H, W) -> cols: (C*kh*kw, N*oh*ow)
+    """
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            window = xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]  # (N, C, oh, ow)
+            cols[:, i, j] = window.transpose(1, 0, 2, 3)              # (C, N, oh, ow)
+    return cols.reshape(c * kh * kw, n * oh * ow)
+
+
+def _taps(size, kernel, stride, padding, out):
+    """For padded position p and kernel offset i: the output index (p - i) / stride, and
+    whether it exists (divides evenly, inside [0, out)). Returns (index, valid), each (kernel, size + 2*padding)."""
+    p = np.arange(size + 2 * padding)[None, :]
+    i = np.arange(kernel)[:, None]
+    q, r = np.divmod(p - i, stride)
+    valid = (r == 0) & (q >= 0) & (q < out)
+    return np.clip(q, 0, out - 1), valid
+
+
+def col2im(cols, x_shape, kh, kw, stride, padding):
+    """The adjoint of im2col, written as a gather: each input pixel sums the entries of the
+    columns matrix that copied it.
+
+    dx[n, c, h, w] = sum over (i, j) with (h + ph - i) % sh == 0 and (w + pw - j) % sw == 0
+                     of cols[(c*kh + i)*kw + j, (n*oh + (h + ph - i)//sh)*ow + (w + pw - j)//sw]
+    cols: (C*kh*kw, N*oh*ow) -> dx: (N, C, H, W)
+    """
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x_shape
+    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    ys, y_ok = _taps(h, kh, sh, ph, oh)   # (kh, H + 2ph)
+    xs, x_ok = _taps(w, kw, sw, pw, ow)   # (kw, W + 2pw)
+    dxpad = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            gathered = cols[:, i, j][:, :, ys[i]][:, :, :, xs[j]]   # (C, N, H + 2ph, W + 2pw)
+            dxpad += gathered * (y_ok[i][:, None] & x_ok[j][None, :])
+    return np.ascontiguousarray(dxpad[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
+
+
+def cols_to_nchw(out, n, oh, ow, bias=None):
+    """GEMM output (oc, N*oh*ow) -> (N, oc, oh, ow), plus bias[oc] if given."""
+    y = out.reshape(-1, n, oh, ow).transpose(1, 0, 2, 3)
+    if bias is not None:
+        y = y + bias[None, :, None, None]
+    return np.ascontiguousarray(y)
+
+
+def nchw_to_cols(dy):
+    """(N, oc, oh, ow) -> (oc, N*oh*ow), the layout of the GEMM output."""
+    n, oc, oh, ow = dy.shape
+    return np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(oc, n * oh * ow)
+
+
+# ---------------------------------------------------------------- max-pool
+
+def maxpool_forward(x, k, s):
+    """y[n, c, y, x] = max over 0 <= i, j < k of x[n, c, y*s + i, x*s + j]   (no padding, floor)
+
+    argmax holds the flat index h*W + w of the winner inside its (H, W) plane; the first
+    maximum wins a tie, and a NaN in a window wins (NaN propagates, as in PyTorch).
+    """
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
+    y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
+    argmax = np.zeros((n, c, oh, ow), dtype=np.int64)
+    rows = np.arange(oh)[:, None] * s
+    colz = np.arange(ow)[None, :] * s
+    for i in range(k):
+        for j in range(k):
+            v = x[:, :, i:i + s * oh:s, j:j + s * ow:s]
+            take = (v > y) | (np.isnan(v) & ~np.isnan(y))
+            y = np.where(take, v, y)
+            argmax = np.where(take, (rows + i) * w + (colz + j), argmax)
+    return y, argmax
+
+
+def maxpool_backward(dy, argmax, x_shape, k, s):
+    """dx[n, c, h, w] = sum of dy over the windows whose argmax is (h, w).
+
+    Written as col2im of a one-hot columns matrix: window (y, x) hands dy[y, x] to its kernel
+    offset (i, j) only if that offset holds the argmax, and col2im gathers per input pixel.
+    """
+    n, c, h, w = x_shape
+    oh, ow = dy.shape[2:]
+    rows = np.arange(oh)[:, None] * s
+    colz = np.arange(ow)[None, :] * s
+    cols = np.empty((n * c, k, k, 1, oh, ow), dtype=dy.dtype)
+    for i in range(k):
+        for j in range(k):
+            at_ij = argmax == (rows + i) * w + (colz + j)
+            cols[:, i, j, 0] = np.where(at_ij, dy, 0).reshape(n * c, oh, ow)
+    dx = col2im(cols.reshape(n * c * k * k, oh * ow), (1, n * c, h, w), k, k, (s, s), (0, 0))
+    return dx.reshape(n, c, h, w)
+
+
+# ---------------------------------------------------------------- local response normalization
+
+def _window_sum(a, before, after):
+    """sum_{j = i - before}^{i + after} a[:, j] over the channel axis, zero outside [0, C)."""
+    c = a.shape[1]
+    padded = np.pad(a, ((0, 0), (before, after), (0, 0), (0, 0)))
+    total = np.zeros_like(a)
+    for d in range(before + after + 1):
+        total += padded[:, d:d + c]
+    return total
+
+
+def lrn_forward(x, size, alpha, beta, k):
+    """The paper's LRN (section 3.3), across channels:
+
+        scale_i = k + alpha * sum_{j = i - size//2}^{i + (size-1)//2} x_j^2
+        y_i     = x_i * scale_i^(-beta)
+    """
+    scale = k + alpha * _window_sum(x * x, size // 2, (size - 1) // 2)
+    return x * scale ** -beta, scale
+
+
+def lrn_backward(dy, x, y, scale, size, alpha, beta):
+    """dx_i = dy_i scale_i^(-beta) - 2 alpha beta x_i sum_{j: i in window(j)} dy_j y_j / scale_j
+
+    i lies in window(j) when j - size//2 <= i <= j + (size-1)//2, so the second sum runs over
+    the mirrored window j = i - (size-1)//2 ... i + size//2.
+    """
+    back = _window_sum(dy * y / scale, (size - 1) // 2, size // 2)
+    return dy * scale ** -beta - 2.0 * alpha * beta * x * back
+
+
+# ---------------------------------------------------------------- elementwise
+
+def relu_forward(x):
+    """y = max(x, 0)"""
+    return np.maximum(x, 0)
+
+
+def relu_backward(dy, y):
+    """dx = dy where y > 0, else 0"""
+    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+def dropout_mask(shape, p, dtype, rng):
+    """Inverted dropout: keep each unit with probability 1 - p and scale it by 1 / (1 - p),
+    so the expected activation is unchanged and evaluation needs no rescaling."""
+    keep = rng.random(shape, dtype=np.float32) >= p
+    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+
+
+# ---------------------------------------------------------------- loss
+
+def softmax_xent_forward(logits, labels):
+    """loss = mean_n [ logsumexp(z_n) - z_n[label_n] ],  logsumexp(z) = m + log sum_c exp(z_c - m)
+    with m = max_c z_c, so no exp overflows. probs = exp(z - logsumexp(z))."""
+    m = logits.max(axis=1, keepdims=True)
+    lse = m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
+    picked = np.take_along_axis(logits, labels[:, None], axis=1)
+    loss = (lse - picked).mean()
+    return np.asarray(loss, dtype=logits.dtype), np.exp(logits - lse)
+
+
+def softmax_xent_backward(probs, labels, dloss):
+    """dlogits = dloss * (probs - onehot(labels)) / N"""
+    n = probs.shape[0]
+    d = probs.copy()
+    d[np.arange(n), labels] -= 1
+    return d * (dloss / n)
+
+
+# ---------------------------------------------------------------- optimizer
+
+def sgd_update_(w, grad, v, lr, momentum, weight_decay):
+    """The paper's rule (section 5), in place:
+        v <- momentum * v - weight_decay * lr * w - lr * grad
+        w <- w + v
+    """
+    v *= momentum
+    v -= (weight_decay * lr) * w
+    v -= lr * grad
+    w += v

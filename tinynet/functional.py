@@ -1,0 +1,509 @@
+"""Differentiable ops: the math of each layer, forward and backward side by side.
+
+Each op is a Function whose forward and backward are written with backend primitives
+(`be.im2col`, `be.col2im`, `be.maxpool_forward`, ... see backends/reference.py) and 2-D GEMMs
+(`xp.matmul`). No op loops over pixels: that is the kernels' job. The public functions check
+their arguments and say what is wrong in the caller's words.
+
+Shapes: N images, C channels, H x W pixels; oc output channels, G groups.
+"""
+import numbers
+
+import numpy as np
+
+from . import random as tn_random
+from .autograd import Function
+from .device import device as as_device
+from .tensor import Tensor
+
+
+# ================================================================= argument checks
+
+def _pair(value, name, op, minimum):
+    pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) for v in pair):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if any(v < minimum for v in pair):
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{op}: {name} must be {what}, got {value!r}")
+    return tuple(int(v) for v in pair)
+
+
+def _check_tensor(x, name, op, ndim=None):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
+    if ndim is not None and x.ndim != ndim:
+        layout = {4: " (N, C, H, W)", 2: " (N, features)"}.get(ndim, "")
+        raise ValueError(f"{op}: {name} must be {ndim}-D{layout}, got shape {x.shape}")
+
+
+def _check_same_dtype(op, **tensors):
+    dtypes = {name: t.dtype for name, t in tensors.items() if t is not None}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n} is {d}" for n, d in dtypes.items())
+        raise TypeError(f"{op}: mixed dtypes ({listed}); convert with module.to(np.float64) or tn.tensor(..., dtype=)")
+
+
+def _out_size(size, kernel, stride, padding, op, axis):
+    if kernel > size + 2 * padding:
+        raise ValueError(f"{op}: kernel {axis} {kernel} is larger than the padded input {axis} "
+                         f"{size} + 2*{padding} = {size + 2 * padding}")
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# ================================================================= convolution
+
+def _grouped_matmul(xp, a, b, groups):
+    """out[g] = a[g] @ b[g] for g < groups, as `groups` 2-D GEMMs.
+    a: (G, m, k), b: (G, k, n) -> (G, m, n). Plain 2-D GEMMs keep BLAS (and cuBLAS TF32) on its fast path."""
+    out = xp.empty((groups, a.shape[1], b.shape[2]), dtype=a.dtype)
+    for g in range(groups):
+        xp.matmul(a[g], b[g], out=out[g])
+    return out
+
+
+class Conv2d(Function):
+    """y[n, o] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] * xpad[n, c, y*sh + i, x*sw + j]
+
+    As im2col + GEMM, per group g (K = C/G * kh * kw rows of the columns matrix):
+        cols = im2col(x)                      (C*kh*kw, N*oh*ow), viewed as (G, K, N*oh*ow)
+        out_g = W_g @ cols_g                  (oc/G, K) @ (K, N*oh*ow)
+    Backward, with dY_g the upstream gradient in the same (oc/G, N*oh*ow) layout:
+        dW_g = dY_g @ cols_g^T     db = sum of dY over (n, y, x)
+        dcols_g = W_g^T @ dY_g     dx = col2im(dcols)   (col2im is the adjoint of im2col)
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, groups):
+        be, xp = ctx.be, ctx.xp
+        n, _, h, w_in = x.shape
+        oc, cg, kh, kw = w.shape
+        oh = (h + 2 * padding[0] - kh) // stride[0] + 1
+        ow = (w_in + 2 * padding[1] - kw) // stride[1] + 1
+        cols = be.im2col(x, kh, kw, stride, padding)            # (C*kh*kw, N*oh*ow)
+        cols_g = cols.reshape(groups, cg * kh * kw, n * oh * ow)  # (G, K, N*oh*ow)
+        w_g = w.reshape(groups, oc // groups, cg * kh * kw)      # (G, oc/G, K)
+        out = _grouped_matmul(xp, w_g, cols_g, groups)          # (G, oc/G, N*oh*ow)
+        ctx.save_for_backward(cols_g, w_g)
+        ctx.shapes = (x.shape, w.shape, stride, padding, groups)
+        return be.cols_to_nchw(out.reshape(oc, n * oh * ow), n, oh, ow, b)  # (N, oc, oh, ow)
+
+    @staticmethod
+    def backward(ctx, dy):
+        be, xp = ctx.be, ctx.xp
+        cols_g, w_g = ctx.saved
+        x_shape, w_shape, stride, padding, groups = ctx.shapes
+        oc, _, kh, kw = w_shape
+        dy2 = be.nchw_to_cols(dy)                                # (oc, N*oh*ow)
+        dy_g = dy2.reshape(groups, oc // groups, -1)             # (G, oc/G, N*oh*ow)
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dcols = _grouped_matmul(xp, w_g.transpose(0, 2, 1), dy_g, groups)  # (G, K, N*oh*ow)
+            dx = be.col2im(dcols.reshape(-1, dy2.shape[1]), x_shape, kh, kw, stride, padding)
+        if ctx.needs_input_grad[1]:
+            dw = _grouped_matmul(xp, dy_g, cols_g.transpose(0, 2, 1), groups).reshape(w_shape)
+        if ctx.needs_input_grad[2]:
+            db = dy2.sum(axis=1)
+        return dx, dw, db
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
+    """2-D convolution (cross-correlation, as in every framework) of x (N, C, H, W) with
+    w (oc, C/groups, kh, kw) and optional bias b (oc,). Output (N, oc, oh, ow) with
+    oh = (H - kh + 2*ph) // sh + 1 (and likewise ow). Math and backward: see Conv2d."""
+    op = "conv2d"
+    _check_tensor(x, "input", op, 4)
+    _check_tensor(w, "weight", op, 4)
+    if b is not None:
+        _check_tensor(b, "bias", op, 1)
+    _check_same_dtype(op, input=x, weight=w, bias=b)
+    stride = _pair(stride, "stride", op, 1)
+    padding = _pair(padding, "padding", op, 0)
+    if not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    oc, cg, kh, kw = w.shape
+    c = x.shape[1]
+    if c % groups:
+        raise ValueError(f"{op}: input channels {c} are not divisible by groups={groups}")
+    if oc % groups:
+        raise ValueError(f"{op}: output channels {oc} (weight.shape={w.shape}) are not divisible by groups={groups}")
+    if c != cg * groups:
+        raise ValueError(f"{op}: input has {c} channels but weight expects {cg * groups} "
+                         f"(groups={groups}, weight.shape={w.shape})")
+    if b is not None and b.shape != (oc,):
+        raise ValueError(f"{op}: bias has shape {b.shape}, expected ({oc},)")
+    _out_size(x.shape[2], kh, stride[0], padding[0], op, "height")
+    _out_size(x.shape[3], kw, stride[1], padding[1], op, "width")
+    return Conv2d.apply(x, w, b, stride=stride, padding=padding, groups=int(groups))
+
+
+# ================================================================= pooling
+
+class MaxPool2d(Function):
+    """y[n, c, y, x] = max_{0 <= i, j < k} x[n, c, y*s + i, x*s + j]
+    Backward: each window's upstream gradient goes to its argmax, dx = sum over windows."""
+
+    @staticmethod
+    def forward(ctx, x, k, s):
+        y, argmax = ctx.be.maxpool_forward(x, k, s)
+        ctx.save_for_backward(argmax)
+        ctx.shapes = (x.shape, k, s)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (argmax,) = ctx.saved
+        x_shape, k, s = ctx.shapes
+        return (ctx.be.maxpool_backward(dy, argmax, x_shape, k, s),)
+
+
+def max_pool2d(x, kernel_size, stride=None):
+    """Max-pooling over k x k windows moved by stride s (default s = k); no padding, floor
+    rounding like PyTorch: oh = (H - k) // s + 1. AlexNet overlaps them: k=3, s=2 (section 3.4)."""
+    op = "max_pool2d"
+    _check_tensor(x, "input", op, 4)
+    if not isinstance(kernel_size, numbers.Integral) or kernel_size < 1:
+        raise ValueError(f"{op}: kernel_size must be a positive int, got {kernel_size!r}")
+    stride = kernel_size if stride is None else stride
+    if not isinstance(stride, numbers.Integral) or stride < 1:
+        raise ValueError(f"{op}: stride must be a positive int, got {stride!r}")
+    _out_size(x.shape[2], kernel_size, stride, 0, op, "height")
+    _out_size(x.shape[3], kernel_size, stride, 0, op, "width")
+    return MaxPool2d.apply(x, k=int(kernel_size), s=int(stride))
+
+
+# ================================================================= local response normalization
+
+class LocalResponseNorm(Function):
+    """The paper's LRN (section 3.3), across channels:
+        s_i = k + alpha * sum_{j in window(i)} a_j^2,   b_i = a_i * s_i^(-beta)
+    Backward:
+        da_i = db_i s_i^(-beta) - 2 alpha beta a_i sum_{j: i in window(j)} db_j b_j / s_j"""
+
+    @staticmethod
+    def forward(ctx, x, size, alpha, beta, k):
+        y, scale = ctx.be.lrn_forward(x, size, alpha, beta, k)
+        ctx.save_for_backward(x, y, scale)
+        ctx.params = (size, alpha, beta)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, y, scale = ctx.saved
+        return (ctx.be.lrn_backward(dy, x, y, scale, *ctx.params),)
+
+
+def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
+    """Local response normalization as the paper writes it (section 3.3):
+
+        b_i = a_i / (k + alpha * sum_{j = i - size//2}^{i + (size-1)//2} a_j^2) ** beta
+
+    with k=2, n=size=5, alpha=1e-4, beta=0.75. Note: alpha is NOT divided by size here.
+    PyTorch's local_response_norm and Caffe's LRN layer divide alpha by size, so the paper's
+    net in PyTorch needs alpha = 1e-4 * 5 = 5e-4 to compute the same function."""
+    op = "local_response_norm"
+    _check_tensor(x, "input", op, 4)
+    if not isinstance(size, numbers.Integral) or size < 1:
+        raise ValueError(f"{op}: size must be a positive int, got {size!r}")
+    if k <= 0 or alpha < 0:
+        raise ValueError(f"{op}: need k > 0 and alpha >= 0 so the scale stays positive, got k={k}, alpha={alpha}")
+    return LocalResponseNorm.apply(x, size=int(size), alpha=float(alpha), beta=float(beta), k=float(k))
+
+
+# ================================================================= elementwise
+
+class ReLU(Function):
+    """y = max(x, 0);  dx = dy * [y > 0]"""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.be.relu_forward(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (ctx.be.relu_backward(dy, ctx.saved[0]),)
+
+
+def relu(x):
+    """Rectified linear unit, y = max(x, 0) (section 3.1)."""
+    _check_tensor(x, "input", "relu")
+    return ReLU.apply(x)
+
+
+class Dropout(Function):
+    """y = x * m with m_i = 1/(1-p) with probability 1-p, else 0;  dx = dy * m"""
+
+    @staticmethod
+    def forward(ctx, x, p, rng):
+        mask = ctx.be.dropout_mask(x.shape, p, x.dtype, rng)
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (dy * ctx.saved[0],)
+
+
+def dropout(x, p=0.5, training=True):
+    """Inverted dropout (section 4.2 uses p = 0.5): during training each unit is zeroed with
+    probability p and the survivors are scaled by 1/(1-p), so evaluation is the identity
+    (the paper instead multiplied outputs by 0.5 at test time; the two are equivalent in mean)."""
+    _check_tensor(x, "input", "dropout")
+    if not isinstance(p, numbers.Real) or not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
+    if not training or p == 0:
+        return x
+    return Dropout.apply(x, p=float(p), rng=tn_random.generator(x.device))
+
+
+# ================================================================= fully connected
+
+class Linear(Function):
+    """y = x @ W^T + b;  dx = dy @ W,  dW = dy^T @ x,  db = sum_n dy"""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        y = ctx.xp.matmul(x, w.T)
+        return y if b is None else y + b
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved
+        xp = ctx.xp
+        dx = xp.matmul(dy, w) if ctx.needs_input_grad[0] else None
+        dw = xp.matmul(dy.T, x) if ctx.needs_input_grad[1] else None
+        db = dy.sum(axis=0) if ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
+def linear(x, w, b=None):
+    """Fully connected layer: x (N, in), w (out, in) as in PyTorch, b (out,) -> (N, out)."""
+    op = "linear"
+    _check_tensor(x, "input", op, 2)
+    _check_tensor(w, "weight", op, 2)
+    _check_same_dtype(op, input=x, weight=w, bias=b)
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"{op}: input has {x.shape[1]} features but weight expects {w.shape[1]} "
+                         f"(weight.shape={w.shape})")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"{op}: bias has shape {b.shape}, expected ({w.shape[0]},)")
+    return Linear.apply(x, w, b)
+
+
+# ================================================================= loss
+
+class SoftmaxCrossEntropy(Function):
+    """L = mean_n [logsumexp(z_n) - z_n[t_n]];  dz = (softmax(z) - onehot(t)) / N"""
+
+    @staticmethod
+    def forward(ctx, logits, labels):
+        loss, probs = ctx.be.softmax_xent_forward(logits, labels)
+        ctx.save_for_backward(probs, labels)
+        return loss
+
+    @staticmethod
+    def backward(ctx, dloss):
+        probs, labels = ctx.saved
+        return (ctx.be.softmax_xent_backward(probs, labels, dloss),)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean cross-entropy of softmax(logits) (N, classes) against integer labels (N,),
+    in log-sum-exp form so large logits cannot overflow. Returns a scalar Tensor."""
+    op = "softmax_cross_entropy"
+    _check_tensor(logits, "logits", op, 2)
+    n, classes = logits.shape
+    xp = logits.device.xp
+    on_host = isinstance(labels, (list, tuple, np.ndarray))
+    labels_arr = np.asarray(labels) if on_host else labels
+    if isinstance(labels, Tensor) or not hasattr(labels_arr, "dtype"):
+        raise TypeError(f"{op}: labels must be an integer array, got {type(labels).__name__}")
+    if labels_arr.dtype.kind not in "iu":
+        raise TypeError(f"{op}: labels must be integers, got dtype {labels_arr.dtype}")
+    if labels_arr.shape != (n,):
+        raise ValueError(f"{op}: labels have shape {labels_arr.shape}, expected ({n},) to match logits {logits.shape}")
+    if on_host and n and (labels_arr.min() < 0 or labels_arr.max() >= classes):
+        bad = labels_arr[(labels_arr < 0) | (labels_arr >= classes)][0]
+        raise ValueError(f"{op}: label {bad} out of range [0, {classes})")
+    with logits.device.context():
+        labels_dev = xp.asarray(labels_arr, dtype=np.int64)  # a device array already is checked by its maker
+    return SoftmaxCrossEntropy.apply(logits, _Constant(labels_dev, logits.device))
+
+
+class _Constant(Tensor):
+    """An array that rides along as a Function input but never takes a gradient (labels)."""
+
+    __slots__ = ()
+
+    def __init__(self, data, device):
+        super().__init__(data, device)
+
+
+# ================================================================= shape ops
+
+class Reshape(Function):
+    """y = x viewed with a new shape; dx = dy viewed with x's shape"""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.x_shape = x.shape
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (dy.reshape(ctx.x_shape),)
+
+
+def reshape(x, shape):
+    """Same elements, new shape (one entry may be -1)."""
+    _check_tensor(x, "input", "reshape")
+    shape = tuple(int(s) for s in shape)
+    known = int(np.prod([s for s in shape if s != -1]))
+    if shape.count(-1) > 1 or (-1 not in shape and known != x.size) or (-1 in shape and (known == 0 or x.size % known)):
+        raise ValueError(f"reshape: cannot view shape {x.shape} ({x.size} elements) as {shape}")
+    return Reshape.apply(x, shape=shape)
+
+
+def flatten(x):
+    """(N, C, H, W) -> (N, C*H*W): the bridge from the last pooling layer to fc6."""
+    _check_tensor(x, "input", "flatten")
+    return reshape(x, (x.shape[0], -1))
+
+
+class Add(Function):
+    """y = a + b (b broadcast to a's shape); da = dy, db = dy summed over the broadcast axes
+    (the adjoint of broadcast is sum)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.b_shape = b.shape
+        return a + b
+
+    @staticmethod
+    def backward(ctx, dy):
+        db = dy
+        extra = dy.ndim - len(ctx.b_shape)
+        if extra:
+            db = db.sum(axis=tuple(range(extra)))
+        axes = tuple(i for i, s in enumerate(ctx.b_shape) if s == 1 and db.shape[i] != 1)
+        if axes:
+            db = db.sum(axis=axes, keepdims=True)
+        return dy, db
+
+
+def add(a, b):
+    """Elementwise sum; b may broadcast to a's shape (e.g. a bias)."""
+    _check_tensor(a, "a", "add")
+    _check_tensor(b, "b", "add")
+    _check_same_dtype("add", a=a, b=b)
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        shape = None
+    if shape != a.shape:
+        raise ValueError(f"add: shape {b.shape} does not broadcast to {a.shape}")
+    return Add.apply(a, b)
+
+
+class Concat(Function):
+    """y = [x_1, x_2, ...] stacked along an axis; dx_k = the slice of dy that x_k filled"""
+
+    @staticmethod
+    def forward(ctx, *xs, axis):
+        ctx.axis, ctx.sizes = axis, [x.shape[axis] for x in xs]
+        return ctx.xp.concatenate(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx, dy):
+        bounds = np.cumsum(ctx.sizes)[:-1].tolist()
+        return tuple(ctx.xp.split(dy, bounds, axis=ctx.axis))
+
+
+def concat(tensors, axis=1):
+    """Join tensors along an axis (channels by default). All must sit on one device."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concat: needs at least one tensor")
+    for i, t in enumerate(tensors):
+        _check_tensor(t, f"tensors[{i}]", "concat")
+    _check_same_dtype("concat", **{f"tensors[{i}]": t for i, t in enumerate(tensors)})
+    ndim = tensors[0].ndim
+    axis = axis + ndim if axis < 0 else axis
+    for i, t in enumerate(tensors):
+        if t.ndim != ndim or t.shape[:axis] + t.shape[axis + 1:] != tensors[0].shape[:axis] + tensors[0].shape[axis + 1:]:
+            raise ValueError(f"concat: tensors[{i}] has shape {t.shape}, which differs from {tensors[0].shape} "
+                             f"outside axis {axis}")
+    return Concat.apply(*tensors, axis=axis)
+
+
+class Slice(Function):
+    """y = x[start:stop] along an axis; dx = dy placed in zeros of x's shape"""
+
+    @staticmethod
+    def forward(ctx, x, axis, start, stop):
+        ctx.x_shape, ctx.index = x.shape, (slice(None),) * axis + (slice(start, stop),)
+        return ctx.xp.ascontiguousarray(x[ctx.index])
+
+    @staticmethod
+    def backward(ctx, dy):
+        dx = ctx.xp.zeros(ctx.x_shape, dtype=dy.dtype)
+        dx[ctx.index] = dy
+        return (dx,)
+
+
+def split(x, sections, axis=1):
+    """Cut x into `sections` equal parts along an axis (channels by default), or into parts of
+    the sizes listed in `sections`. The inverse of concat."""
+    _check_tensor(x, "input", "split")
+    axis = axis + x.ndim if axis < 0 else axis
+    length = x.shape[axis]
+    if isinstance(sections, numbers.Integral):
+        if sections < 1 or length % sections:
+            raise ValueError(f"split: axis {axis} of length {length} does not split into {sections} equal parts")
+        sizes = [length // sections] * sections
+    else:
+        sizes = [int(s) for s in sections]
+        if sum(sizes) != length or min(sizes) < 1:
+            raise ValueError(f"split: sizes {sizes} do not add up to the length {length} of axis {axis}")
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    return [Slice.apply(x, axis=axis, start=a, stop=b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+# ================================================================= devices
+
+def _transfer(array, src, dst):
+    """Copy an array from device src to device dst."""
+    if dst.type == "cpu":
+        return np.array(array.get() if src.type == "cuda" else array, copy=True)
+    with dst.context():
+        return dst.xp.array(array, copy=True)  # host -> GPU, or GPU -> GPU (a peer copy)
+
+
+class To(Function):
+    """y = x copied to another device; dx = dy copied back (a copy's adjoint is the copy back)."""
+
+    @classmethod
+    def output_device(cls, input_device, params):
+        return params["dst"]
+
+    @staticmethod
+    def forward(ctx, x, dst):
+        ctx.dst = dst
+        return _transfer(x, ctx.device, dst)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (_transfer(dy, ctx.dst, ctx.device),)
+
+
+def to(x, device):
+    """A differentiable copy of x on `device` ("cpu:1", "cuda:0", ...); x itself if it is there."""
+    _check_tensor(x, "input", "to")
+    dst = as_device(device)
+    if dst == x.device:
+        return x
+    dst.backend  # fail now, with the backend's message, if the device cannot be used
+    return To.apply(x, dst=dst)

@@ -1,0 +1,241 @@
+"""Numerical gradient checks: every layer, every backend.
+
+For an op y = f(x_1, ..., x_k) we fix a random upstream gradient g and check the scalar
+L = <g, y>, so each layer is checked as it sits inside a network (cs231n's weighting):
+
+    analytic:   dL/dx from y.backward(g)
+    numerical:  (8 (L(x + h e) - L(x - h e)) - (L(x + 2h e) - L(x - 2h e))) / (12 h)
+                the fourth-order central difference: error O(h^4), so h = 1e-4 leaves
+                ~1e-12 of round-off and truncation together in float64
+
+Small inputs are checked element by element; large ones along random directions v, comparing
+<dL/dx, v> with the same difference taken along v. The error of one entry is
+
+    |analytic - numerical| / max(|analytic|, |numerical|, 1e-3 * max|numerical|)
+
+(an entry whose true gradient is 0 is measured against the tensor's scale, not against 0).
+Inputs are drawn away from ReLU's kink and without ties in pooling windows; LRN runs with
+alpha = 0.5 so a wrong window sum changes the answer visibly.
+
+    python -m tinynet.gradcheck [--backend numba|reference|cupy] [--layer conv2d] [--dtype float64]
+"""
+import argparse
+import sys
+
+import numpy as np
+
+from . import backends
+from . import functional as F
+from . import random as tn_random
+from .tensor import tensor
+
+ELEMENTWISE_LIMIT = 2000   # inputs up to this size are checked on every element
+DIRECTIONS = 6             # random directions for larger inputs
+TOLERANCE = {"float64": 1e-6, "float32": 2e-2}
+STEP = {"float64": 1e-4, "float32": 1e-2}
+
+
+def _away_from_zero(rng, shape, margin=0.1):
+    """Uniform in [-1, -margin] U [margin, 1]: no ReLU input sits at (or near) its kink."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(margin, 1.0, size=shape)
+
+
+def _distinct(rng, shape, spacing=0.01):
+    """Values spaced `spacing` apart in random order: no pooling window holds a tie."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) - n / 2).reshape(shape) * spacing
+
+
+def check_gradients(fn, inputs, seed=0, dtype="float64"):
+    """Compare analytic and numerical gradients of L = <g, fn(*inputs)> for every input that
+    requires grad. fn must be deterministic given tn.manual_seed(seed) (dropout is).
+    Returns (worst relative error, number of entries or directions checked)."""
+    rng = np.random.default_rng(seed + 1)
+
+    def run():
+        tn_random.manual_seed(seed)
+        return fn(*inputs)
+
+    y = run()
+    g = rng.standard_normal(y.shape)
+    xp = y.device.xp
+    with y.device.context():
+        g_dev = xp.asarray(g, dtype=y.dtype)
+    for t in inputs:
+        t.grad = None
+    y.backward(g_dev)
+
+    def loss():
+        out = run().numpy().astype(np.float64)
+        return float(np.vdot(g, out))
+
+    h = STEP[dtype]
+
+    def difference(direction):
+        return (8 * (perturbed(direction, h) - perturbed(direction, -h))
+                - (perturbed(direction, 2 * h) - perturbed(direction, -2 * h))) / (12 * h)
+    worst, checked = 0.0, 0
+    for t in inputs:
+        if not t.requires_grad:
+            continue
+        analytic = t.grad.get() if hasattr(t.grad, "get") else np.asarray(t.grad)
+        analytic = analytic.astype(np.float64).ravel()
+        base = t.data.copy()
+
+        def perturbed(direction, step):
+            with t.device.context():
+                t.data = (base + step * xp.asarray(direction.reshape(base.shape), dtype=base.dtype)).astype(base.dtype)
+            return loss()
+
+        if t.size <= ELEMENTWISE_LIMIT:
+            numeric = np.empty(t.size)
+            for i in range(t.size):
+                e = np.zeros(t.size)
+                e[i] = 1.0
+                numeric[i] = difference(e)
+            pairs = (analytic, numeric)
+        else:
+            dirs = rng.standard_normal((DIRECTIONS, t.size))
+            numeric = np.array([difference(v) for v in dirs])
+            pairs = (dirs @ analytic, numeric)
+        t.data = base
+        a, n = pairs
+        floor = max(1e-3 * np.abs(n).max(), 1e-12)
+        err = np.abs(a - n) / np.maximum(np.maximum(np.abs(a), np.abs(n)), floor)
+        worst = max(worst, float(err.max()))
+        checked += len(n)
+    return worst, checked
+
+
+# ================================================================= the cases: one per layer
+
+def _t(array, device, dtype, grad=True):
+    return tensor(array, device=device, dtype=dtype, requires_grad=grad)
+
+
+def _conv(rng, device, dtype):
+    x = _t(rng.standard_normal((2, 4, 7, 6)), device, dtype)
+    w = _t(rng.standard_normal((6, 2, 3, 2)), device, dtype)
+    b = _t(rng.standard_normal(6), device, dtype)
+    return lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=(1, 2), groups=2), [x, w, b]
+
+
+def _conv_stride4(rng, device, dtype):  # conv1's shape of problem: big kernel, stride 4, padding 2
+    x = _t(rng.standard_normal((1, 3, 15, 15)), device, dtype)
+    w = _t(rng.standard_normal((4, 3, 5, 5)), device, dtype)
+    return lambda x, w: F.conv2d(x, w, stride=4, padding=2), [x, w]
+
+
+def _pool(rng, device, dtype):
+    x = _t(_distinct(rng, (2, 3, 7, 8)), device, dtype)
+    return lambda x: F.max_pool2d(x, 3, 2), [x]
+
+
+def _lrn(rng, device, dtype):
+    x = _t(rng.standard_normal((2, 7, 3, 3)), device, dtype)
+    return lambda x: F.local_response_norm(x, size=5, alpha=0.5, beta=0.75, k=2.0), [x]
+
+
+def _relu(rng, device, dtype):
+    x = _t(_away_from_zero(rng, (3, 5, 4)), device, dtype)
+    return F.relu, [x]
+
+
+def _dropout(rng, device, dtype):
+    x = _t(rng.standard_normal((4, 50)), device, dtype)
+    return lambda x: F.dropout(x, 0.5, training=True), [x]
+
+
+def _linear(rng, device, dtype):
+    x = _t(rng.standard_normal((5, 7)), device, dtype)
+    w = _t(rng.standard_normal((3, 7)), device, dtype)
+    b = _t(rng.standard_normal(3), device, dtype)
+    return F.linear, [x, w, b]
+
+
+def _xent(rng, device, dtype):
+    z = _t(rng.standard_normal((6, 5)) * 3, device, dtype)
+    labels = rng.integers(0, 5, size=6)
+    return lambda z: F.softmax_cross_entropy(z, labels), [z]
+
+
+def _shapes(rng, device, dtype):  # flatten, reshape, split, concat, add in one chain
+    x = _t(rng.standard_normal((2, 6, 2, 2)), device, dtype)
+    b = _t(rng.standard_normal((1, 3, 1, 1)), device, dtype)
+
+    def chain(x, b):
+        left, right = F.split(x, 2, axis=1)
+        y = F.concat([F.add(right, b), left], axis=1)
+        return F.reshape(F.flatten(y), (4, 12))
+    return chain, [x, b]
+
+
+def _to(rng, device, dtype):
+    other = "cpu:1" if device.startswith("cpu") else "cpu:0"
+    x = _t(rng.standard_normal((3, 4)), device, dtype)
+    w = _t(rng.standard_normal((2, 4)), other, dtype)
+    return lambda x, w: F.linear(x.to(other), w).to(device), [x, w]
+
+
+def _network(rng, device, dtype):
+    """Every layer in one small AlexNet-shaped net: conv-relu-lrn-pool, grouped conv, dropout, fc."""
+    x = _t(rng.standard_normal((2, 3, 13, 13)), device, dtype)
+    w1 = _t(rng.standard_normal((4, 3, 3, 3)) * 0.5, device, dtype)
+    b1 = _t(rng.uniform(0.1, 0.5, 4), device, dtype)
+    w2 = _t(rng.standard_normal((6, 2, 3, 3)) * 0.5, device, dtype)
+    w3 = _t(rng.standard_normal((5, 24)) * 0.5, device, dtype)
+    labels = rng.integers(0, 5, size=2)
+
+    def net(x, w1, b1, w2, w3):
+        h = F.relu(F.conv2d(x, w1, b1, stride=2, padding=1))                 # (2, 4, 7, 7)
+        h = F.max_pool2d(F.local_response_norm(h, 3, alpha=0.5), 3, 2)       # (2, 4, 3, 3)
+        h = F.relu(F.conv2d(h, w2, padding=1, groups=2))                     # (2, 6, 3, 3)
+        h = F.dropout(F.flatten(F.max_pool2d(h, 2, 1)), 0.5)                 # (2, 24)
+        return F.softmax_cross_entropy(F.linear(h, w3), labels)
+    return net, [x, w1, b1, w2, w3]
+
+
+CASES = {
+    "conv2d": _conv, "conv2d_stride4": _conv_stride4, "max_pool2d": _pool,
+    "local_response_norm": _lrn, "relu": _relu, "dropout": _dropout, "linear": _linear,
+    "softmax_cross_entropy": _xent, "shape_ops": _shapes, "to": _to, "network": _network,
+}
+
+
+def run_case(layer, backend, dtype="float64", seed=0):
+    """Build the case on the backend's device and check it: (worst error, entries checked)."""
+    device = "cuda:0" if backend == "cupy" else "cpu:0"
+    rng = np.random.default_rng(seed)
+    if backend == "cupy":
+        fn, inputs = CASES[layer](rng, device, dtype)
+        return check_gradients(fn, inputs, seed, dtype)
+    with backends.use_cpu_backend(backend):
+        fn, inputs = CASES[layer](rng, device, dtype)
+        return check_gradients(fn, inputs, seed, dtype)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tinynet.gradcheck", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["numba", "reference", "cupy"], action="append",
+                        help="backend(s) to check (default: every one available here)")
+    parser.add_argument("--layer", choices=sorted(CASES), action="append", help="layer(s) to check (default: all)")
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    args = parser.parse_args(argv)
+    names = args.backend or backends.available("cpu") + backends.available("cuda")
+    layers = args.layer or list(CASES)
+    tol = TOLERANCE[args.dtype]
+    print(f"{'layer':<24}{'backend':<11}{'dtype':<9}{'checked':>8}{'max rel err':>14}  result")
+    failed = 0
+    for backend in names:
+        for layer in layers:
+            err, checked = run_case(layer, backend, args.dtype)
+            ok = err <= tol
+            failed += not ok
+            print(f"{layer:<24}{backend:<11}{args.dtype:<9}{checked:>8}{err:>14.2e}  {'pass' if ok else 'FAIL'}",
+                  flush=True)
+    print(f"{len(names) * len(layers) - failed} passed, {failed} failed (tolerance {tol:g})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""AlexNet (Krizhevsky, Sutskever and Hinton, NIPS 2012), three ways.
+
+alexnet(...)        the paper's net on one device; the two-GPU split kept as groups=2 on
+                    conv2, conv4 and conv5 (Caffe's layout). 60,965,224 parameters.
+alexnet2012(...)    the paper's Figure 2 as drawn: two towers, one per device, that talk only
+                    at conv3, fc6, fc7 and fc8 (section 3.2). Same function as alexnet(groups=2).
+alexnet_small(...)  the same kinds of layer sized for 28-32 px images (Fashion-MNIST, CIFAR-10).
+
+The layers (section 3.5), for a 224 x 224 x 3 input:
+    conv1  96 @ 11x11 / 4, pad 2 -> 55x55    ReLU, LRN, max-pool 3/2 -> 27x27
+    conv2 256 @ 5x5, pad 2, 2 groups -> 27   ReLU, LRN, max-pool 3/2 -> 13x13
+    conv3 384 @ 3x3, pad 1 (reads both towers) ReLU
+    conv4 384 @ 3x3, pad 1, 2 groups           ReLU
+    conv5 256 @ 3x3, pad 1, 2 groups           ReLU, max-pool 3/2 -> 6x6
+    fc6 4096, fc7 4096 (dropout 0.5 before each, section 4.2), fc8 num_classes
+The paper's 224 with conv1 padding 2 gives (224 - 11 + 2*2) // 4 + 1 = 55; Caffe uses 227
+without padding for the same 55.
+"""
+import numpy as np
+
+from .. import functional as F
+from .. import nn
+from .. import random as tn_random
+from ..device import device as as_device
+
+INITS = ("kaiming", "paper", "caffe")
+# Layers whose biases the paper sets to 1 (section 5) "to accelerate the early stages of
+# learning by providing the ReLUs with positive inputs"; Caffe's reference net found 1 stalls
+# training and uses 0.1.
+ONE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
+
+
+def init_weights(model, init="kaiming"):
+    """Draw every weight and bias of an AlexNet-family model, in place, from tn.random's host
+    generator (so the same seed gives the same net on any device).
+
+    kaiming: w ~ N(0, 2 / fan_in), b = 0 (the default: it trains from the first epoch)
+    paper:   w ~ N(0, 0.01^2), b = 1 in conv2, conv4, conv5, fc6, fc7, else 0 (section 5)
+    caffe:   w ~ N(0, 0.01^2) (fc6, fc7: 0.005^2), b = 0.1 where the paper has 1
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    rng = tn_random.host_rng()
+    for name, p in model.named_parameters():
+        layer = name.split(".")[-2]  # "conv2" in "tower0.conv2.weight" or "conv2.weight"
+        if name.endswith("weight"):
+            fan_in = int(np.prod(p.shape[1:]))
+            std = {"kaiming": np.sqrt(2.0 / fan_in), "paper": 0.01,
+                   "caffe": 0.005 if layer in ("fc6", "fc7") else 0.01}[init]
+            value = rng.standard_normal(p.shape) * std
+        else:
+            fill = {"kaiming": 0.0, "paper": 1.0, "caffe": 0.1}[init] if layer in ONE_BIAS_LAYERS else 0.0
+            value = np.full(p.shape, fill)
+        p.data[...] = p.device.xp.asarray(value.astype(p.dtype))
+    return model
+
+
+def _lrn(groups=1):
+    """Section 3.3: k=2, n=5, alpha=1e-4, beta=0.75. With groups=2 each tower normalizes its own
+    maps, as each GPU did in the paper, so the grouped net equals the two-tower net exactly."""
+    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0, groups=groups)
+
+
+def alexnet(num_classes=1000, groups=2, device="cpu", init="kaiming", dropout=0.5, dtype=np.float32):
+    """The paper's AlexNet on one device. groups=2 keeps the two-GPU connectivity (conv2, conv4,
+    conv5 see only their own tower's maps); groups=1 is the 'one-GPU' variant of section 7."""
+    kw = dict(device=device, dtype=dtype)
+    net = nn.Sequential(
+        conv1=nn.Conv2d(3, 96, 11, stride=4, padding=2, **kw), relu1=nn.ReLU(), lrn1=_lrn(groups),
+        pool1=nn.MaxPool2d(3, 2),
+        conv2=nn.Conv2d(96, 256, 5, padding=2, groups=groups, **kw), relu2=nn.ReLU(), lrn2=_lrn(groups),
+        pool2=nn.MaxPool2d(3, 2),
+        conv3=nn.Conv2d(256, 384, 3, padding=1, **kw), relu3=nn.ReLU(),
+        conv4=nn.Conv2d(384, 384, 3, padding=1, groups=groups, **kw), relu4=nn.ReLU(),
+        conv5=nn.Conv2d(384, 256, 3, padding=1, groups=groups, **kw), relu5=nn.ReLU(),
+        pool5=nn.MaxPool2d(3, 2), flatten=nn.Flatten(),
+        drop6=nn.Dropout(dropout), fc6=nn.Linear(256 * 6 * 6, 4096, **kw), relu6=nn.ReLU(),
+        drop7=nn.Dropout(dropout), fc7=nn.Linear(4096, 4096, **kw), relu7=nn.ReLU(),
+        fc8=nn.Linear(4096, num_classes, **kw),
+    )
+    return init_weights(net, init)
+
+
+def alexnet_small(num_classes=10, in_channels=1, image_size=28, width=32, device="cpu", init="kaiming",
+                  dropout=0.5, dtype=np.float32):
+    """AlexNet's layer kinds at the scale of 28-32 px images: five convs (conv2, conv4, conv5
+    grouped in two towers), ReLU, LRN after conv1 and conv2, overlapping 3/2 max-pools, dropout
+    before fc6 and fc7. Channel counts are width x (1, 2, 3, 3, 2); fc6 and fc7 have 16 x width.
+
+    For 28 x 28: conv1 5x5 pad 2 -> 28, pool -> 13, conv2 -> 13, pool -> 6, conv3..5 -> 6, pool -> 2.
+    """
+    c1, c2, c3, c5, fc = width, 2 * width, 3 * width, 2 * width, 16 * width
+    side = image_size
+    for _ in range(3):
+        side = (side - 3) // 2 + 1  # the three overlapping max-pools
+    if side < 1:
+        raise ValueError(f"alexnet_small: image_size {image_size} is too small for three 3/2 max-pools")
+    kw = dict(device=device, dtype=dtype)
+    net = nn.Sequential(
+        conv1=nn.Conv2d(in_channels, c1, 5, padding=2, **kw), relu1=nn.ReLU(), lrn1=_lrn(2), pool1=nn.MaxPool2d(3, 2),
+        conv2=nn.Conv2d(c1, c2, 5, padding=2, groups=2, **kw), relu2=nn.ReLU(), lrn2=_lrn(2), pool2=nn.MaxPool2d(3, 2),
+        conv3=nn.Conv2d(c2, c3, 3, padding=1, **kw), relu3=nn.ReLU(),
+        conv4=nn.Conv2d(c3, c3, 3, padding=1, groups=2, **kw), relu4=nn.ReLU(),
+        conv5=nn.Conv2d(c3, c5, 3, padding=1, groups=2, **kw), relu5=nn.ReLU(),
+        pool5=nn.MaxPool2d(3, 2), flatten=nn.Flatten(),
+        drop6=nn.Dropout(dropout), fc6=nn.Linear(c5 * side * side, fc, **kw), relu6=nn.ReLU(),
+        drop7=nn.Dropout(dropout), fc7=nn.Linear(fc, fc, **kw), relu7=nn.ReLU(),
+        fc8=nn.Linear(fc, num_classes, **kw),
+    )
+    return init_weights(net, init)
+
+
+# ================================================================= the two towers
+
+class Tower(nn.Module):
+    """One GPU's half of Figure 2: half the kernels of every layer, all on one device."""
+
+    def __init__(self, device, dtype):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.conv1 = nn.Conv2d(3, 48, 11, stride=4, padding=2, **kw)
+        self.conv2 = nn.Conv2d(48, 128, 5, padding=2, **kw)
+        self.conv3 = nn.Conv2d(256, 192, 3, padding=1, **kw)   # reads both towers' conv2 maps
+        self.conv4 = nn.Conv2d(192, 192, 3, padding=1, **kw)
+        self.conv5 = nn.Conv2d(192, 128, 3, padding=1, **kw)
+        self.fc6 = nn.Linear(2 * 128 * 6 * 6, 2048, **kw)       # reads both towers
+        self.fc7 = nn.Linear(2 * 2048, 2048, **kw)              # reads both towers
+
+
+class AlexNet2012(nn.Module):
+    """The paper's net split over two devices (section 3.2, Figure 2).
+
+    Each tower holds half of the kernels of every layer. The towers exchange activations only
+    where the paper's do: before conv3, fc6, fc7 and fc8. Every exchange is a visible `.to()`
+    (differentiable: its backward copies the gradient back), and the bytes it moves are counted
+    in `crossing_bytes` (forward; backward moves the same amount the other way).
+    """
+
+    def __init__(self, num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5,
+                 dtype=np.float32):
+        super().__init__()
+        if len(devices) != 2:
+            raise ValueError(f"alexnet2012: devices must name two devices, got {devices!r}")
+        self.devices = tuple(as_device(d) for d in devices)
+        self.tower0 = Tower(self.devices[0], dtype)
+        self.tower1 = Tower(self.devices[1], dtype)
+        self.fc8 = nn.Linear(2 * 2048, num_classes, device=self.devices[0], dtype=dtype)
+        self.dropout = dropout
+        self.crossing_bytes = 0
+        init_weights(self, init)
+
+    @property
+    def towers(self):
+        return (self.tower0, self.tower1)
+
+    def _cross(self, x, device):
+        """Copy x to `device`, counting the bytes that travel between devices."""
+        if x.device != device:
+            self.crossing_bytes += x.size * x.dtype.itemsize
+        return x.to(device)
+
+    def _gather(self, parts, device):
+        """Both towers' activations, concatenated on `device` (channels or features)."""
+        return F.concat([self._cross(p, device) for p in parts], axis=1)
+
+    def forward(self, x):
+        self.crossing_bytes = 0
+        d, (t0, t1) = self.devices, self.towers
+        pool = lambda h: F.max_pool2d(h, 3, 2)
+        lrn = lambda h: F.local_response_norm(h, 5, 1e-4, 0.75, 2.0)
+        # conv1, conv2: each tower alone
+        h = [self._cross(x, dev) for dev in d]
+        h = [pool(lrn(F.relu(t.conv1(hi)))) for t, hi in zip(self.towers, h)]    # (N, 48, 27, 27)
+        h = [pool(lrn(F.relu(t.conv2(hi)))) for t, hi in zip(self.towers, h)]    # (N, 128, 13, 13)
+        # conv3 reads the maps of both towers
+        h = [F.relu(t.conv3(self._gather(h, dev))) for t, dev in zip(self.towers, d)]  # (N, 192, 13, 13)
+        h = [F.relu(t.conv4(hi)) for t, hi in zip(self.towers, h)]                # (N, 192, 13, 13)
+        h = [F.flatten(pool(F.relu(t.conv5(hi)))) for t, hi in zip(self.towers, h)]  # (N, 128*6*6)
+        # fc6, fc7 read both towers; fc8 reads both and lives on the first device. Dropout acts
+        # on a tower's own units before they cross, so a dropped unit is dropped for every reader.
+        drop = lambda h: F.dropout(h, self.dropout, self.training)
+        h = [drop(hi) for hi in h]
+        h = [F.relu(t.fc6(self._gather(h, dev))) for t, dev in zip(self.towers, d)]  # (N, 2048)
+        h = [drop(hi) for hi in h]
+        h = [F.relu(t.fc7(self._gather(h, dev))) for t, dev in zip(self.towers, d)]  # (N, 2048)
+        return self.fc8(self._gather(h, d[0]))                                   # (N, num_classes)
+
+
+def alexnet2012(num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5, dtype=np.float32):
+    """The paper's two-tower AlexNet, tower i on devices[i]. With one GPU pass
+    devices=("cuda:0", "cuda:0"): both towers then share it and nothing crosses."""
+    return AlexNet2012(num_classes, devices, init, dropout, dtype)
+
+
+# ================================================================= grouped <-> two towers
+
+# For each layer: how the grouped net's parameter splits between the towers.
+#   "out":   tower t takes output rows [t*h, (t+1)*h) (grouped or cross-tower convs, fc6, fc7)
+#   "whole": fc8, kept whole on the first device
+_SPLIT = {"conv1": "out", "conv2": "out", "conv3": "out", "conv4": "out", "conv5": "out",
+          "fc6": "out", "fc7": "out", "fc8": "whole"}
+
+
+def split_towers(state_dict):
+    """The grouped net's state_dict ("conv2.weight", ...) -> the two-tower net's
+    ("tower0.conv2.weight", "tower1.conv2.weight", ..., "fc8.weight").
+
+    Every split layer keeps its input side whole and halves its outputs: grouped conv2's
+    weight (256, 48, 5, 5) gives each tower (128, 48, 5, 5), its own group's kernels; conv3's
+    (384, 256, 3, 3) gives each tower (192, 256, 3, 3), reading both towers' maps."""
+    out = {}
+    for name, value in state_dict.items():
+        layer, kind = name.split(".")
+        if layer not in _SPLIT:
+            raise KeyError(f"split_towers: unexpected key {name!r}")
+        value = np.asarray(value)
+        if _SPLIT[layer] == "whole":
+            out[name] = value.copy()
+            continue
+        half = value.shape[0] // 2
+        out[f"tower0.{name}"] = value[:half].copy()
+        out[f"tower1.{name}"] = value[half:].copy()
+    return out
+
+
+def merge_towers(state_dict):
+    """The two-tower net's state_dict -> the grouped net's (the inverse of split_towers)."""
+    out = {}
+    for name, value in state_dict.items():
+        if name.startswith("tower1."):
+            continue
+        if name.startswith("tower0."):
+            short = name[len("tower0."):]
+            other = state_dict.get("tower1." + short)
+            if other is None:
+                raise KeyError(f"merge_towers: {name!r} has no partner 'tower1.{short}'")
+            out[short] = np.concatenate([np.asarray(value), np.asarray(other)], axis=0)
+        else:
+            out[name] = np.asarray(value).copy()
+    return out

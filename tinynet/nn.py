@@ -1,0 +1,317 @@
+"""Modules: layers that own their parameters, in PyTorch's dialect.
+
+A Module registers every Parameter and sub-Module assigned to it as an attribute, so
+`named_parameters()` yields names such as "conv2.weight" that match a PyTorch net of the
+same layout. `state_dict()` gives NumPy copies; `load_state_dict()` copies values into the
+existing arrays, keeping their dtype and device.
+"""
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from . import functional as F
+from . import random as tn_random
+from .autograd import no_grad
+from .device import device as as_device
+from .tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A leaf Tensor that a Module owns and an optimizer updates (requires_grad=True)."""
+
+    __slots__ = ()
+
+    def __init__(self, data, device="cpu"):
+        super().__init__(data, device, requires_grad=True)
+
+
+def _host_array(value):
+    """A NumPy array from a NumPy/CuPy array, a Tensor, or anything np.asarray understands
+    (a torch tensor included)."""
+    if isinstance(value, Tensor):
+        return value.numpy()
+    if hasattr(value, "get"):
+        return value.get()
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+    return np.asarray(value)
+
+
+class Module:
+    training = True
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ walking the tree
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def named_parameters(self):
+        for prefix, m in self.named_modules():
+            for name, p in m._parameters.items():
+                yield (f"{prefix}.{name}" if prefix else name), p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode=True):
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ------------------------------------------------------------ devices and dtypes
+    def to(self, target):
+        """Move every parameter to a device ("cpu", "cuda:0") or convert it to a dtype
+        (np.float32, np.float64), in place; returns self. Gradients are dropped."""
+        if isinstance(target, str) or hasattr(target, "type") and hasattr(target, "index"):
+            dev = as_device(target)
+            for p in self.parameters():
+                if p.device != dev:
+                    p.data = F._transfer(p.data, p.device, dev)
+                    p.device = dev
+                p.grad = None
+            return self
+        dtype = np.dtype(target)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"Module.to: expected a device string or np.float32/np.float64, got {target!r}")
+        for p in self.parameters():
+            with p.device.context():
+                p.data = p.data.astype(dtype)
+            p.grad = None
+        return self
+
+    # ------------------------------------------------------------ state
+    def state_dict(self):
+        """{name: NumPy copy of the parameter}, names as in named_parameters()."""
+        return {name: p.numpy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state, strict=True):
+        """Copy values into the existing parameters (their dtype and device stay)."""
+        params = dict(self.named_parameters())
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, p in params.items():
+            if name not in state:
+                continue
+            value = _host_array(state[name])
+            if tuple(value.shape) != p.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {tuple(value.shape)} in the state "
+                                 f"but {p.shape} in the module")
+            with p.device.context():
+                p.data[...] = p.device.xp.asarray(value.astype(p.dtype, copy=False))
+        return self
+
+    def save(self, path):
+        """Write the state_dict to an .npz file, atomically (a temporary file, then a rename)."""
+        save_npz(path, self.state_dict())
+
+    def load(self, path):
+        with np.load(path) as f:
+            return self.load_state_dict({k: f[k] for k in f.files})
+
+
+def save_npz(path, arrays):
+    """np.savez to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+# ================================================================= layers
+
+def he_normal(shape, fan_in, rng=None):
+    """N(0, 2 / fan_in): He et al. 2015, keeps the activation variance through ReLUs."""
+    rng = rng or tn_random.host_rng()
+    return rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
+
+
+class Conv2d(Module):
+    """Convolution layer; weight (out_ch, in_ch/groups, k, k), bias (out_ch,).
+    Initial weights He-normal, biases 0 (models may re-initialise, see models/alexnet.py)."""
+
+    def __init__(self, in_ch, out_ch, kernel_size, stride=1, padding=0, groups=1, bias=True,
+                 device="cpu", dtype=np.float32):
+        super().__init__()
+        if in_ch % groups or out_ch % groups:
+            raise ValueError(f"Conv2d: in_ch={in_ch} and out_ch={out_ch} must both be divisible by groups={groups}")
+        kh, kw = F._pair(kernel_size, "kernel_size", "Conv2d", 1)
+        self.stride, self.padding, self.groups = stride, padding, groups
+        self.in_channels, self.out_channels, self.kernel_size = in_ch, out_ch, (kh, kw)
+        fan_in = in_ch // groups * kh * kw
+        dev = as_device(device)
+        self.weight = Parameter(_on(dev, he_normal((out_ch, in_ch // groups, kh, kw), fan_in), dtype), dev)
+        self.bias = Parameter(_on(dev, np.zeros(out_ch), dtype), dev) if bias else None
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups)
+
+    def __repr__(self):
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, groups={self.groups})")
+
+
+class Linear(Module):
+    """Fully connected layer; weight (out_features, in_features), bias (out_features,)."""
+
+    def __init__(self, in_features, out_features, bias=True, device="cpu", dtype=np.float32):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        dev = as_device(device)
+        self.weight = Parameter(_on(dev, he_normal((out_features, in_features), in_features), dtype), dev)
+        self.bias = Parameter(_on(dev, np.zeros(out_features), dtype), dev) if bias else None
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def __repr__(self):
+        return f"Linear({self.in_features}, {self.out_features})"
+
+
+def _on(dev, array, dtype):
+    with dev.context():
+        return dev.xp.asarray(array.astype(dtype))
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+    def __repr__(self):
+        return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride})"
+
+
+class LocalResponseNorm(Module):
+    """The paper's LRN (alpha not divided by size; see functional.local_response_norm).
+
+    groups=G normalizes each block of C/G channels on its own, as each of the paper's GPUs
+    normalized only its own kernel maps: (N, C, H, W) is viewed as (N*G, C/G, H, W), a free
+    reshape because a group's channels are contiguous."""
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0, groups=1):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
+
+    def forward(self, x):
+        if self.groups == 1:
+            return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        n, c, h, w = x.shape
+        if c % self.groups:
+            raise ValueError(f"LocalResponseNorm: {c} channels are not divisible by groups={self.groups}")
+        y = F.local_response_norm(F.reshape(x, (n * self.groups, c // self.groups, h, w)),
+                                  self.size, self.alpha, self.beta, self.k)
+        return F.reshape(y, (n, c, h, w))
+
+    def __repr__(self):
+        return (f"LocalResponseNorm(size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+                + (f", groups={self.groups})" if self.groups > 1 else ")"))
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+    def __repr__(self):
+        return "ReLU()"
+
+
+class Dropout(Module):
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
+
+
+class Flatten(Module):
+    def forward(self, x):
+        return F.flatten(x)
+
+    def __repr__(self):
+        return "Flatten()"
+
+
+class Sequential(Module):
+    """Layers applied in order. Sequential(a, b) names its children "0", "1", ... as PyTorch
+    does; Sequential(conv1=a, relu1=b) keeps the given names (parameters become "conv1.weight")."""
+
+    def __init__(self, *layers, **named_layers):
+        super().__init__()
+        if layers and named_layers:
+            raise TypeError("Sequential: give layers either all positionally or all by name")
+        for name, layer in (named_layers.items() if named_layers else enumerate(layers)):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: layer {name!r} is a {type(layer).__name__}, not a Module")
+            setattr(self, str(name), layer)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, key):
+        return self._modules[key] if isinstance(key, str) else list(self._modules.values())[key]
+
+    def named_children(self):
+        return list(self._modules.items())
+
+    def __len__(self):
+        return len(self._modules)
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+    def __repr__(self):
+        inner = "\n".join(f"  ({name}): {m!r}" for name, m in self._modules.items())
+        return f"Sequential(\n{inner}\n)"

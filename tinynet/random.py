@@ -1,0 +1,52 @@
+"""Random generators: one for initialisation on the host, one per device for dropout.
+
+`tn.manual_seed(seed)` makes every run repeat: weights are drawn on the host (so the same seed
+gives the same net on any device) and each device's dropout masks come from its own generator.
+"""
+import numpy as np
+
+from .device import device as as_device
+
+_seed = None
+_host = np.random.default_rng()
+_devices = {}
+
+
+def manual_seed(seed):
+    """Reset every generator from one integer seed."""
+    global _seed, _host
+    _seed = int(seed)
+    _host = np.random.default_rng([_seed, 0])
+    _devices.clear()
+
+
+def host_rng():
+    """The NumPy generator that draws initial weights."""
+    return _host
+
+
+def generator(device):
+    """The generator of a device's backend (NumPy's on cpu devices, CuPy's on cuda)."""
+    dev = as_device(device)
+    key = (dev.type, dev.index)
+    if key not in _devices:
+        seed = None if _seed is None else [_seed, 1 + (dev.type == "cuda"), dev.index]
+        with dev.context():
+            _devices[key] = dev.backend.default_rng(seed)
+    return _devices[key]
+
+
+def get_state():
+    """Every host-side generator's state (for checkpoints). CuPy generators are not included."""
+    state = {"host": _host.bit_generator.state}
+    for (kind, index), rng in _devices.items():
+        if kind == "cpu":
+            state[f"cpu:{index}"] = rng.bit_generator.state
+    return state
+
+
+def set_state(state):
+    _host.bit_generator.state = state["host"]
+    for name, s in state.items():
+        if name.startswith("cpu:"):
+            generator(name).bit_generator.state = s

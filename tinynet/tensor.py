@@ -1,0 +1,105 @@
+"""Tensor: a backend array on a device, its gradient, and the Node of the op that made it."""
+import numpy as np
+
+from . import autograd
+from .device import device as as_device
+
+
+class Tensor:
+    """x.data: the array (numpy.ndarray on cpu devices, cupy.ndarray on cuda);
+    x.grad: an array of the same shape once backward() reached x (None before);
+    x.requires_grad: whether gradients flow to x; x._node: the op that made x (None for leaves)."""
+
+    __slots__ = ("data", "grad", "requires_grad", "device", "_node", "name")
+
+    def __init__(self, data, device, requires_grad=False):
+        self.data = data
+        self.device = as_device(device)
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._node = None
+        self.name = None
+
+    # ------------------------------------------------------------ facts
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: int(self.data.size))
+    is_leaf = property(lambda self: self._node is None)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}, device={self.device}{grad})"
+
+    # ------------------------------------------------------------ moving data out
+    def numpy(self):
+        """A NumPy copy, from any device."""
+        data = self.data
+        return np.array(data.get() if hasattr(data, "get") else data, copy=True)
+
+    def item(self):
+        """The value of a one-element tensor as a Python float (synchronises a GPU)."""
+        if self.size != 1:
+            raise ValueError(f"item(): tensor has {self.size} elements, expected 1 (shape {self.shape})")
+        return float(self.numpy().reshape(()))
+
+    def detach(self):
+        """The same array, cut from the graph."""
+        return Tensor(self.data, self.device)
+
+    # ------------------------------------------------------------ ops as methods
+    def to(self, device):
+        """A differentiable copy on another device (the same tensor if already there)."""
+        from . import functional as F
+        return F.to(self, device)
+
+    def reshape(self, *shape):
+        from . import functional as F
+        return F.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+
+    def __add__(self, other):
+        from . import functional as F
+        return F.add(self, other)
+
+    __radd__ = __add__
+
+    # ------------------------------------------------------------ gradients
+    def backward(self, grad=None):
+        """Accumulate d(self)/d(leaf) into every leaf's .grad.
+
+        Scalar self: grad defaults to 1. Otherwise grad is the upstream gradient, an array
+        (or Tensor) shaped like self."""
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad (no input had requires_grad=True, "
+                               "or it was made under no_grad())")
+        xp = self.device.xp
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(f"backward(): output has shape {self.shape}, not a scalar; pass the upstream "
+                                   "gradient, an array of that shape: y.backward(g)")
+            grad = xp.ones(self.data.shape, dtype=self.dtype)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else grad
+            with self.device.context():
+                grad = xp.asarray(grad, dtype=self.dtype)
+            if grad.shape != self.data.shape:
+                raise ValueError(f"backward(): gradient has shape {tuple(grad.shape)} but the tensor has shape {self.shape}")
+        autograd.backward(self, grad)
+
+
+def tensor(array, device="cpu", requires_grad=False, dtype=None):
+    """Make a Tensor from an array-like: float32 unless the array is float64 or dtype says so."""
+    dev = as_device(device)
+    if dtype is None:
+        dtype = np.float64 if getattr(array, "dtype", None) == np.float64 else np.float32
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"tensor: dtype {dtype} not supported, expected float32 or float64")
+    if hasattr(array, "get") and dev.type == "cpu":  # a cupy array to the host
+        array = array.get()
+    with dev.context():
+        data = dev.xp.array(array, dtype=dtype, copy=True)
+    return Tensor(data, dev, requires_grad=requires_grad)
