@@ -1,0 +1,146 @@
+"""ImageNet-style image folders: one sub-folder of images per class.
+
+    root/train/<class>/*.jpg|jpeg|png
+    root/val/<class>/*.jpg|jpeg|png
+
+AlexNet's ImageNet pipeline (paper section 2) rescales every image so that its shorter side is
+256 pixels; the training crops of section 4.1 (random 224x224 patches) are then cut from it by
+the transforms. The paper also cropped the central 256x256 square here; we keep the whole
+rescaled image so that random crops can use all of it.
+
+Unreadable images. A folder of a million JPEGs usually holds a few broken ones, and one bad file
+should not stop a week of training. `load(i)` therefore returns None for a file that Pillow
+cannot decode, counts it in `skipped` and warns (once per file, with the running count). The
+DataLoader leaves such samples out, so that batch is simply a little smaller; nothing is
+substituted, and a count you can check tells you how much was lost.
+"""
+
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+class UnreadableImageWarning(UserWarning):
+    """An image file could not be decoded and was left out of its batch."""
+
+
+class ImageFolder:
+    """The images of one split (train or val) of an image-folder data set.
+
+    Attributes:
+        classes: class-folder names, sorted; label i means classes[i].
+        class_to_idx: {class name: label}.
+        samples: list of (path, label), sorted by class, then by file name.
+        skipped: how many loads returned None because the file could not be decoded (a broken
+            file loaded in each of 3 epochs counts 3 times).
+        unreadable: the set of paths that failed to decode so far.
+    """
+
+    def __init__(self, root, split="train", resize=256):
+        """
+        Args:
+            root: the folder holding train/ and val/.
+            split: the sub-folder to read, "train" or "val" (any name works).
+            resize: the length the shorter side is scaled to in `load`, keeping the aspect
+                ratio (paper section 2: 256); None keeps the original size.
+
+        Raises:
+            DataError naming the folder: root or root/split missing, no class folders in the
+            split, or a class folder with no images.
+        """
+        if resize is not None and (not isinstance(resize, int) or resize <= 0):
+            raise ValueError(f"ImageFolder: resize={resize!r}, expected a positive int or None")
+        self.root = Path(root)
+        self.split = split
+        self.resize = resize
+        split_dir = self.root / split
+        if not self.root.is_dir():
+            raise DataError(f"ImageFolder: root folder {self.root} does not exist; "
+                            f"expected {self.root}/{split}/<class>/*.jpg")
+        if not split_dir.is_dir():
+            raise DataError(f"ImageFolder: split folder {split_dir} does not exist; "
+                            f"expected {split_dir}/<class>/*.jpg")
+
+        # Hidden folders (.ipynb_checkpoints, .DS_Store bundles) are not classes.
+        self.classes = sorted(d.name for d in split_dir.iterdir()
+                              if d.is_dir() and not d.name.startswith("."))
+        if not self.classes:
+            raise DataError(f"ImageFolder: {split_dir} has no class folders; "
+                            f"expected {split_dir}/<class>/*.jpg (one folder per class)")
+        self.class_to_idx = {name: label for label, name in enumerate(self.classes)}
+
+        self.samples = []
+        for label, name in enumerate(self.classes):
+            class_dir = split_dir / name
+            files = sorted(p for p in class_dir.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                raise DataError(f"ImageFolder: class folder {class_dir} holds no images; "
+                                f"expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
+            self.samples.extend((path, label) for path in files)
+
+        self.skipped = 0
+        self.unreadable = set()
+        self._lock = threading.Lock()  # load() runs in the DataLoader's worker threads
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        """(image, label): image as `load(index)` returns it (None when unreadable), label an int."""
+        return self.load(index), self.samples[index][1]
+
+    def load(self, index):
+        """Decode image `index` as RGB and rescale its shorter side to `self.resize`.
+
+        Returns:
+            uint8 (H, W, 3), RGB, with min(H, W) == resize; or None when the file cannot be
+            decoded (then `skipped` grows by one and an UnreadableImageWarning is issued the
+            first time this file fails).
+        """
+        from PIL import Image  # imported here: only image folders need Pillow
+
+        path = self.samples[index][0]
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")  # decodes now; grey, palette, CMYK and RGBA become RGB
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            # OSError covers UnidentifiedImageError (not an image) and truncated files.
+            self._count_unreadable(path, err)
+            return None
+        if self.resize is not None:
+            img = _resize_shorter_side(img, self.resize)
+        return np.array(img)  # (H, W, 3) uint8
+
+    def _count_unreadable(self, path, err):
+        with self._lock:
+            self.skipped += 1
+            first_time = path not in self.unreadable
+            self.unreadable.add(path)
+            count = self.skipped
+        if first_time:
+            warnings.warn(f"ImageFolder: skipping unreadable image {path} "
+                          f"({type(err).__name__}: {err}); {count} image load(s) skipped so far",
+                          UnreadableImageWarning, stacklevel=3)
+
+    def __repr__(self):
+        return (f"ImageFolder({str(self.root)!r}, split={self.split!r}, resize={self.resize}): "
+                f"{len(self.samples)} images, {len(self.classes)} classes")
+
+
+def _resize_shorter_side(img, size):
+    """Scale a PIL image so that its shorter side is `size`, keeping the aspect ratio."""
+    width, height = img.size
+    scale = size / min(width, height)
+    new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
+    if new_size == (width, height):
+        return img
+    # Pillow's BILINEAR widens its filter when shrinking, so downscaling is anti-aliased.
+    from PIL import Image
+    return img.resize(new_size, Image.Resampling.BILINEAR)
