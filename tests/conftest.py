@@ -1,0 +1,28 @@
+"""Shared fixtures: the CPU backends to run every kernel-level test on, and the gpu marker."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from tinynet import backends
+
+
+# The cpu_backend fixture only selects a backend for the whole test, so hypothesis may share it
+# across the examples it draws; CI machines are slow and noisy, so no per-example deadline.
+settings.register_profile("tinynet", suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+settings.load_profile("tinynet")
+
+
+def cpu_backends():
+    return backends.available("cpu")
+
+
+@pytest.fixture(params=cpu_backends())
+def cpu_backend(request):
+    """Run the test once per CPU backend available here (numba and reference)."""
+    with backends.use_cpu_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

@@ -1,0 +1,115 @@
+"""Modules and the optimizer: state round-trips, dtype and device moves, the paper's SGD rule."""
+import numpy as np
+import pytest
+
+import tinynet as tn
+import tinynet.functional as F
+from tinynet import nn
+
+
+def small_net():
+    return nn.Sequential(conv1=nn.Conv2d(2, 4, 3, padding=1), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
+                         flatten=nn.Flatten(), fc=nn.Linear(16, 3))
+
+
+def test_named_parameters_follow_the_layer_names():
+    names = [n for n, _ in small_net().named_parameters()]
+    assert names == ["conv1.weight", "conv1.bias", "fc.weight", "fc.bias"]
+    assert [n for n, _ in nn.Sequential(nn.Linear(2, 3)).named_parameters()] == ["0.weight", "0.bias"]
+
+
+def test_state_dict_round_trip_through_npz(tmp_path):
+    tn.manual_seed(0)
+    a = small_net()
+    tn.manual_seed(1)
+    b = small_net()
+    a.save(tmp_path / "w.npz")
+    b.load(tmp_path / "w.npz")
+    for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(pa.data, pb.data)
+
+
+def test_load_state_dict_copies_into_existing_arrays_keeping_dtype():
+    net = small_net()
+    before = net.conv1.weight.data
+    state = {k: v.astype(np.float64) + 1 for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    assert net.conv1.weight.data is before and before.dtype == np.float32
+    with pytest.raises(KeyError, match="missing keys"):
+        net.load_state_dict({"fc.bias": np.zeros(3)})
+    with pytest.raises(ValueError, match=r"fc.bias has shape \(4,\) in the state but \(3,\)"):
+        net.load_state_dict(dict(state, **{"fc.bias": np.zeros(4)}))
+
+
+def test_to_float64_and_to_another_device():
+    net = small_net().to(np.float64)
+    assert all(p.dtype == np.float64 for p in net.parameters())
+    net.to("cpu:1")
+    assert all(p.device == tn.device("cpu:1") for p in net.parameters())
+    y = net(tn.tensor(np.ones((1, 2, 4, 4)), device="cpu:1", dtype=np.float64))
+    assert y.shape == (1, 3) and y.device == tn.device("cpu:1")
+
+
+def test_train_and_eval_switch_dropout():
+    net = nn.Sequential(nn.Dropout(0.5))
+    x = tn.tensor(np.ones((10, 10)))
+    assert net.eval()(x) is x
+    assert (net.train()(x).numpy() == 0).any()
+
+
+def test_sgd_follows_the_papers_rule(cpu_backend):
+    """v <- 0.9 v - 0.0005 lr w - lr g;  w <- w + v, checked over three steps by hand."""
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((3, 4))
+    p = nn.Parameter(w0.copy())
+    opt = tn.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=5e-4)
+    w, v = w0.copy(), np.zeros_like(w0)
+    for _ in range(3):
+        g = rng.standard_normal((3, 4))
+        p.grad = g.copy()
+        opt.step()
+        v = 0.9 * v - 5e-4 * 0.1 * w - 0.1 * g
+        w = w + v
+    np.testing.assert_allclose(p.data, w, rtol=1e-12)
+
+
+def test_sgd_state_round_trip():
+    p = nn.Parameter(np.ones(3))
+    opt = tn.optim.SGD([p], lr=0.1)
+    p.grad = np.ones(3)
+    opt.step()
+    other = tn.optim.SGD([nn.Parameter(np.ones(3))], lr=0.5)
+    other.load_state_dict(opt.state_dict())
+    assert other.lr == 0.1
+    np.testing.assert_array_equal(other.velocity[0], opt.velocity[0])
+
+
+def test_schedules_divide_the_learning_rate_by_ten():
+    opt = tn.optim.SGD([nn.Parameter(np.ones(1))], lr=0.01)
+    step = tn.optim.StepLR(opt, step_size=2)
+    for _ in range(2):
+        step.step()
+    assert np.isclose(opt.lr, 0.001)
+    opt.lr = 0.01
+    plateau = tn.optim.ReduceLROnPlateau(opt, patience=1)
+    for loss in (1.0, 0.5, 0.5, 0.5):
+        plateau.step(loss)
+    assert np.isclose(opt.lr, 0.001)
+
+
+def test_a_small_net_learns_a_separable_problem():
+    """Ten SGD steps on two well separated blobs drive the loss down."""
+    tn.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-1, 0.3, (16, 2, 4, 4)), rng.normal(1, 0.3, (16, 2, 4, 4))])
+    y = np.repeat([0, 1], 16)
+    net = small_net()
+    opt = tn.optim.SGD(net.parameters(), lr=0.05)
+    losses = []
+    for _ in range(10):
+        opt.zero_grad()
+        loss = F.softmax_cross_entropy(net(tn.tensor(x, dtype=np.float32)), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]

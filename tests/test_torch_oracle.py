@@ -1,0 +1,133 @@
+"""Every op's forward and gradients equal torch.nn.functional's in float64 (1e-9 relative),
+across random stride, padding and groups, on every CPU backend."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import tinynet as tn
+import tinynet.functional as F
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+RTOL = 1e-9
+
+
+def close(ours, theirs, what):
+    theirs = theirs.detach().numpy()
+    scale = max(np.abs(theirs).max(), 1e-30)
+    err = np.abs(np.asarray(ours) - theirs).max() / scale
+    assert err <= RTOL, f"{what}: relative error {err:.2e}"
+
+
+def pair(x):
+    """The same float64 values as a tinynet leaf and a torch leaf."""
+    return tn.tensor(x, dtype=np.float64, requires_grad=True), torch.tensor(x, requires_grad=True)
+
+
+def backward_both(ours, theirs, rng):
+    g = rng.standard_normal(ours.shape)
+    ours.backward(g)
+    theirs.backward(torch.tensor(g))
+
+
+@st.composite
+def conv_problem(draw):
+    groups = draw(st.sampled_from([1, 2, 3]))
+    cg, og = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    h = draw(st.integers(max(1, kh - 2 * ph), 12))
+    w = draw(st.integers(max(1, kw - 2 * pw), 12))
+    n = draw(st.integers(1, 3))
+    bias = draw(st.booleans())
+    return dict(n=n, c=cg * groups, oc=og * groups, groups=groups, k=(kh, kw), s=(sh, sw), p=(ph, pw),
+                hw=(h, w), bias=bias, seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_problem())
+def test_conv2d_matches_torch(cpu_backend, prob):
+    rng = np.random.default_rng(prob["seed"])
+    x, xt = pair(rng.standard_normal((prob["n"], prob["c"]) + prob["hw"]))
+    w, wt = pair(rng.standard_normal((prob["oc"], prob["c"] // prob["groups"]) + prob["k"]))
+    b, bt = pair(rng.standard_normal(prob["oc"])) if prob["bias"] else (None, None)
+    y = F.conv2d(x, w, b, stride=prob["s"], padding=prob["p"], groups=prob["groups"])
+    yt = TF.conv2d(xt, wt, bt, stride=prob["s"], padding=prob["p"], groups=prob["groups"])
+    close(y.numpy(), yt, "conv2d forward")
+    backward_both(y, yt, rng)
+    close(x.grad, xt.grad, "conv2d dx")
+    close(w.grad, wt.grad, "conv2d dw")
+    if b is not None:
+        close(b.grad, bt.grad, "conv2d db")
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=st.integers(1, 4), s=st.integers(1, 4), h=st.integers(4, 13), w=st.integers(4, 13),
+       seed=st.integers(0, 2**16))
+def test_max_pool2d_matches_torch(cpu_backend, k, s, h, w, seed):
+    rng = np.random.default_rng(seed)
+    values = rng.permutation(2 * 3 * h * w).reshape(2, 3, h, w) / 7.0  # no ties
+    x, xt = pair(values)
+    y, yt = F.max_pool2d(x, k, s), TF.max_pool2d(xt, k, s)
+    close(y.numpy(), yt, "max_pool2d forward")
+    backward_both(y, yt, rng)
+    close(x.grad, xt.grad, "max_pool2d dx")
+
+
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(1, 7), c=st.integers(1, 9), alpha=st.sampled_from([1e-4, 0.1, 0.5, 2.0]),
+       beta=st.sampled_from([0.75, 0.5, 1.3]), k=st.sampled_from([2.0, 1.0, 0.5]), seed=st.integers(0, 2**16))
+def test_local_response_norm_matches_torch_with_alpha_times_size(cpu_backend, size, c, alpha, beta, k, seed):
+    """PyTorch divides alpha by size; the paper does not: torch's alpha = ours * size."""
+    rng = np.random.default_rng(seed)
+    x, xt = pair(rng.standard_normal((2, c, 3, 4)))
+    y = F.local_response_norm(x, size, alpha, beta, k)
+    yt = TF.local_response_norm(xt, size, alpha=alpha * size, beta=beta, k=k)
+    close(y.numpy(), yt, "lrn forward")
+    backward_both(y, yt, rng)
+    close(x.grad, xt.grad, "lrn dx")
+
+
+def test_relu_linear_and_cross_entropy_match_torch(cpu_backend, rng):
+    x, xt = pair(rng.choice([-1, 1], (5, 7)) * rng.uniform(0.1, 1, (5, 7)))
+    w, wt = pair(rng.standard_normal((4, 7)))
+    b, bt = pair(rng.standard_normal(4))
+    labels = np.array([0, 3, 1, 1, 2])
+    loss = F.softmax_cross_entropy(F.linear(F.relu(x), w, b), labels)
+    loss_t = TF.cross_entropy(TF.linear(TF.relu(xt), wt, bt), torch.tensor(labels))
+    close(loss.numpy(), loss_t, "loss")
+    loss.backward()
+    loss_t.backward()
+    for ours, theirs, name in ((x, xt, "dx"), (w, wt, "dw"), (b, bt, "db")):
+        close(ours.grad, theirs.grad, name)
+
+
+def test_cross_entropy_survives_huge_logits(cpu_backend):
+    z = tn.tensor(np.array([[1000.0, -1000.0, 0.0]]), requires_grad=True, dtype=np.float64)
+    loss = F.softmax_cross_entropy(z, np.array([1]))
+    assert np.isclose(loss.item(), 2000.0)
+    loss.backward()
+    assert np.all(np.isfinite(z.grad))
+
+
+def test_dropout_matches_torch_given_the_same_mask(cpu_backend, rng):
+    """Inverted dropout is x * mask with mask in {0, 1/(1-p)}: the gradient is the same mask."""
+    x, xt = pair(rng.standard_normal((6, 20)))
+    tn.manual_seed(3)
+    y = F.dropout(x, 0.3)
+    mask = np.divide(y.numpy(), x.numpy())
+    assert set(np.round(np.unique(mask), 12)) <= {0.0, round(1 / 0.7, 12)}
+    yt = xt * torch.tensor(mask)
+    backward_both(y, yt, rng)
+    close(x.grad, xt.grad, "dropout dx")
+
+
+def test_shape_ops_match_torch(cpu_backend, rng):
+    x, xt = pair(rng.standard_normal((2, 6, 3, 3)))
+    parts, parts_t = F.split(x, 3, axis=1), torch.split(xt, 2, dim=1)
+    y = F.flatten(F.concat([parts[2], parts[0]], axis=1))
+    yt = torch.flatten(torch.cat([parts_t[2], parts_t[0]], dim=1), 1)
+    close(y.numpy(), yt, "forward")
+    backward_both(y, yt, rng)
+    close(x.grad, xt.grad, "dx")
