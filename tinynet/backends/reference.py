@@ -119,9 +119,10 @@ def maxpool_forward(x, k, s):
     n, c, h, w = x.shape
     oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
     y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
-    argmax = np.zeros((n, c, oh, ow), dtype=np.int64)
     rows = np.arange(oh)[:, None] * s
     colz = np.arange(ow)[None, :] * s
+    # start at each window's first pixel, so a window of all -inf reports that pixel, as PyTorch does
+    argmax = np.broadcast_to(rows * w + colz, (n, c, oh, ow)).astype(np.int64)
     for i in range(k):
         for j in range(k):
             v = x[:, :, i:i + s * oh:s, j:j + s * ow:s]

@@ -1,0 +1,477 @@
+"""The CuPy backend: the GPU path. Same contract as reference.py (read its docstring).
+
+Each function here is a thin wrapper: on the GPU that holds its input it makes the inputs
+C-contiguous, allocates the outputs and launches one kernel from kernels/cuda. The kernels are
+CUDA C++ templates over float and double; NVRTC compiles each .cu file through
+`cupy.RawModule` the first time one of its kernels is needed on a GPU, once per process and
+GPU (CuPy also keeps the binaries in its disk cache, ~/.cupy/kernel_cache, so a second process
+skips the compile). Importing this module needs CuPy but no GPU.
+
+Nothing here waits for the GPU: no `.item()`, no `float()` of a device value. The loss stays a
+0-d device array, and the upstream gradient of the loss is read by the backward kernel itself.
+
+GEMMs are not in the contract: functional.py calls `xp.matmul` on 2-D arrays, which CuPy sends to
+cuBLAS. TF32: CuPy keeps one process-wide cuBLAS compute type for float32 GEMMs, set with
+`cupy._core._routines_linalg.set_compute_type(numpy.float32, COMPUTE_TYPE_...)`. If nothing set
+it, the first float32 GEMM reads the environment variable CUPY_TF32 (> 0 means TF32). TF32 maps to
+CUBLAS_COMPUTE_32F_FAST_TF32 (inputs rounded to 10 mantissa bits on the tensor cores, much faster
+on Ampere and later); the default maps to CUBLAS_COMPUTE_32F, full float32. tinynet sets the
+compute type itself, so TINYNET_TF32 decides and CUPY_TF32 is ignored: TF32 is off unless
+TINYNET_TF32=1 (read at import) or `set_tf32(True)`. float64 GEMMs are never affected.
+"""
+import os
+import threading
+
+import numpy as np
+
+try:
+    import cupy
+except ImportError as _err:
+    _why = ("CuPy is not installed" if getattr(_err, "name", None) == "cupy"
+            else f"CuPy failed to import ({str(_err).splitlines()[0] if str(_err) else type(_err).__name__})")
+    raise ImportError(f"{_why}: pip install 'tinynet[cuda12]' (or [cuda13]) matching your CUDA driver") from _err
+
+from tinynet._kernels import cuda_source
+from tinynet.backends.reference import out_size  # noqa: F401  (one definition of the arithmetic)
+
+name = "cupy"
+xp = cupy
+
+
+def default_rng(seed=None):
+    """CuPy's Generator (cuRAND XORWOW) on the current GPU."""
+    return cupy.random.default_rng(seed)
+
+
+# ---------------------------------------------------------------- devices
+
+_gpu_count = None
+
+
+def check_available(index=0):
+    """Raise RuntimeError, in one line, unless GPU number `index` exists."""
+    global _gpu_count
+    if _gpu_count is None:
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except cupy.cuda.runtime.CUDARuntimeError as err:
+            raise RuntimeError(f"cuda:{index} requested but CUDA finds no usable GPU "
+                               f"({str(err).splitlines()[0]})") from None
+        if count == 0:
+            raise RuntimeError(f"cuda:{index} requested but this machine has no GPU")
+        _gpu_count = count
+        if _tf32 and not _tf32_applied:
+            _apply_tf32()
+    if index >= _gpu_count:
+        plural = "" if _gpu_count == 1 else "s"
+        raise RuntimeError(f"cuda:{index} requested but this machine has {_gpu_count} GPU{plural}")
+
+
+def device_context(index):
+    """`with device_context(i):` makes GPU i current (allocations and launches go there)."""
+    return cupy.cuda.Device(index)
+
+
+def _on(array):
+    """The GPU that holds `array`, as a context: outputs are allocated and kernels run there."""
+    return array.device
+
+
+# ---------------------------------------------------------------- TF32 for cuBLAS GEMMs
+
+def _env_tf32():
+    value = os.environ.get("TINYNET_TF32", "0").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"TINYNET_TF32={value!r}: expected 0 (full float32 GEMMs, the default) or 1 (TF32)")
+    return value == "1"
+
+
+_tf32 = _env_tf32()
+_tf32_applied = False
+
+
+def _apply_tf32():
+    global _tf32_applied
+    try:
+        from cupy._core import _routines_linalg as linalg
+        compute_type = linalg.COMPUTE_TYPE_TF32 if _tf32 else linalg.COMPUTE_TYPE_DEFAULT
+    except (ImportError, AttributeError):  # a CuPy without that API: its variable, read at the first GEMM
+        os.environ["CUPY_TF32"] = "1" if _tf32 else "0"
+    else:
+        # TF32 asks the current GPU for its compute capability (CuPy warns and keeps full
+        # float32 below 8.0); the default needs no GPU.
+        linalg.set_compute_type(np.float32, compute_type)
+    _tf32_applied = True
+
+
+def set_tf32(enabled):
+    """Let cuBLAS round float32 GEMM inputs to TF32 (True) or keep full float32 (False, the default).
+    Affects every float32 `cupy.matmul` of the process from the next call on."""
+    global _tf32
+    _tf32 = bool(enabled)
+    _apply_tf32()
+
+
+def tf32_enabled():
+    """Whether float32 GEMMs may use TF32."""
+    return _tf32
+
+
+if not _tf32:
+    _apply_tf32()  # overrides CUPY_TF32; needs no GPU. TF32 on waits for check_available (a GPU).
+
+
+# ---------------------------------------------------------------- compiled kernels
+
+# Each .cu file and its kernels: (name, whether it is also templated on the flat-index type I).
+_KERNELS = {
+    "im2col.cu": (("im2col", False), ("col2im", True)),
+    "pool.cu": (("maxpool_forward", True), ("maxpool_backward", True)),
+    "lrn.cu": (("lrn_forward", True), ("lrn_backward", True)),
+    "elementwise.cu": (("cols_to_nchw", True), ("nchw_to_cols", True), ("relu_forward", True),
+                       ("relu_backward", True), ("dropout_mask", True)),
+    "loss.cu": (("softmax_xent_forward", False), ("mean_loss", False), ("softmax_xent_backward", True)),
+    "optim.cu": (("sgd_update", True),),
+}
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_INDEX_TYPES = {"int": np.int32, "long long": np.int64}
+_THREADS = 256           # threads per block; loss.cu's XENT_THREADS is the same number
+_MAX_GRID_Y = 65535
+_INT32_MAX = 2**31 - 1
+
+_modules = {}            # (GPU id, .cu file) -> {name expression: cupy.RawKernel}
+_modules_lock = threading.Lock()
+
+
+def _name_expressions(source):
+    """The template instances of a file's kernels: 'col2im<float, int>', 'im2col<double>', ..."""
+    names = []
+    for kernel, indexed in _KERNELS[source]:
+        for t in _CTYPES.values():
+            names += [f"{kernel}<{t}, {i}>" for i in _INDEX_TYPES] if indexed else [f"{kernel}<{t}>"]
+    return names
+
+
+def _kernel(source, expression):
+    """Kernel `expression` of kernels/cuda/<source>, compiled for the current GPU on first use."""
+    key = (cupy.cuda.runtime.getDevice(), source)
+    kernels = _modules.get(key)
+    if kernels is None:
+        with _modules_lock:
+            kernels = _modules.get(key)
+            if kernels is None:
+                names = _name_expressions(source)
+                module = cupy.RawModule(code=cuda_source(source), options=("-std=c++17",),
+                                        name_expressions=names)
+                kernels = {n: module.get_function(n) for n in names}  # compiles and loads once
+                _modules[key] = kernels
+    return kernels[expression]
+
+
+def _launch(source, kernel, template_args, total, args):
+    """Run `kernel<template_args>` with one thread per element: ceil(total / 256) blocks of 256."""
+    expression = f"{kernel}<{', '.join(template_args)}>"
+    _kernel(source, expression)(((total + _THREADS - 1) // _THREADS,), (_THREADS,), args)
+
+
+def _ctype(op, dtype):
+    """'float' or 'double', the kernels' T for this dtype."""
+    try:
+        return _CTYPES[np.dtype(dtype)]
+    except KeyError:
+        raise TypeError(f"{op}: the CUDA kernels take float32 or float64, got {np.dtype(dtype)}") from None
+
+
+def _index(*sizes):
+    """The kernels' flat-index type I for arrays of these sizes, with its NumPy scalar type:
+    int when a thread's index (up to the largest size + 255) fits, else long long."""
+    return ("int", np.int32) if max(sizes) <= _INT32_MAX - _THREADS else ("long long", np.int64)
+
+
+def _int32(op, **values):
+    """The values as np.int32 kernel arguments; an error names any that does not fit an int."""
+    for what, v in values.items():
+        if v > _INT32_MAX:
+            raise ValueError(f"{op}: {what} = {v} does not fit the kernel's 32-bit int")
+    return tuple(np.int32(v) for v in values.values())
+
+
+def _expect_shape(op, what, array, shape):
+    if tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{op}: {what} has shape {tuple(array.shape)}, expected {tuple(shape)}")
+
+
+_c = cupy.ascontiguousarray
+
+
+# ---------------------------------------------------------------- im2col / col2im
+
+def im2col(x, kh, kw, stride, padding):
+    """x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow)"""
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    t = _ctype("im2col", x.dtype)
+    rows, ncols = c * kh * kw, n * oh * ow
+    with _on(x):
+        x = _c(x)
+        cols = cupy.empty((rows, ncols), dtype=x.dtype)
+        if cols.size:
+            dims = _int32("im2col", C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+                          oh=oh, ow=ow, columns=ncols)
+            _int32("im2col", rows=rows, images_times_channels=n * c)  # products the kernel forms in int
+            grid = ((ncols + _THREADS - 1) // _THREADS, min(rows, _MAX_GRID_Y))
+            _kernel("im2col.cu", f"im2col<{t}>")(grid, (_THREADS,), (x, cols, *dims))
+    return cols
+
+
+def col2im(cols, x_shape, kh, kw, stride, padding):
+    """cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W), the adjoint of im2col, as a gather"""
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x_shape
+    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    t = _ctype("col2im", cols.dtype)
+    _expect_shape("col2im", "cols", cols, (c * kh * kw, n * oh * ow))
+    with _on(cols):
+        cols = _c(cols)
+        dx = cupy.empty((n, c, h, w), dtype=cols.dtype)
+        if dx.size:
+            it, ix = _index(dx.size, cols.size)
+            dims = _int32("col2im", C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+                          oh=oh, ow=ow)
+            _int32("col2im", rows=c * kh * kw)  # products the kernel forms in int
+            _launch("im2col.cu", "col2im", (t, it), dx.size,
+                    (cols, dx, ix(dx.size), *dims, ix(n * oh * ow)))
+    return dx
+
+
+def cols_to_nchw(out, n, oh, ow, bias=None):
+    """GEMM output (oc, N*oh*ow) -> (N, oc, oh, ow), plus bias[oc] if given"""
+    t = _ctype("cols_to_nchw", out.dtype)
+    if out.ndim != 2 or out.shape[1] != n * oh * ow:
+        raise ValueError(f"cols_to_nchw: out has shape {tuple(out.shape)}, expected (oc, {n * oh * ow}) "
+                         f"for n={n}, oh={oh}, ow={ow}")
+    oc = out.shape[0]
+    with _on(out):
+        out = _c(out)
+        if bias is not None:
+            _expect_shape("cols_to_nchw", "bias", bias, (oc,))
+            bias = _c(bias.astype(out.dtype, copy=False))
+        y = cupy.empty((n, oc, oh, ow), dtype=out.dtype)
+        if y.size:
+            it, ix = _index(y.size)
+            dims = _int32("cols_to_nchw", n=n, oc=oc, P=oh * ow)
+            _launch("elementwise.cu", "cols_to_nchw", (t, it), y.size,
+                    (out, out if bias is None else bias, y, ix(y.size), *dims, np.int32(bias is not None)))
+    return y
+
+
+def nchw_to_cols(dy):
+    """(N, oc, oh, ow) -> (oc, N*oh*ow), the layout of the GEMM output"""
+    t = _ctype("nchw_to_cols", dy.dtype)
+    n, oc, oh, ow = dy.shape
+    with _on(dy):
+        dy = _c(dy)
+        cols = cupy.empty((oc, n * oh * ow), dtype=dy.dtype)
+        if cols.size:
+            it, ix = _index(cols.size)
+            dims = _int32("nchw_to_cols", n=n, oc=oc, P=oh * ow)
+            _launch("elementwise.cu", "nchw_to_cols", (t, it), cols.size, (dy, cols, ix(cols.size), *dims))
+    return cols
+
+
+# ---------------------------------------------------------------- max-pool
+
+def maxpool_forward(x, k, s):
+    """x (N, C, H, W) -> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
+    t = _ctype("maxpool_forward", x.dtype)
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
+    with _on(x):
+        x = _c(x)
+        y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
+        argmax = cupy.empty((n, c, oh, ow), dtype=cupy.int64)
+        if y.size:
+            it, ix = _index(x.size, y.size)
+            dims = _int32("maxpool_forward", H=h, W=w, k=k, s=s, oh=oh, ow=ow)
+            _int32("maxpool_forward", plane=h * w)  # products the kernel forms in int
+            _launch("pool.cu", "maxpool_forward", (t, it), y.size, (x, y, argmax, ix(y.size), *dims))
+    return y, argmax
+
+
+def maxpool_backward(dy, argmax, x_shape, k, s):
+    """dy (N, C, oh, ow), argmax -> dx (N, C, H, W): each input sums dy of the windows it won"""
+    t = _ctype("maxpool_backward", dy.dtype)
+    n, c, h, w = x_shape
+    oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
+    _expect_shape("maxpool_backward", "dy", dy, (n, c, oh, ow))
+    _expect_shape("maxpool_backward", "argmax", argmax, (n, c, oh, ow))
+    with _on(dy):
+        dy = _c(dy)
+        argmax = _c(argmax.astype(cupy.int64, copy=False))
+        dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
+        if dx.size:
+            it, ix = _index(dx.size, dy.size)
+            dims = _int32("maxpool_backward", H=h, W=w, k=k, s=s, oh=oh, ow=ow)
+            _launch("pool.cu", "maxpool_backward", (t, it), dx.size, (dy, argmax, dx, ix(dx.size), *dims))
+    return dx
+
+
+# ---------------------------------------------------------------- local response normalization
+
+def lrn_forward(x, size, alpha, beta, k):
+    """x (N, C, H, W) -> y, scale (both like x); the paper's formula, see kernels/cuda/lrn.cu"""
+    t = _ctype("lrn_forward", x.dtype)
+    n, c, h, w = x.shape
+    with _on(x):
+        x = _c(x)
+        y, scale = cupy.empty_like(x), cupy.empty_like(x)
+        if x.size:
+            it, ix = _index(x.size)
+            dims = _int32("lrn_forward", C=c, plane=h * w, before=size // 2, after=(size - 1) // 2)
+            f = x.dtype.type
+            _launch("lrn.cu", "lrn_forward", (t, it), x.size,
+                    (x, y, scale, ix(x.size), *dims, f(alpha), f(beta), f(k)))
+    return y, scale
+
+
+def lrn_backward(dy, x, y, scale, size, alpha, beta):
+    """dy, x, y, scale (N, C, H, W) -> dx"""
+    t = _ctype("lrn_backward", dy.dtype)
+    n, c, h, w = x.shape
+    for what, a in (("dy", dy), ("y", y), ("scale", scale)):
+        _expect_shape("lrn_backward", what, a, x.shape)
+    with _on(dy):
+        dy, x, y, scale = (_c(a.astype(dy.dtype, copy=False)) for a in (dy, x, y, scale))
+        dx = cupy.empty_like(dy)
+        if dx.size:
+            it, ix = _index(dx.size)
+            dims = _int32("lrn_backward", C=c, plane=h * w, before=size // 2, after=(size - 1) // 2)
+            f = dy.dtype.type
+            _launch("lrn.cu", "lrn_backward", (t, it), dx.size,
+                    (dy, x, y, scale, dx, ix(dx.size), *dims, f(beta), f(2.0 * alpha * beta)))
+    return dx
+
+
+# ---------------------------------------------------------------- elementwise
+
+def relu_forward(x):
+    """y = max(x, 0), NaN propagates"""
+    t = _ctype("relu_forward", x.dtype)
+    with _on(x):
+        x = _c(x)
+        y = cupy.empty_like(x)
+        if y.size:
+            it, ix = _index(y.size)
+            _launch("elementwise.cu", "relu_forward", (t, it), y.size, (x, y, ix(y.size)))
+    return y
+
+
+def relu_backward(dy, y):
+    """dx = dy where y > 0, else 0"""
+    t = _ctype("relu_backward", dy.dtype)
+    _expect_shape("relu_backward", "y", y, dy.shape)
+    with _on(dy):
+        dy, y = _c(dy), _c(y.astype(dy.dtype, copy=False))
+        dx = cupy.empty_like(dy)
+        if dx.size:
+            it, ix = _index(dx.size)
+            _launch("elementwise.cu", "relu_backward", (t, it), dx.size, (dy, y, dx, ix(dx.size)))
+    return dx
+
+
+def dropout_mask(shape, p, dtype, rng):
+    """Inverted dropout's mask: 1/(1-p) with probability 1-p, else 0; `rng` is a CuPy Generator."""
+    dtype = np.dtype(dtype)
+    t = _ctype("dropout_mask", dtype)
+    scale = 1.0 / (1.0 - p)
+    u = rng.random(shape, dtype=cupy.float32)   # uniform [0, 1), the reference's draw
+    with _on(u):
+        mask = cupy.empty(u.shape, dtype=dtype)
+        if mask.size:
+            it, ix = _index(mask.size)
+            # p as float32: the reference compares float32 draws with p rounded to float32 too
+            _launch("elementwise.cu", "dropout_mask", (t, it), mask.size,
+                    (_c(u), mask, ix(mask.size), np.float32(p), dtype.type(scale)))
+    return mask
+
+
+# ---------------------------------------------------------------- loss
+
+def _labels(op, labels, n):
+    """labels as a contiguous int64 device array of shape (n,)."""
+    labels = cupy.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{op}: labels must be integers, got dtype {labels.dtype}")
+    _expect_shape(op, "labels", labels, (n,))
+    return _c(labels.astype(cupy.int64, copy=False))
+
+
+def softmax_xent_forward(logits, labels):
+    """logits (N, classes), labels (N,) -> loss (0-d device array), probs (N, classes).
+    A label outside [-classes, classes) makes the loss NaN (a kernel cannot raise)."""
+    op = "softmax_xent_forward"
+    t = _ctype(op, logits.dtype)
+    n, classes = logits.shape
+    if classes == 0:
+        raise ValueError(f"{op}: logits have 0 classes (shape {tuple(logits.shape)})")
+    with _on(logits):
+        z = _c(logits)
+        labels = _labels(op, labels, n)
+        probs = cupy.empty_like(z)
+        row_loss = cupy.empty((n,), dtype=z.dtype)
+        loss = cupy.empty((), dtype=z.dtype)
+        if n:
+            _kernel("loss.cu", f"softmax_xent_forward<{t}>")(
+                (n,), (_THREADS,), (z, labels, probs, row_loss, *_int32(op, classes=classes)))
+        _kernel("loss.cu", f"mean_loss<{t}>")((1,), (_THREADS,), (row_loss, loss, np.int64(n)))
+    return loss, probs
+
+
+def softmax_xent_backward(probs, labels, dloss):
+    """dlogits = dloss * (probs - onehot(labels)) / N. dloss: a 0-d device array (read by the
+    kernel, no host round trip) or a number."""
+    op = "softmax_xent_backward"
+    t = _ctype(op, probs.dtype)
+    n, classes = probs.shape
+    with _on(probs):
+        p = _c(probs)
+        labels = _labels(op, labels, n)
+        d = cupy.empty_like(p)
+        if d.size:
+            f = p.dtype.type
+            if isinstance(dloss, cupy.ndarray):
+                if dloss.size != 1:
+                    raise ValueError(f"{op}: dloss must hold one value, got shape {tuple(dloss.shape)}")
+                g_array, g_value, on_device = _c(dloss.astype(p.dtype, copy=False)), f(0), 1
+            else:  # a host number: divide by N here, as the reference does
+                g_array, g_value, on_device = p, f(dloss / n), 0
+            it, ix = _index(d.size)
+            _launch("loss.cu", "softmax_xent_backward", (t, it), d.size,
+                    (p, labels, g_array, g_value, np.int32(on_device), d, ix(d.size),
+                     *_int32(op, classes=classes), np.int64(n)))
+    return d
+
+
+# ---------------------------------------------------------------- optimizer
+
+def sgd_update_(w, grad, v, lr, momentum, weight_decay):
+    """In place: v <- momentum*v - weight_decay*lr*w - lr*grad;  w <- w + v"""
+    op = "sgd_update_"
+    t = _ctype(op, w.dtype)
+    _expect_shape(op, "grad", grad, w.shape)
+    _expect_shape(op, "velocity", v, w.shape)
+    if v.dtype != w.dtype:
+        raise TypeError(f"{op}: velocity is {v.dtype} but the weight is {w.dtype}")
+    with _on(w):
+        g = _c(grad.astype(w.dtype, copy=False))
+        wc, vc = _c(w), _c(v)   # w and v themselves unless a view is not contiguous
+        if w.size:
+            it, ix = _index(w.size)
+            f = w.dtype.type
+            _launch("optim.cu", "sgd_update", (t, it), w.size,
+                    (wc, g, vc, ix(w.size), f(lr), f(momentum), f(weight_decay * lr)))
+        if wc is not w:
+            w[...] = wc
+        if vc is not v:
+            v[...] = vc
