@@ -1,0 +1,204 @@
+"""Classify one image with a trained tinynet AlexNet and print the top-5 classes.
+
+    python examples/predict.py --checkpoint checkpoints/alexnet-small-fashion-mnist/checkpoint.npz shoe.jpg
+    python examples/predict.py --checkpoint alexnet.npz --dataset imagefolder --classes names.txt photo.jpg
+
+The checkpoint is either a model's state_dict as `module.save(path)` writes it (an .npz with one
+array per parameter: "conv1.weight", ...) or a training checkpoint of tinynet.train (its
+"model/..." entries). The model is read off the weights unless --model names it: "tower0.*" keys
+mean the two-tower alexnet2012, a 96 x 3 x 11 x 11 conv1 the grouped alexnet, anything else
+alexnet-small (its width, input channels and image size follow from the weight shapes).
+
+The image is prepared as examples/train_alexnet.py prepared the training data (--dataset, guessed
+from the net: a one-channel or 10-class net was trained on Fashion-MNIST, a three-channel 10-class
+alexnet-small on CIFAR-10, anything else on an ImageFolder):
+
+    fashion-mnist   grayscale 28 x 28, the training set's mean and std; Fashion-MNIST shows light
+                    objects on black, so photograph a dark object on a light ground with --invert
+    cifar10         RGB 32 x 32, CIFAR-10's mean and std
+    imagefolder     RGB, shorter side 256, the centre 224 x 224 crop, ImageNet's mean and std
+
+then, like train.BatchPreprocess, resized to the net's input size and repeated to three channels
+when the net wants them (the paper nets trained on Fashion-MNIST see it at 224 x 224 x 3).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+
+import tinynet as tn  # noqa: E402
+from tinynet import train  # noqa: E402
+from tinynet.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES  # noqa: E402
+
+MODELS = ("auto", "alexnet", "alexnet2012", "alexnet-small")
+TOP = 5
+# Per data set: the size and channels of its images, the per-channel mean and std that training
+# normalised with (train_alexnet.channel_stats of the training images, scaled to [0, 1], and
+# ImageNet's usual values for ImageFolders) and its class names.
+DATASETS = {
+    "fashion-mnist": dict(size=28, channels=1, mean=(0.28604,), std=(0.35302,), crop=False,
+                          classes=FASHION_MNIST_CLASSES),
+    "cifar10": dict(size=32, channels=3, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
+                    crop=False, classes=CIFAR10_CLASSES),
+    "imagefolder": dict(size=224, channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                        crop=True, classes=None),
+}
+
+
+# ================================================================= checkpoints
+
+def read_state_dict(path):
+    """{parameter name: NumPy array} from a module.save() .npz or a tinynet.train checkpoint."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    with np.load(path) as f:
+        names = list(f.files)
+        if not any(k.startswith("model/") for k in names):
+            return {k: f[k] for k in names}
+    return train.load_checkpoint(path)["model"]
+
+
+def guess_model(state):
+    """The model name a state_dict belongs to, read off its keys and conv1's shape."""
+    if any(k.startswith("tower0.") for k in state):
+        return "alexnet2012"
+    if "conv1.weight" not in state:
+        raise ValueError(f"the weights have no conv1.weight (keys: {sorted(state)[:6]}...): not an AlexNet")
+    return "alexnet" if tuple(state["conv1.weight"].shape) == (96, 3, 11, 11) else "alexnet-small"
+
+
+def small_image_size(state):
+    """The image side an alexnet-small was built for: fc6 reads c5 * side^2 features, side being
+    the image side after three 3/2 max-pools. 28 (one channel) or 32 (three) when they fit."""
+    in_channels = state["conv1.weight"].shape[1]
+    c5 = state["conv5.weight"].shape[0]
+    side = int(round(np.sqrt(state["fc6.weight"].shape[1] / c5)))
+    for size in [28 if in_channels == 1 else 32] + list(range(8, 257)):
+        s = size
+        for _ in range(3):
+            s = (s - 3) // 2 + 1
+        if s == side:
+            return size
+    raise ValueError(f"no image size gives fc6's {state['fc6.weight'].shape[1]} inputs")
+
+
+def model_from_state_dict(state, model_name="auto", device="cpu"):
+    """(model in eval mode with the weights of `state`, its name, its input (C, size, size))."""
+    name = guess_model(state) if model_name == "auto" else model_name
+    classes = state["fc8.weight"].shape[0]
+    if name == "alexnet2012":
+        devices = (device, device) if device.startswith("cuda") else ("cpu:0", "cpu:1")
+        model, shape = tn.models.alexnet2012(num_classes=classes, devices=devices), (3, 224, 224)
+    elif name == "alexnet":
+        model, shape = tn.models.alexnet(num_classes=classes, device=device), (3, 224, 224)
+    elif name == "alexnet-small":
+        w1 = state["conv1.weight"]
+        size = small_image_size(state)
+        model = tn.models.alexnet_small(num_classes=classes, in_channels=w1.shape[1], image_size=size,
+                                        width=w1.shape[0], device=device)
+        shape = (w1.shape[1], size, size)
+    else:
+        raise ValueError(f"--model must be one of {MODELS}, got {model_name!r}")
+    model.load_state_dict(state)
+    return model.eval(), name, shape
+
+
+def guess_dataset(name, shape, classes):
+    if shape[0] == 1 or (classes == 10 and name != "alexnet-small"):
+        return "fashion-mnist"
+    return "cifar10" if classes == 10 else "imagefolder"
+
+
+# ================================================================= the image
+
+def load_image(source, size, channels, crop=False, invert=False):
+    """float32 (channels, size, size) in [0, 1] from an image file or a uint8 (H, W[, 3]) array.
+    crop: resize the shorter side to size * 256/224 and keep the centre size x size (evaluation
+    of the paper's nets); otherwise resize the whole image to size x size."""
+    from PIL import Image
+    img = Image.fromarray(source) if isinstance(source, np.ndarray) else Image.open(source)
+    with img:
+        img = img.convert("L" if channels == 1 else "RGB")
+        if crop:
+            w, h = img.size
+            scale = round(size * 256 / 224) / min(w, h)
+            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+            w, h = img.size
+            left, top = (w - size) // 2, (h - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+        else:
+            img = img.resize((size, size), Image.BILINEAR)
+        array = np.asarray(img, dtype=np.float32) / 255.0
+    if invert:
+        array = 1.0 - array
+    return array[None] if channels == 1 else array.transpose(2, 0, 1).copy()  # (C, size, size)
+
+
+def prepare(source, shape, dataset, device="cpu", dtype=np.float32, invert=False):
+    """(the image as the data set holds it, (C, H, W) in [0, 1]; the batch of one the net eats)."""
+    data = DATASETS[dataset]
+    image = load_image(source, data["size"], data["channels"], data["crop"], invert)
+    channels, size = shape[0], shape[1]
+    preprocess = train.BatchPreprocess(device, dtype, data["mean"], data["std"],
+                                       size=size if size != data["size"] else None,
+                                       channels=channels if channels != data["channels"] else None)
+    return image, preprocess(image[None])
+
+
+def class_names(num_classes, dataset, path=None):
+    """Names from a file (one per line), else the data set's, else the indices."""
+    if path:
+        with open(path) as f:
+            names = [line.strip() for line in f if line.strip()]
+        if len(names) != num_classes:
+            raise ValueError(f"--classes {path!r} lists {len(names)} names but the model has {num_classes} classes")
+        return names
+    known = DATASETS[dataset]["classes"]
+    if known is not None and len(known) == num_classes:
+        return list(known)
+    return [f"class {i}" for i in range(num_classes)]
+
+
+def probabilities(model, x):
+    """Softmax of the logits of a batch of one, as a float64 NumPy vector."""
+    with tn.no_grad():
+        logits = model(x).numpy()[0].astype(np.float64)
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("image", help="an image file (JPEG, PNG, ...)")
+    parser.add_argument("--checkpoint", required=True, help="module.save() .npz or a training checkpoint")
+    parser.add_argument("--model", choices=MODELS, default="auto")
+    parser.add_argument("--dataset", choices=("auto",) + tuple(DATASETS), default="auto",
+                        help="what the net was trained on: fixes the pre-processing and the class names")
+    parser.add_argument("--classes", help="file with one class name per line")
+    parser.add_argument("--invert", action="store_true", help="invert the grey levels (dark object on light ground)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    try:
+        state = read_state_dict(args.checkpoint)
+        model, name, shape = model_from_state_dict(state, args.model, args.device)
+    except (OSError, KeyError, ValueError) as err:
+        parser.exit(2, f"predict: {err}\n")
+    classes = state["fc8.weight"].shape[0]
+    dataset = guess_dataset(name, shape, classes) if args.dataset == "auto" else args.dataset
+    _, x = prepare(args.image, shape, dataset, args.device, model.parameters()[0].dtype, args.invert)
+    probs = probabilities(model, x)
+    names = class_names(classes, dataset, args.classes)
+    print(f"{name}, {classes} classes, trained on {dataset}: {os.path.basename(args.image)} "
+          f"seen as {shape[0]} x {shape[1]} x {shape[2]}")
+    top = np.argsort(-probs)[:TOP]
+    for rank, i in enumerate(top, 1):
+        print(f"{rank}. {names[i]:<20} {probs[i]:7.2%}")
+    return [(names[i], float(probs[i])) for i in top]
+
+
+if __name__ == "__main__":
+    main()
