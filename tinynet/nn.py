@@ -161,10 +161,11 @@ def save_npz(path, arrays):
 
 # ================================================================= layers
 
-def he_normal(shape, fan_in, rng=None):
-    """N(0, 2 / fan_in): He et al. 2015, keeps the activation variance through ReLUs."""
+def he_normal(shape, fan_in, dtype=np.float32, rng=None):
+    """N(0, 2 / fan_in): He et al. 2015, keeps the activation variance through ReLUs.
+    Drawn directly in `dtype` (float32 draws take half the time and memory of float64 ones)."""
     rng = rng or tn_random.host_rng()
-    return rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
+    return rng.standard_normal(shape, dtype=dtype) * dtype(math.sqrt(2.0 / fan_in))
 
 
 class Conv2d(Module):
@@ -181,7 +182,7 @@ class Conv2d(Module):
         self.in_channels, self.out_channels, self.kernel_size = in_ch, out_ch, (kh, kw)
         fan_in = in_ch // groups * kh * kw
         dev = as_device(device)
-        self.weight = Parameter(_on(dev, he_normal((out_ch, in_ch // groups, kh, kw), fan_in), dtype), dev)
+        self.weight = Parameter(_on(dev, he_normal((out_ch, in_ch // groups, kh, kw), fan_in, np.dtype(dtype).type), dtype), dev)
         self.bias = Parameter(_on(dev, np.zeros(out_ch), dtype), dev) if bias else None
 
     def forward(self, x):
@@ -199,7 +200,7 @@ class Linear(Module):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         dev = as_device(device)
-        self.weight = Parameter(_on(dev, he_normal((out_features, in_features), in_features), dtype), dev)
+        self.weight = Parameter(_on(dev, he_normal((out_features, in_features), in_features, np.dtype(dtype).type), dtype), dev)
         self.bias = Parameter(_on(dev, np.zeros(out_features), dtype), dev) if bias else None
 
     def forward(self, x):
@@ -211,7 +212,7 @@ class Linear(Module):
 
 def _on(dev, array, dtype):
     with dev.context():
-        return dev.xp.asarray(array.astype(dtype))
+        return dev.xp.asarray(array.astype(dtype, copy=False))
 
 
 class MaxPool2d(Module):

@@ -47,7 +47,7 @@ def init_weights(model, init="kaiming"):
             fan_in = int(np.prod(p.shape[1:]))
             std = {"kaiming": np.sqrt(2.0 / fan_in), "paper": 0.01,
                    "caffe": 0.005 if layer in ("fc6", "fc7") else 0.01}[init]
-            value = rng.standard_normal(p.shape) * std
+            value = rng.standard_normal(p.shape, dtype=p.dtype.type) * p.dtype.type(std)
         else:
             fill = {"kaiming": 0.0, "paper": 1.0, "caffe": 0.1}[init] if layer in ONE_BIAS_LAYERS else 0.0
             value = np.full(p.shape, fill)
@@ -132,8 +132,9 @@ class AlexNet2012(nn.Module):
 
     Each tower holds half of the kernels of every layer. The towers exchange activations only
     where the paper's do: before conv3, fc6, fc7 and fc8. Every exchange is a visible `.to()`
-    (differentiable: its backward copies the gradient back), and the bytes it moves are counted
-    in `crossing_bytes` (forward; backward moves the same amount the other way).
+    (differentiable: its backward copies the gradient back), and the bytes it moves in the
+    forward are counted in `crossing_bytes`. The backward sends back the gradient of every
+    crossing except the input image's copy to the second device, which needs no gradient.
     """
 
     def __init__(self, num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5,
