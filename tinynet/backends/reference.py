@@ -90,7 +90,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     for i in range(kh):
         for j in range(kw):
             gathered = cols[:, i, j][:, :, ys[i]][:, :, :, xs[j]]   # (C, N, H + 2ph, W + 2pw)
-            dxpad += gathered * (y_ok[i][:, None] & x_ok[j][None, :])
+            dxpad += np.where(y_ok[i][:, None] & x_ok[j][None, :], gathered, 0)  # where, not *: 0 * inf is nan
     return np.ascontiguousarray(dxpad[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
 
 

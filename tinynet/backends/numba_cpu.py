@@ -1,0 +1,201 @@
+"""The Numba backend: the CPU fast path. Same contract as reference.py (read its docstring).
+
+Each function here is a thin wrapper: it makes the inputs C-contiguous where the kernel needs it,
+allocates the outputs and calls one kernel from kernels/cpu. Arguments are not validated here
+(functional.py does that). GEMMs are NumPy's `@` (BLAS), called by functional.py, not by us.
+
+Kernels compile on first use and are cached on disk in $NUMBA_CACHE_DIR, which defaults to
+~/.cache/tinynet/numba (or $TINYNET_CACHE/numba), so a second process starts without compiling.
+"""
+import os
+
+import numpy as np
+
+
+def _numba_cache_dir():
+    """$TINYNET_CACHE/numba, or ~/.cache/tinynet/numba."""
+    root = os.environ.get("TINYNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tinynet")
+    return os.path.join(root, "numba")
+
+
+# Numba reads NUMBA_CACHE_DIR once, when it is first imported: set it before that.
+os.environ.setdefault("NUMBA_CACHE_DIR", _numba_cache_dir())
+
+import numba  # noqa: E402
+
+if not numba.config.CACHE_DIR:  # numba was imported before us, without NUMBA_CACHE_DIR
+    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+
+from tinynet._kernels import ensure_kernels_package  # noqa: E402
+
+ensure_kernels_package()
+
+from tinynet.backends.reference import out_size  # noqa: E402,F401  (one definition of the arithmetic)
+from tinynet.kernels.cpu import elementwise as _elementwise  # noqa: E402
+from tinynet.kernels.cpu import im2col as _im2col  # noqa: E402
+from tinynet.kernels.cpu import loss as _loss  # noqa: E402
+from tinynet.kernels.cpu import lrn as _lrn  # noqa: E402
+from tinynet.kernels.cpu import optim as _optim  # noqa: E402
+from tinynet.kernels.cpu import pool as _pool  # noqa: E402
+
+name = "numba"
+xp = np
+
+
+def default_rng(seed=None):
+    return np.random.default_rng(seed)
+
+
+def _c(a):
+    """a as a C-contiguous array (no copy when it already is one)."""
+    return np.ascontiguousarray(a)
+
+
+# ---------------------------------------------------------------- im2col / col2im
+
+def im2col(x, kh, kw, stride, padding):
+    """x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow)"""
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    _im2col.im2col(_c(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), cols)
+    return cols
+
+
+def col2im(cols, x_shape, kh, kw, stride, padding):
+    """cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W), the adjoint of im2col"""
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x_shape
+    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    dx = np.empty((n, c, h, w), dtype=cols.dtype)
+    cols = _c(cols).reshape(c * kh * kw, n * oh * ow)
+    _im2col.col2im(cols, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), dx)
+    return dx
+
+
+def cols_to_nchw(out, n, oh, ow, bias=None):
+    """GEMM output (oc, N*oh*ow) -> (N, oc, oh, ow), plus bias[oc] if given."""
+    out = _c(out).reshape(-1, n * oh * ow)
+    oc = out.shape[0]
+    y = np.empty((n, oc, oh, ow), dtype=out.dtype)
+    has_bias = bias is not None
+    b = _c(np.asarray(bias, dtype=out.dtype)) if has_bias else np.zeros(1, dtype=out.dtype)
+    _elementwise.cols_to_nchw(out, b, has_bias, y.reshape(n, oc, oh * ow))
+    return y
+
+
+def nchw_to_cols(dy):
+    """(N, oc, oh, ow) -> (oc, N*oh*ow)"""
+    n, oc, oh, ow = dy.shape
+    cols = np.empty((oc, n * oh * ow), dtype=dy.dtype)
+    _elementwise.nchw_to_cols(_c(dy).reshape(n, oc, oh * ow), cols)
+    return cols
+
+
+# ---------------------------------------------------------------- max-pool
+
+def maxpool_forward(x, k, s):
+    """-> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    _pool.maxpool_forward(_c(x), int(k), int(s), y, argmax)
+    return y, argmax
+
+
+def maxpool_backward(dy, argmax, x_shape, k, s):
+    """-> dx (N, C, H, W): each input pixel sums dy of the windows it won (k, s are implied by argmax)"""
+    dx = np.empty(tuple(x_shape), dtype=dy.dtype)
+    _pool.maxpool_backward(_c(dy), np.ascontiguousarray(argmax, dtype=np.int64), dx)
+    return dx
+
+
+# ---------------------------------------------------------------- local response normalization
+
+def _ncp(a):
+    """(N, C, ...) -> a C-contiguous (N, C, P) view, P the product of the trailing axes."""
+    return _c(a).reshape(a.shape[0], a.shape[1], -1)
+
+
+def lrn_forward(x, size, alpha, beta, k):
+    """-> y, scale (both shaped like x); scale = k + alpha * sum of x^2 over the window"""
+    y = np.empty(x.shape, dtype=x.dtype)
+    scale = np.empty(x.shape, dtype=x.dtype)
+    _lrn.lrn_forward(_ncp(x), int(size), float(alpha), float(beta), float(k), _ncp(y), _ncp(scale))
+    return y, scale
+
+
+def lrn_backward(dy, x, y, scale, size, alpha, beta):
+    """-> dx = dy scale^-beta - 2 alpha beta x sum_{j near i} dy_j y_j / scale_j"""
+    dx = np.empty(x.shape, dtype=dy.dtype)
+    _lrn.lrn_backward(_ncp(dy), _ncp(x), _ncp(y), _ncp(scale), int(size), float(alpha),
+                      float(beta), _ncp(dx))
+    return dx
+
+
+# ---------------------------------------------------------------- elementwise
+
+def relu_forward(x):
+    """y = max(x, 0)"""
+    x = _c(x)
+    y = np.empty(x.shape, dtype=x.dtype)
+    _elementwise.relu_forward(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def relu_backward(dy, y):
+    """dx = dy where y > 0, else 0"""
+    dy = _c(dy)
+    dx = np.empty(dy.shape, dtype=dy.dtype)
+    _elementwise.relu_backward(dy.reshape(-1), _c(y).reshape(-1), dx.reshape(-1))
+    return dx
+
+
+def dropout_mask(shape, p, dtype, rng):
+    """Mask of 0 or 1/(1-p). The uniforms come from the NumPy generator exactly as in reference.py,
+    so one seed gives one mask on both backends; the kernel fuses the threshold and the scale."""
+    dtype = np.dtype(dtype)
+    scale = dtype.type(1.0 / (1.0 - p))
+    u = rng.random(shape, dtype=np.float32)
+    threshold = np.result_type(np.float32, p).type(p)  # the type NumPy compares `u >= p` in
+    mask = np.empty(u.shape, dtype=dtype)
+    _elementwise.dropout_mask(u.reshape(-1), threshold, scale, mask.reshape(-1))
+    return mask
+
+
+# ---------------------------------------------------------------- loss
+
+def softmax_xent_forward(logits, labels):
+    """-> loss (0-d array, mean over the batch), probs"""
+    logits = _c(logits)
+    probs = np.empty(logits.shape, dtype=logits.dtype)
+    row_loss = np.empty(logits.shape[0], dtype=logits.dtype)
+    _loss.softmax_xent_forward(logits, np.ascontiguousarray(labels, dtype=np.int64), probs, row_loss)
+    return np.asarray(row_loss.mean(), dtype=logits.dtype), probs
+
+
+def softmax_xent_backward(probs, labels, dloss):
+    """dlogits = dloss * (probs - onehot(labels)) / N"""
+    probs = _c(probs)
+    dlogits = np.empty(probs.shape, dtype=probs.dtype)
+    g = probs.dtype.type(dloss / probs.shape[0])
+    _loss.softmax_xent_backward(probs, np.ascontiguousarray(labels, dtype=np.int64), g, dlogits)
+    return dlogits
+
+
+# ---------------------------------------------------------------- optimizer
+
+def sgd_update_(w, grad, v, lr, momentum, weight_decay):
+    """v <- momentum v - weight_decay lr w - lr grad;  w <- w + v   (in place)"""
+    t = w.dtype.type
+    grad = np.ascontiguousarray(grad, dtype=w.dtype).reshape(-1)
+    flat_w = w if w.flags.c_contiguous else np.ascontiguousarray(w)
+    flat_v = v if v.flags.c_contiguous else np.ascontiguousarray(v)
+    _optim.sgd_update_(flat_w.reshape(-1), grad, flat_v.reshape(-1), t(lr), t(momentum),
+                       t(weight_decay * lr))
+    if flat_w is not w:  # a strided parameter: the kernel worked on a copy, write it back
+        w[...] = flat_w
+    if flat_v is not v:
+        v[...] = flat_v
