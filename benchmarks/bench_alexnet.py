@@ -1,0 +1,347 @@
+"""tinynet against PyTorch on the paper's AlexNet, side by side in one process.
+
+    python benchmarks/bench_alexnet.py                          # CPU: batch 8, 32, 64
+    python benchmarks/bench_alexnet.py --device cuda            # GPU: batch 128, 256; TF32 off, then on
+
+What is timed: one whole training step (forward, softmax cross-entropy, backward, SGD update) of
+the grouped AlexNet (1000 classes, 224 x 224, float32, LRN, dropout) in tinynet and in PyTorch,
+the same batch of random images for both. Steps alternate between the two frameworks (tinynet,
+torch, torch, tinynet, ...) after warm-up, so drifts in the machine's speed hit both alike; the
+medians are reported. Then each layer's forward and backward (tinynet.profile for tinynet, the
+same layer-by-layer scheme for PyTorch). On the GPU both are timed with CUDA events.
+
+Also measured: the machine's sgemm rate (NumPy's BLAS, or cuBLAS), so the achieved GFLOP/s of a
+step (6 x forward multiply-adds per image: forward, and two GEMMs in the backward) can be set
+against it, and each framework's peak memory (resident set of a child process that runs two
+steps, or the GPU pool's peak). JSON goes to benchmarks/results/.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import tinynet as tn  # noqa: E402
+import tinynet.functional as F  # noqa: E402
+from tinynet.profile import profile_step  # noqa: E402
+from tinynet.summary import summary  # noqa: E402
+
+
+# ================================================================= the two nets
+
+def torch_alexnet(num_classes=1000):
+    """The grouped AlexNet in PyTorch. Its LRN spans all 96 (256) channels rather than each
+    tower's half: the same arithmetic, without a chunk/cat PyTorch would pay for. alpha = 5e-4
+    because PyTorch divides alpha by size (the paper's 1e-4 x 5)."""
+    import torch.nn as nn
+    lrn = lambda: nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+    return nn.Sequential(
+        nn.Conv2d(3, 96, 11, 4, 2), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, 1, 2, groups=2), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(256, 384, 3, 1, 1), nn.ReLU(),
+        nn.Conv2d(384, 384, 3, 1, 1, groups=2), nn.ReLU(),
+        nn.Conv2d(384, 256, 3, 1, 1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(),
+        nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(),
+        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, num_classes))
+
+
+TORCH_NAMES = ["conv1", "relu1", "lrn1", "pool1", "conv2", "relu2", "lrn2", "pool2", "conv3", "relu3",
+               "conv4", "relu4", "conv5", "relu5", "pool5", "flatten", "drop6", "fc6", "relu6",
+               "drop7", "fc7", "relu7", "fc8"]
+
+
+class Runner:
+    """One framework's training step on one batch, and a clock for it."""
+
+    def __init__(self, framework, device, batch, seed=0):
+        self.framework, self.device, self.batch = framework, device, batch
+        rng = np.random.default_rng(seed)
+        images = rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)
+        labels = rng.integers(0, 1000, batch)
+        if framework == "tinynet":
+            tn.manual_seed(seed)
+            self.model = tn.models.alexnet(1000, device=device)
+            self.opt = tn.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+            self.x = tn.tensor(images, device=device)
+            self.labels = labels
+            if device.startswith("cuda"):
+                import cupy
+                with tn.device(device).context():
+                    self.labels = cupy.asarray(labels)
+        else:
+            import torch
+            torch.manual_seed(seed)
+            dev = "cuda" if device.startswith("cuda") else "cpu"
+            self.model = torch_alexnet().to(dev)
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+            self.x = torch.tensor(images, device=dev)
+            self.labels = torch.tensor(labels, device=dev)
+        self.model.train()
+
+    def step(self):
+        if self.framework == "tinynet":
+            self.opt.zero_grad()
+            F.softmax_cross_entropy(self.model(self.x), self.labels).backward()
+            self.opt.step()
+        else:
+            import torch.nn.functional as TF
+            self.opt.zero_grad(set_to_none=True)
+            TF.cross_entropy(self.model(self.x), self.labels).backward()
+            self.opt.step()
+
+    def timed_step(self):
+        """Milliseconds of one step: CUDA events on a GPU, the wall clock on a CPU."""
+        if not self.device.startswith("cuda"):
+            start = time.perf_counter()
+            self.step()
+            return (time.perf_counter() - start) * 1e3
+        if self.framework == "tinynet":
+            import cupy
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            self.step()
+            end.record()
+            end.synchronize()
+            return cupy.cuda.get_elapsed_time(start, end)
+        import torch
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        self.step()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+
+    def layer_times(self):
+        """[(layer, forward ms, backward ms)] for one step."""
+        if self.framework == "tinynet":
+            return [(r["layer"], r["forward_ms"], r["backward_ms"]) for r in
+                    profile_step(self.model, self.x, self.labels, warmup=0)]
+        return torch_layer_times(self.model, self.x, self.labels)
+
+
+def torch_layer_times(model, x, labels):
+    """PyTorch's layers timed apart the way tinynet.profile does it: each layer's input is a
+    detached leaf, forwards run in order, then the backwards from the end."""
+    import torch
+    import torch.nn.functional as TF
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    names, outs, ins, fwd = [], [], [], []
+    h = x
+    for name, layer in [*zip(TORCH_NAMES, model), ("loss", None)]:
+        ins.append(h)
+        sync()
+        t0 = time.perf_counter()
+        out = TF.cross_entropy(h, labels) if layer is None else layer(h)
+        sync()
+        fwd.append((time.perf_counter() - t0) * 1e3)
+        names.append(name)
+        outs.append(out)
+        h = out.detach().requires_grad_()
+    bwd = [0.0] * len(names)
+    grad = None
+    for i in reversed(range(len(names))):
+        if outs[i].requires_grad:
+            sync()
+            t0 = time.perf_counter()
+            outs[i].backward(grad)
+            sync()
+            bwd[i] = (time.perf_counter() - t0) * 1e3
+        grad = ins[i].grad
+    model.zero_grad(set_to_none=True)
+    return list(zip(names, fwd, bwd))
+
+
+# ================================================================= machine facts
+
+def sgemm_gflops(device, n=4096, repeats=5):
+    """The machine's float32 GEMM rate: the ceiling for im2col + GEMM convolution."""
+    if device.startswith("cuda"):
+        import cupy
+        a = cupy.random.standard_normal((n, n), dtype=cupy.float32)
+        b = cupy.random.standard_normal((n, n), dtype=cupy.float32)
+        times = []
+        for _ in range(repeats + 1):
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            a @ b
+            end.record()
+            end.synchronize()
+            times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
+        return 2 * n ** 3 / statistics.median(times[1:]) / 1e9
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / statistics.median(times[1:]) / 1e9
+
+
+def machine_facts(device):
+    facts = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+             "numpy": np.__version__, "tinynet": tn.__version__, "tinynet_backend": tn.get_backend(device)}
+    try:
+        facts["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                                  if line.startswith("model name"))
+    except (OSError, StopIteration):
+        facts["cpu_model"] = platform.processor()
+    for name in ("numba", "torch", "cupy"):
+        try:
+            facts[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    if device.startswith("cuda"):
+        import cupy
+        props = cupy.cuda.runtime.getDeviceProperties(tn.device(device).index)
+        facts["gpu_name"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    return facts
+
+
+def train_gflop_per_image():
+    """6 x forward multiply-adds: 2 FLOPs per MAC, forward plus the two backward GEMMs (dW, dX)."""
+    rows = summary(tn.models.alexnet(1000), (3, 224, 224))
+    macs = sum(r["macs"] for r in rows)
+    return 6 * macs / 1e9
+
+
+def peak_memory_mib(framework, device, batch):
+    """Peak memory of a fresh process that builds the net and runs two steps of `framework`."""
+    out = subprocess.run([sys.executable, __file__, "--memory-child", framework, "--device", device,
+                          "--batch-sizes", str(batch)], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def memory_child(framework, device, batch):
+    runner = Runner(framework, device, batch)
+    for _ in range(2):
+        runner.step()
+    if device.startswith("cuda"):
+        if framework == "tinynet":
+            import cupy
+            print(cupy.get_default_memory_pool().total_bytes() / 2 ** 20)
+        else:
+            import torch
+            print(torch.cuda.max_memory_allocated() / 2 ** 20)
+    else:
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+
+
+# ================================================================= the run
+
+def set_tf32(enabled):
+    import torch
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    from tinynet.backends import cupy_gpu
+    cupy_gpu.set_tf32(enabled)
+
+
+def bench_batch(device, batch, warmup, repeats, layers):
+    runners = {name: Runner(name, device, batch) for name in ("tinynet", "torch")}
+    for runner in runners.values():
+        for _ in range(warmup):
+            runner.timed_step()
+    times = {name: [] for name in runners}
+    for r in range(repeats):
+        order = ("tinynet", "torch") if r % 2 == 0 else ("torch", "tinynet")
+        for name in order:
+            times[name].append(runners[name].timed_step())
+    result = {"batch": batch,
+              "tinynet_ms": statistics.median(times["tinynet"]), "torch_ms": statistics.median(times["torch"]),
+              "tinynet_runs_ms": times["tinynet"], "torch_runs_ms": times["torch"]}
+    result["time_ratio"] = result["tinynet_ms"] / result["torch_ms"]
+    result["throughput_ratio"] = result["torch_ms"] / result["tinynet_ms"]
+    if layers:
+        per_layer = {}
+        for name, runner in runners.items():
+            samples = [runner.layer_times() for _ in range(max(3, repeats // 2))]
+            per_layer[name] = [(layer, statistics.median(s[i][1] for s in samples),
+                                statistics.median(s[i][2] for s in samples))
+                               for i, (layer, _, _) in enumerate(samples[0])]
+        result["layers"] = [{"layer": a[0], "tinynet_forward_ms": a[1], "tinynet_backward_ms": a[2],
+                             "torch_forward_ms": b[1], "torch_backward_ms": b[2]}
+                            for a, b in zip(per_layer["tinynet"], per_layer["torch"])]
+    del runners
+    return result
+
+
+def print_layers(rows):
+    print(f"  {'layer':<8}{'tinynet fwd':>12}{'torch fwd':>11}{'tinynet bwd':>13}{'torch bwd':>11}   (ms)")
+    for r in rows:
+        print(f"  {r['layer']:<8}{r['tinynet_forward_ms']:>12.1f}{r['torch_forward_ms']:>11.1f}"
+              f"{r['tinynet_backward_ms']:>13.1f}{r['torch_backward_ms']:>11.1f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-sizes", default=None, help="comma-separated (CPU: 8,32,64; GPU: 128,256)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps per framework (CPU 6, GPU 30)")
+    parser.add_argument("--no-layers", action="store_true", help="skip the per-layer tables")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/alexnet_<device>_<date>.json)")
+    parser.add_argument("--memory-child", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    batches = [int(b) for b in (args.batch_sizes or ("128,256" if cuda else "8,32,64")).split(",")]
+    if args.memory_child:
+        return memory_child(args.memory_child, args.device, batches[0])
+    repeats = args.repeats or (30 if cuda else 6)
+    import numba
+    import torch
+    threads = numba.config.NUMBA_NUM_THREADS  # NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 for one core
+    if not cuda:
+        torch.set_num_threads(threads)
+
+    facts = machine_facts(args.device)
+    facts["threads"] = {"numba": threads, "torch": torch.get_num_threads(),
+                        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "unset")}
+    facts["sgemm_gflops"] = sgemm_gflops(args.device)
+    gflop = train_gflop_per_image()
+    print(f"{facts.get('gpu_name', facts['cpu_model'])}: sgemm {facts['sgemm_gflops']:.0f} GFLOP/s; "
+          f"tinynet {facts['tinynet']} ({facts['tinynet_backend']}), torch {facts['torch']}; {threads} threads; "
+          f"{gflop:.2f} GFLOP per image per training step", flush=True)
+    precisions = ["fp32", "tf32"] if cuda else ["fp32"]
+    results = []
+    for precision in precisions:
+        if cuda:
+            set_tf32(precision == "tf32")
+        for batch in batches:
+            r = bench_batch(args.device, batch, args.warmup, repeats, not args.no_layers and precision == "fp32")
+            r["precision"] = precision
+            for name in ("tinynet", "torch"):
+                r[f"{name}_gflops"] = gflop * batch / (r[f"{name}_ms"] / 1e3)
+                r[f"{name}_images_per_s"] = batch / (r[f"{name}_ms"] / 1e3)
+                if not args.no_memory:
+                    r[f"{name}_peak_mib"] = peak_memory_mib(name, args.device, batch)
+            results.append(r)
+            mem = "" if args.no_memory else f"  peak MiB {r['tinynet_peak_mib']:.0f} vs {r['torch_peak_mib']:.0f}"
+            print(f"{precision} batch {batch:>4}: tinynet {r['tinynet_ms']:8.1f} ms  torch {r['torch_ms']:8.1f} ms  "
+                  f"time ratio {r['time_ratio']:.2f}  (tinynet {r['tinynet_gflops']:.0f} GFLOP/s = "
+                  f"{r['tinynet_gflops'] / facts['sgemm_gflops']:.0%} of sgemm){mem}", flush=True)
+            if "layers" in r:
+                print_layers(r["layers"])
+    record = {"benchmark": "alexnet_training_step", "device": args.device, "date": datetime.datetime.now().isoformat(
+        timespec="seconds"), "machine": facts, "gflop_per_image": gflop, "repeats": repeats,
+        "warmup": args.warmup, "results": results}
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
+        f"alexnet_{args.device.replace(':', '')}_{threads}threads_{datetime.date.today().isoformat()}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
