@@ -20,7 +20,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -125,6 +124,7 @@ class Runner:
     def layer_times(self):
         """[(layer, forward ms, backward ms)] for one step."""
         if self.framework == "tinynet":
+            self.model.zero_grad()  # as a training step starts: no gradient to accumulate into
             return [(r["layer"], r["forward_ms"], r["backward_ms"]) for r in
                     profile_step(self.model, self.x, self.labels, warmup=0)]
         return torch_layer_times(self.model, self.x, self.labels)
@@ -234,7 +234,10 @@ def memory_child(framework, device, batch):
             import torch
             print(torch.cuda.max_memory_allocated() / 2 ** 20)
     else:
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+        # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork + exec, so a child
+        # of this (big) process would report the parent's peak
+        with open("/proc/self/status") as f:
+            print(next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024)  # kB
 
 
 # ================================================================= the run

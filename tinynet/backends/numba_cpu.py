@@ -46,6 +46,26 @@ def default_rng(seed=None):
     return np.random.default_rng(seed)
 
 
+# Below this many elements a kernel runs on one thread. Waking the other threads costs tens of
+# microseconds on an idle machine and milliseconds when another process holds a core; measured:
+# the gradient check of the small network took 158 s with every kernel parallel, and 5 s with
+# this threshold, on a 2-core machine with one core busy.
+SERIAL_BELOW = 1 << 16
+
+
+def _launch(kernel, *args):
+    """Call a Numba kernel, on one thread when its largest array is small."""
+    work = max((a.size for a in args if isinstance(a, np.ndarray)), default=0)
+    if work >= SERIAL_BELOW or numba.get_num_threads() == 1:
+        return kernel(*args)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
+
+
 def _c(a):
     """a as a C-contiguous array (no copy when it already is one)."""
     return np.ascontiguousarray(a)
@@ -59,7 +79,7 @@ def im2col(x, kh, kw, stride, padding):
     n, c, h, w = x.shape
     oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _im2col.im2col(_c(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), cols)
+    _launch(_im2col.im2col, _c(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), cols)
     return cols
 
 
@@ -70,7 +90,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
     dx = np.empty((n, c, h, w), dtype=cols.dtype)
     cols = _c(cols).reshape(c * kh * kw, n * oh * ow)
-    _im2col.col2im(cols, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), dx)
+    _launch(_im2col.col2im, cols, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), dx)
     return dx
 
 
@@ -81,7 +101,7 @@ def cols_to_nchw(out, n, oh, ow, bias=None):
     y = np.empty((n, oc, oh, ow), dtype=out.dtype)
     has_bias = bias is not None
     b = _c(np.asarray(bias, dtype=out.dtype)) if has_bias else np.zeros(1, dtype=out.dtype)
-    _elementwise.cols_to_nchw(out, b, has_bias, y.reshape(n, oc, oh * ow))
+    _launch(_elementwise.cols_to_nchw, out, b, has_bias, y.reshape(n, oc, oh * ow))
     return y
 
 
@@ -89,7 +109,7 @@ def nchw_to_cols(dy):
     """(N, oc, oh, ow) -> (oc, N*oh*ow)"""
     n, oc, oh, ow = dy.shape
     cols = np.empty((oc, n * oh * ow), dtype=dy.dtype)
-    _elementwise.nchw_to_cols(_c(dy).reshape(n, oc, oh * ow), cols)
+    _launch(_elementwise.nchw_to_cols, _c(dy).reshape(n, oc, oh * ow), cols)
     return cols
 
 
@@ -101,14 +121,14 @@ def maxpool_forward(x, k, s):
     oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-    _pool.maxpool_forward(_c(x), int(k), int(s), y, argmax)
+    _launch(_pool.maxpool_forward, _c(x), int(k), int(s), y, argmax)
     return y, argmax
 
 
 def maxpool_backward(dy, argmax, x_shape, k, s):
     """-> dx (N, C, H, W): each input pixel sums dy of the windows it won (k, s are implied by argmax)"""
     dx = np.empty(tuple(x_shape), dtype=dy.dtype)
-    _pool.maxpool_backward(_c(dy), np.ascontiguousarray(argmax, dtype=np.int64), dx)
+    _launch(_pool.maxpool_backward, _c(dy), np.ascontiguousarray(argmax, dtype=np.int64), dx)
     return dx
 
 
@@ -123,14 +143,14 @@ def lrn_forward(x, size, alpha, beta, k):
     """-> y, scale (both shaped like x); scale = k + alpha * sum of x^2 over the window"""
     y = np.empty(x.shape, dtype=x.dtype)
     scale = np.empty(x.shape, dtype=x.dtype)
-    _lrn.lrn_forward(_ncp(x), int(size), float(alpha), float(beta), float(k), _ncp(y), _ncp(scale))
+    _launch(_lrn.lrn_forward, _ncp(x), int(size), float(alpha), float(beta), float(k), _ncp(y), _ncp(scale))
     return y, scale
 
 
 def lrn_backward(dy, x, y, scale, size, alpha, beta):
     """-> dx = dy scale^-beta - 2 alpha beta x sum_{j near i} dy_j y_j / scale_j"""
     dx = np.empty(x.shape, dtype=dy.dtype)
-    _lrn.lrn_backward(_ncp(dy), _ncp(x), _ncp(y), _ncp(scale), int(size), float(alpha),
+    _launch(_lrn.lrn_backward, _ncp(dy), _ncp(x), _ncp(y), _ncp(scale), int(size), float(alpha),
                       float(beta), _ncp(dx))
     return dx
 
@@ -141,7 +161,7 @@ def relu_forward(x):
     """y = max(x, 0)"""
     x = _c(x)
     y = np.empty(x.shape, dtype=x.dtype)
-    _elementwise.relu_forward(x.reshape(-1), y.reshape(-1))
+    _launch(_elementwise.relu_forward, x.reshape(-1), y.reshape(-1))
     return y
 
 
@@ -149,7 +169,7 @@ def relu_backward(dy, y):
     """dx = dy where y > 0, else 0"""
     dy = _c(dy)
     dx = np.empty(dy.shape, dtype=dy.dtype)
-    _elementwise.relu_backward(dy.reshape(-1), _c(y).reshape(-1), dx.reshape(-1))
+    _launch(_elementwise.relu_backward, dy.reshape(-1), _c(y).reshape(-1), dx.reshape(-1))
     return dx
 
 
@@ -161,7 +181,7 @@ def dropout_mask(shape, p, dtype, rng):
     u = rng.random(shape, dtype=np.float32)
     threshold = np.result_type(np.float32, p).type(p)  # the type NumPy compares `u >= p` in
     mask = np.empty(u.shape, dtype=dtype)
-    _elementwise.dropout_mask(u.reshape(-1), threshold, scale, mask.reshape(-1))
+    _launch(_elementwise.dropout_mask, u.reshape(-1), threshold, scale, mask.reshape(-1))
     return mask
 
 
@@ -172,7 +192,7 @@ def softmax_xent_forward(logits, labels):
     logits = _c(logits)
     probs = np.empty(logits.shape, dtype=logits.dtype)
     row_loss = np.empty(logits.shape[0], dtype=logits.dtype)
-    _loss.softmax_xent_forward(logits, np.ascontiguousarray(labels, dtype=np.int64), probs, row_loss)
+    _launch(_loss.softmax_xent_forward, logits, np.ascontiguousarray(labels, dtype=np.int64), probs, row_loss)
     return np.asarray(row_loss.mean(), dtype=logits.dtype), probs
 
 
@@ -181,7 +201,7 @@ def softmax_xent_backward(probs, labels, dloss):
     probs = _c(probs)
     dlogits = np.empty(probs.shape, dtype=probs.dtype)
     g = probs.dtype.type(dloss / probs.shape[0])
-    _loss.softmax_xent_backward(probs, np.ascontiguousarray(labels, dtype=np.int64), g, dlogits)
+    _launch(_loss.softmax_xent_backward, probs, np.ascontiguousarray(labels, dtype=np.int64), g, dlogits)
     return dlogits
 
 
@@ -193,7 +213,7 @@ def sgd_update_(w, grad, v, lr, momentum, weight_decay):
     grad = np.ascontiguousarray(grad, dtype=w.dtype).reshape(-1)
     flat_w = w if w.flags.c_contiguous else np.ascontiguousarray(w)
     flat_v = v if v.flags.c_contiguous else np.ascontiguousarray(v)
-    _optim.sgd_update_(flat_w.reshape(-1), grad, flat_v.reshape(-1), t(lr), t(momentum),
+    _launch(_optim.sgd_update_, flat_w.reshape(-1), grad, flat_v.reshape(-1), t(lr), t(momentum),
                        t(weight_decay * lr))
     if flat_w is not w:  # a strided parameter: the kernel worked on a copy, write it back
         w[...] = flat_w
