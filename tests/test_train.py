@@ -1,0 +1,279 @@
+"""Tests of tinynet.train and examples/train_alexnet.py: the loop learns, a resumed run equals an
+uninterrupted one bit for bit, checkpoints survive a crash mid-write, a NaN loss stops the run
+with a message, and --device cuda on a machine without a GPU fails in one line.
+
+Tests about mechanics use a tiny net on tiny synthetic data; only the learning test reads the
+real Fashion-MNIST (skipped where /usr/share/datasets/fashion-mnist is absent).
+"""
+import gzip
+import importlib.util
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinynet as tn
+import tinynet.nn
+from tinynet import backends, train
+from tinynet.data import DataLoader, load_fashion_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("train_alexnet", ROOT / "examples" / "train_alexnet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def synthetic(n, side=16, seed=0):
+    """uint8 images (n, side, side) whose label is the quadrant holding a bright square, plus
+    noise: learnable, but the tests below only need it to be deterministic."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    images = rng.integers(0, 60, (n, side, side)).astype(np.uint8)
+    half = side // 2
+    for i, q in enumerate(labels):
+        top, left = (q // 2) * half, (q % 2) * half
+        images[i, top + 2:top + half - 2, left + 2:left + half - 2] = 255
+    return images, labels.astype(np.int64)
+
+
+def make_trainer(tmp_path, epochs=3, transform=None, model_wrapper=None, seed=0, shuffle=True, **options):
+    """A tiny AlexNet-small (width 4, 16 px) on 64 synthetic images, 4 batches an epoch."""
+    tn.manual_seed(seed)
+    model = tn.models.alexnet_small(num_classes=4, in_channels=1, image_size=16, width=4)
+    if model_wrapper is not None:
+        model = model_wrapper(model)
+    optimizer = tn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    scheduler = tn.optim.StepLR(optimizer, step_size=2)
+    train_loader = DataLoader(synthetic(64), batch_size=16, shuffle=shuffle, seed=7, transform=transform, workers=0)
+    test_loader = DataLoader(synthetic(32, seed=1), batch_size=16, workers=0)
+    messages = []
+    trainer = train.Trainer(model, optimizer, train_loader, test_loader, "cpu", epochs, scheduler=scheduler,
+                            checkpoint_dir=tmp_path, progress=False, print_fn=messages.append, **options)
+    trainer.messages = messages
+    return trainer
+
+
+def weights(model):
+    return model.state_dict()
+
+
+# ================================================================= learning
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_FASHION_MNIST.is_dir(), reason="needs /usr/share/datasets/fashion-mnist")
+def test_fit_learns_fashion_mnist_well_above_chance(tmp_path):
+    """4,000 real Fashion-MNIST images, 3 epochs of a narrow AlexNet-small: the training loss
+    falls every epoch and the test accuracy ends far above the 10% of guessing."""
+    x_train, y_train = load_fashion_mnist(REAL_FASHION_MNIST, train=True)
+    x_test, y_test = load_fashion_mnist(REAL_FASHION_MNIST, train=False)
+    x_train, y_train, x_test, y_test = x_train[:4000], y_train[:4000], x_test[:1000], y_test[:1000]
+    tn.manual_seed(0)
+    model = tn.models.alexnet_small(10, 1, 28, width=16)
+    optimizer = tn.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
+    preprocess = train.BatchPreprocess("cpu", mean=[0.286], std=[0.353])
+    log = tmp_path / "log.jsonl"
+    history = train.fit(model, optimizer, DataLoader((x_train, y_train), batch_size=64, shuffle=True, seed=0),
+                        DataLoader((x_test, y_test), batch_size=250), "cpu", epochs=3, progress=False,
+                        preprocess=preprocess, json_log=log, checkpoint_dir=tmp_path / "ckpt")
+    losses = [r["train_loss"] for r in history]
+    assert losses[0] > losses[1] > losses[2], losses
+    assert history[-1]["test_acc"] > 0.60, history
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines == json.loads(json.dumps(history))
+    assert set(lines[0]) >= {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5",
+                             "images_per_s", "seconds", "data_wait_fraction", "lr"}
+
+
+# ================================================================= resume
+
+def _raise_in_forward(at):
+    """Make a net raise KeyboardInterrupt right after its training forward number `at`: the
+    interrupt lands after dropout has drawn its masks and before any weight has moved.
+    (The net's forward is replaced on the instance, so its parameter names stay the same.)"""
+    def wrap(net):
+        inner, calls = net.forward, [0]
+
+        def forward(x):
+            y = inner(x)
+            if net.training:
+                calls[0] += 1
+                if calls[0] == at:
+                    raise KeyboardInterrupt
+            return y
+        net.forward = forward
+        return net
+    return wrap
+
+
+def _sigint_after(calls):
+    """A transform that sends this process SIGINT (a real Ctrl-C) when called for the `calls`-th time."""
+    count = [0]
+
+    def transform(image, rng):
+        count[0] += 1
+        if count[0] == calls:
+            signal.raise_signal(signal.SIGINT)
+        return image
+    return transform
+
+
+@pytest.mark.parametrize("how", ["ctrl-c between steps", "interrupt inside a step"])
+def test_resumed_run_ends_with_bit_identical_weights(tmp_path, how):
+    """3 epochs straight, or interrupted in epoch 2 and resumed in a fresh Trainer (whose net was
+    built from another seed): the final weights are the same to the last bit."""
+    straight = make_trainer(tmp_path / "straight", transform=_sigint_after(-1))
+    straight.fit()
+    assert straight.status == "finished"
+
+    if how == "ctrl-c between steps":  # SIGINT while batch 2 of epoch 2 is built: stop after that step
+        first = make_trainer(tmp_path / "cut", transform=_sigint_after(64 + 16 + 5))
+    else:  # KeyboardInterrupt inside the forward of step 3 of epoch 2: that step is to be redone
+        first = make_trainer(tmp_path / "cut", transform=_sigint_after(-1), model_wrapper=_raise_in_forward(4 + 3))
+    stopped_at = (1, 2)  # epoch 2 (0-based 1), after 2 steps
+    first.fit()
+    assert first.status == "interrupted"
+    assert first.position == stopped_at
+    assert "interrupted" in first.messages[-1] and "checkpoint saved" in first.messages[-1]
+    meta = train.load_checkpoint(tmp_path / "cut" / train.CHECKPOINT_NAME)["meta"]
+    assert (meta["epoch"], meta["step"]) == stopped_at
+
+    resumed = make_trainer(tmp_path / "cut", transform=_sigint_after(-1), seed=123)
+    resumed.fit(resume=True)
+    assert resumed.status == "finished"
+    a, b = weights(straight.model), weights(resumed.model)
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+    assert resumed.optimizer.lr == straight.optimizer.lr
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    for r, s in zip(resumed.history, straight.history):
+        assert r["train_loss"] == pytest.approx(s["train_loss"], rel=1e-12)
+        assert r["test_acc"] == s["test_acc"]
+
+
+def test_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    """The writer fails half-way through epoch 2's checkpoint (a full disk): epoch 1's checkpoint
+    is still there, whole, and no temporary file is left behind."""
+    trainer = make_trainer(tmp_path, epochs=1)
+    trainer.fit()
+    path = tmp_path / train.CHECKPOINT_NAME
+    before = train.load_checkpoint(path)
+
+    real_savez = np.savez
+
+    def half_written(file, **arrays):
+        real_savez(file, **dict(list(arrays.items())[:3]))  # some bytes reach the disk...
+        raise OSError(28, "No space left on device")         # ...then the write fails
+
+    monkeypatch.setattr(tinynet.nn.np, "savez", half_written)
+    trainer.epochs = 2
+    with pytest.raises(OSError, match="No space left"):
+        trainer.fit(resume=True)
+    monkeypatch.undo()
+
+    after = train.load_checkpoint(path)
+    assert after["meta"]["epoch"] == 1 and after["meta"]["step"] == 0
+    for name, value in before["model"].items():
+        assert np.array_equal(after["model"][name], value)
+    assert sorted(os.listdir(tmp_path)) == [train.CHECKPOINT_NAME]
+
+
+def test_nan_loss_stops_the_run_naming_epoch_and_step(tmp_path):
+    """A NaN image in batch 3 of epoch 2: TrainingDiverged names that epoch and step, and the
+    checkpoint of epoch 1 stays, with finite weights."""
+    count = [0]
+
+    def poison(image, rng):  # in order (no shuffle): call 64 + 40 is sample 40, batch 3 of epoch 2
+        count[0] += 1
+        return np.full(image.shape, np.nan, np.float32) if count[0] == 64 + 40 else image
+
+    trainer = make_trainer(tmp_path, epochs=3, transform=poison, shuffle=False)
+    with pytest.raises(train.TrainingDiverged) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "loss is nan" in message and "epoch 2, step 3 of 4" in message, message
+    assert "is kept" in message and str(tmp_path / train.CHECKPOINT_NAME) in message
+    assert trainer.status == "diverged"
+    kept = train.load_checkpoint(tmp_path / train.CHECKPOINT_NAME)
+    assert kept["meta"]["epoch"] == 1
+    assert all(np.isfinite(v).all() for v in kept["model"].values())
+
+
+# ================================================================= evaluation
+
+def test_ten_crop_batch_matches_the_per_image_ten_crop():
+    from tinynet.data import transforms
+    x = np.random.default_rng(0).random((2, 3, 9, 11)).astype(np.float32)
+    patches = train.ten_crop_batch(x, 6)
+    for i in range(2):
+        expected = transforms.ten_crop(x[i].transpose(1, 2, 0), 6)           # (10, 6, 6, 3)
+        got = np.stack([p[i].transpose(1, 2, 0) for p in patches])
+        assert np.array_equal(got, expected)
+
+
+def test_evaluate_reports_loss_accuracy_and_top5_with_and_without_ten_crop():
+    tn.manual_seed(0)
+    model = tn.models.alexnet_small(num_classes=7, in_channels=1, image_size=16, width=4)
+    images, labels = synthetic(40, side=20)
+    loader = DataLoader((images, labels % 7), batch_size=16, workers=0)
+    plain = train.evaluate(model, loader, "cpu", preprocess=_CenterCrop(16))
+    ten = train.evaluate(model, loader, "cpu", ten_crop=True, crop_size=16)
+    for result in (plain, ten):
+        assert set(result) == {"loss", "acc", "top5", "n"} and result["n"] == 40
+        assert 0 <= result["acc"] <= result["top5"] <= 1 and np.isfinite(result["loss"])
+    assert model.training  # evaluate restores the mode
+
+
+class _CenterCrop(train.BatchPreprocess):
+    def __init__(self, size):
+        super().__init__("cpu")
+        self.crop = size
+
+    def __call__(self, x):
+        top = (x.shape[2] - self.crop) // 2
+        return super().__call__(np.ascontiguousarray(x[:, :, top:top + self.crop, top:top + self.crop]))
+
+
+# ================================================================= the example script
+
+def _write_idx(path, array, magic):
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_example_trains_logs_and_plots_on_a_tiny_fashion_mnist(tmp_path, capsys):
+    """examples/train_alexnet.py end to end on 48 fake 28x28 images: it prints the model, the
+    parameter count, the device and backend, writes the JSON lines, the checkpoint and the PNG."""
+    images, labels = synthetic(48, side=28)
+    for prefix in ("train", "t10k"):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
+    log = tmp_path / "run" / "log.jsonl"
+    example = load_example()
+    code = example.main(["--data", str(tmp_path), "--width", "4", "--epochs", "2", "--batch-size", "16",
+                         "--no-progress", "--checkpoint", str(tmp_path / "ckpt"), "--json-log", str(log)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "alexnet-small" in out and "parameters" in out and "backend" in out and "48 training" in out
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert (tmp_path / "run" / "log.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "ckpt" / train.CHECKPOINT_NAME).is_file()
+
+
+@pytest.mark.skipif(bool(backends.available("cuda")), reason="a GPU is present")
+def test_device_cuda_without_a_gpu_fails_in_one_line(capsys):
+    example = load_example()
+    code = example.main(["--device", "cuda", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "cuda" in err and ("pip install" in err or "GPU" in err), err
