@@ -6,7 +6,7 @@
 Everything is the same as `python examples/train_alexnet.py` with the same flags, except the engine:
     net      alexnet_small: the same layers, names and shapes (conv1..conv5 with groups=2 in conv2,
              conv4, conv5; the paper's LRN per tower after conv1 and conv2; 3/2 max-pools; dropout
-             0.5 before fc6 and fc7). PyTorch's LocalResponseNorm divides alpha by the window size,
+             --dropout, the job's default unless given, before fc6 and fc7). PyTorch's LocalResponseNorm divides alpha by the window size,
              so it gets alpha = 5 * 1e-4 to compute the paper's formula.
     weights  the initial weights ARE tinynet's: the tinynet net is built with the same seed and
              init, and its state_dict is loaded into the PyTorch net (the names match).
@@ -188,7 +188,7 @@ def main(argv=None):
     wall = time.perf_counter() - start
     result = {"engine": f"pytorch {torch.__version__}", "threads": torch.get_num_threads(),
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
-              "settings": vars(args), "wall_seconds": wall, "final_test_acc": history[-1]["test_acc"],
+              "date": time.strftime("%Y-%m-%d"), "settings": vars(args), "wall_seconds": wall, "final_test_acc": history[-1]["test_acc"],
               "history": history}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
