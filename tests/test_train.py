@@ -277,3 +277,66 @@ def test_device_cuda_without_a_gpu_fails_in_one_line(capsys):
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert "cuda" in err and ("pip install" in err or "GPU" in err), err
+
+
+# ================================================================= the PyTorch recipe
+
+def load_recipe():
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("pytorch_recipe", ROOT / "benchmarks" / "pytorch_recipe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_preprocess_equals_batch_preprocess():
+    """benchmarks/pytorch_recipe.py feeds PyTorch what train.BatchPreprocess feeds tinynet:
+    normalised, resized 28 -> 64 bilinearly and repeated to 3 channels."""
+    recipe = load_recipe()
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    mean, std = [0.286], [0.353]
+    ours = train.BatchPreprocess("cpu", np.float32, mean, std, size=64, channels=3)(x).numpy()
+    theirs = recipe.Preprocess("cpu", mean, std, size=64, channels=3)(x).numpy()
+    assert ours.shape == theirs.shape == (4, 3, 64, 64)
+    np.testing.assert_allclose(theirs, ours, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("model, size", [("alexnet-small", 28), ("alexnet", 224)])
+def test_recipe_nets_compute_the_tinynet_function(model, size):
+    """The PyTorch nets of the recipe, loaded with tinynet's initial weights, give tinynet's
+    logits in float64 (eval mode: no dropout), so both engines start from the same function."""
+    recipe = load_recipe()
+    import torch
+    reference, net = recipe.build_nets(model, 10, size, width=4, dropout=0.5, init="kaiming", seed=3)
+    reference.to(np.float64).eval()
+    net.double().eval()
+    channels = 1 if model == "alexnet-small" else 3
+    x = np.random.default_rng(1).standard_normal((2, channels, size, size))
+    ours = reference(tn.tensor(x)).numpy()
+    with torch.no_grad():
+        theirs = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(theirs, ours, rtol=1e-9, atol=1e-9)
+
+
+def test_recipe_without_dropout_follows_the_tinynet_job_step_for_step(tmp_path, capsys):
+    """With dropout off nothing random differs between the engines: the same batches, weights
+    and update rule give the same epoch losses (up to float32 rounding) and write the JSON."""
+    recipe = load_recipe()
+    images, labels = synthetic(48, side=28)
+    for prefix in ("train", "t10k"):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
+    flags = ["--data", str(tmp_path), "--width", "4", "--epochs", "2", "--batch-size", "16", "--dropout", "0"]
+    log = tmp_path / "log.jsonl"
+    assert load_example().main(flags + ["--no-progress", "--checkpoint", str(tmp_path / "ckpt"),
+                                        "--json-log", str(log)]) == 0
+    ours = [json.loads(line) for line in log.read_text().splitlines()]
+    result = recipe.main(flags + ["--out", str(tmp_path / "recipe.json")])
+    theirs = json.loads((tmp_path / "recipe.json").read_text())
+    assert theirs["history"] == json.loads(json.dumps(result["history"]))
+    assert theirs["settings"]["lr"] == 0.02 and theirs["settings"]["lr_step"] == 7  # the job's defaults
+    for a, b in zip(ours, theirs["history"]):
+        assert a["epoch"] == b["epoch"]
+        for key in ("train_loss", "test_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (key, a, b)
+        assert b["train_acc"] == a["train_acc"] and b["test_acc"] == a["test_acc"]
