@@ -14,6 +14,11 @@ Also measured: the machine's sgemm rate (NumPy's BLAS, or cuBLAS), so the achiev
 step (6 x forward multiply-adds per image: forward, and two GEMMs in the backward) can be set
 against it, and each framework's peak memory (resident set of a child process that runs two
 steps, or the GPU pool's peak). JSON goes to benchmarks/results/.
+
+--isolated PAIRS also times each framework alone in a fresh process, alternating tinynet and
+torch processes PAIRS times each. In one process the two share threads and malloc settings:
+tinynet's keep_freed_memory spares PyTorch its page faults too (on the 2-core CPU, 140,000-171,000
+a step at batch 32 when PyTorch runs alone), so both views are worth having.
 """
 import argparse
 import datetime
@@ -26,7 +31,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# Both frameworks run their kernels on OpenMP threads (two copies of GNU OpenMP in one process).
+# An idle OpenMP thread spins by default, and in a shared process one framework's spinning
+# threads take the cores the other's next step needs. Measured on the 2-core CPU, batch 8, one
+# process: tinynet 627-651 ms and PyTorch 437-462 ms with PyTorch's threads spinning (it loaded
+# first), tinynet 436-459 ms and PyTorch 494-527 ms with both passive. tinynet sets PASSIVE for
+# itself when its Numba backend loads; here it is set before either loads, the same rule for
+# both. --isolated times each framework alone with its own defaults.
+USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -240,6 +255,41 @@ def memory_child(framework, device, batch):
             print(next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024)  # kB
 
 
+def step_child(framework, device, batch, warmup, repeats):
+    """In a fresh process with only `framework` loaded: the median step time and page faults."""
+    import resource
+    runner = Runner(framework, device, batch)
+    for _ in range(warmup):
+        runner.timed_step()
+    times, faults = [], []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        times.append(runner.timed_step())
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(json.dumps({"ms": statistics.median(times), "page_faults_per_step": statistics.median(faults)}))
+
+
+def isolated(device, batch, warmup, repeats, pairs):
+    """Each framework alone in its own process (so neither shares the other's threads or malloc
+    settings), `pairs` times, alternating tinynet and torch processes: the medians of each."""
+    runs = {"tinynet": [], "torch": []}
+    for _ in range(pairs):
+        for name in runs:
+            env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # each its own default
+            if USER_OMP_WAIT_POLICY is not None:
+                env["OMP_WAIT_POLICY"] = USER_OMP_WAIT_POLICY
+            out = subprocess.run([sys.executable, __file__, "--step-child", name, "--device", device,
+                                  "--batch-sizes", str(batch), "--warmup", str(warmup), "--repeats", str(repeats)],
+                                 capture_output=True, text=True, check=True, env=env)
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    result = {f"{name}_runs": r for name, r in runs.items()}
+    for name, r in runs.items():
+        result[f"{name}_ms"] = statistics.median(x["ms"] for x in r)
+        result[f"{name}_page_faults_per_step"] = statistics.median(x["page_faults_per_step"] for x in r)
+    result["time_ratio"] = result["tinynet_ms"] / result["torch_ms"]
+    return result
+
+
 # ================================================================= the run
 
 def set_tf32(enabled):
@@ -295,13 +345,18 @@ def main(argv=None):
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer tables")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/alexnet_<device>_<date>.json)")
+    parser.add_argument("--isolated", type=int, default=0, metavar="PAIRS",
+                        help="also time each framework alone in its own process, PAIRS times each, alternating")
     parser.add_argument("--memory-child", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--step-child", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cuda = args.device.startswith("cuda")
     batches = [int(b) for b in (args.batch_sizes or ("128,256" if cuda else "8,32,64")).split(",")]
     if args.memory_child:
         return memory_child(args.memory_child, args.device, batches[0])
     repeats = args.repeats or (30 if cuda else 6)
+    if args.step_child:
+        return step_child(args.step_child, args.device, batches[0], args.warmup, repeats)
     import numba
     import torch
     threads = numba.config.NUMBA_NUM_THREADS  # NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 for one core
@@ -310,7 +365,8 @@ def main(argv=None):
 
     facts = machine_facts(args.device)
     facts["threads"] = {"numba": threads, "torch": torch.get_num_threads(),
-                        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "unset")}
+                        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+                        "OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}
     facts["sgemm_gflops"] = sgemm_gflops(args.device)
     gflop = train_gflop_per_image()
     print(f"{facts.get('gpu_name', facts['cpu_model'])}: sgemm {facts['sgemm_gflops']:.0f} GFLOP/s; "
@@ -334,6 +390,11 @@ def main(argv=None):
             print(f"{precision} batch {batch:>4}: tinynet {r['tinynet_ms']:8.1f} ms  torch {r['torch_ms']:8.1f} ms  "
                   f"time ratio {r['time_ratio']:.2f}  (tinynet {r['tinynet_gflops']:.0f} GFLOP/s = "
                   f"{r['tinynet_gflops'] / facts['sgemm_gflops']:.0%} of sgemm){mem}", flush=True)
+            if args.isolated:
+                r["isolated"] = iso = isolated(args.device, batch, args.warmup, repeats, args.isolated)
+                print(f"  alone in their own processes ({args.isolated} each): tinynet {iso['tinynet_ms']:.1f} ms "
+                      f"({iso['tinynet_page_faults_per_step']:.0f} page faults a step)  torch {iso['torch_ms']:.1f} ms "
+                      f"({iso['torch_page_faults_per_step']:.0f})  time ratio {iso['time_ratio']:.2f}", flush=True)
             if "layers" in r:
                 print_layers(r["layers"])
     record = {"benchmark": "alexnet_training_step", "device": args.device, "date": datetime.datetime.now().isoformat(

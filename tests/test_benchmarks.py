@@ -1,0 +1,30 @@
+"""The benchmark script end to end on the CPU, at the smallest size: it runs, and its JSON holds
+what the issues ask for (per batch: tinynet_ms, torch_ms, throughput_ratio; the machine; each
+framework alone in its own process with its page faults)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_alexnet_writes_ratios_and_the_isolated_runs(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_alexnet.py"), "--batch-sizes", "1",
+                          "--warmup", "0", "--repeats", "1", "--no-memory", "--no-layers", "--isolated", "1",
+                          "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "time ratio" in run.stdout and "alone in their own processes" in run.stdout
+    record = json.loads(out.read_text())
+    assert record["machine"]["threads"]["OMP_WAIT_POLICY"]  # the rule both frameworks ran under
+    (result,) = record["results"]
+    assert result["batch"] == 1 and result["precision"] == "fp32"
+    assert result["throughput_ratio"] == pytest.approx(result["torch_ms"] / result["tinynet_ms"])
+    iso = result["isolated"]
+    assert len(iso["tinynet_runs"]) == len(iso["torch_runs"]) == 1
+    assert iso["time_ratio"] == pytest.approx(iso["tinynet_ms"] / iso["torch_ms"])
+    assert iso["tinynet_page_faults_per_step"] >= 0 and iso["torch_page_faults_per_step"] >= 0
