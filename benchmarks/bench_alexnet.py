@@ -37,9 +37,10 @@ from pathlib import Path
 # process: tinynet 627-651 ms and PyTorch 437-462 ms with PyTorch's threads spinning (it loaded
 # first), tinynet 436-459 ms and PyTorch 494-527 ms with both passive. tinynet sets PASSIVE for
 # itself when its Numba backend loads; here it is set before either loads, the same rule for
-# both. --isolated times each framework alone with its own defaults.
+# both. --isolated times each framework alone with its own defaults (its child processes skip this).
 USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "--step-child" not in sys.argv:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
@@ -266,7 +267,8 @@ def step_child(framework, device, batch, warmup, repeats):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         times.append(runner.timed_step())
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-    print(json.dumps({"ms": statistics.median(times), "page_faults_per_step": statistics.median(faults)}))
+    print(json.dumps({"ms": statistics.median(times), "page_faults_per_step": statistics.median(faults),
+                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}))
 
 
 def isolated(device, batch, warmup, repeats, pairs):

@@ -142,8 +142,6 @@ class Preprocess:
         return x.contiguous()
 
 
-
-
 @torch.no_grad()
 def paper_sgd_step(params, velocities, lr, momentum, weight_decay):
     """Section 5: v <- m v - wd lr w - lr g;  w <- w + v."""
