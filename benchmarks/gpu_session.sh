@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Everything issues 4 (CuPy backend) and 6 (the --device cuda target) need from a GPU, in one
-# call, most important first. Each step has its own time limit, so one that hangs cannot eat
-# the others' time; a failed step is reported and the next one runs.
+# Everything issues 4 (CuPy backend) and 6 (the --device cuda target) need from a GPU, most
+# important first. Each step has its own time limit, so one that hangs cannot eat the others'
+# time; a failed step is reported and the next one runs.
 #
 #   OUT=results_dir DATA=fashion_mnist_dir bash benchmarks/gpu_session.sh [steps]
 #
