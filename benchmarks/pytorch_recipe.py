@@ -19,7 +19,8 @@ per-model defaults, read from that script), except the engine:
              channel repeated 3 times for the paper's net.
     update   the paper's rule written out by hand (section 5), not torch.optim.SGD:
                  v <- momentum * v - weight_decay * lr * w - lr * grad;   w <- w + v
-    schedule lr divided by 10 every --lr-step epochs (StepLR), or on a test-loss plateau.
+    schedule lr divided by 10 every --lr-step epochs (StepLR), or on a test-loss plateau: the
+             job's own scheduler objects (train_alexnet.make_scheduler), driving a plain lr value.
 Only the dropout masks (PyTorch's generator) and the order of floating-point sums differ. On a
 GPU, TF32 is off for cuDNN and cuBLAS (as tinynet's default) unless --tf32; the running loss and
 accuracy are summed on the device and read once an epoch.
@@ -34,6 +35,7 @@ import os
 import platform
 import sys
 import time
+import types
 from collections import OrderedDict
 
 import torch
@@ -225,7 +227,7 @@ def main(argv=None):
     x_test, y_test = x_test[:args.limit_test], y_test[:args.limit_test]
     mean, std = EXAMPLE.channel_stats(x_train)
     channels = 3 if args.model == "alexnet" else None
-    prepare = Preprocess(device, mean, std, size=args.image_size if args.image_size != 28 else None, channels=channels)
+    prepare = Preprocess(device, mean, std, size=args.image_size, channels=channels)
     kw = dict(batch_size=args.batch_size, seed=args.seed, workers=1, prefetch=2)
     train_loader = DataLoader((x_train, y_train), shuffle=True, **kw)
     test_loader = DataLoader((x_test, y_test), shuffle=False, **kw)
@@ -241,7 +243,10 @@ def main(argv=None):
           + f" at {args.image_size} px, {sum(q.numel() for q in params):,} parameters; "
           f"{len(y_train):,} training, {len(y_test):,} test images", flush=True)
 
-    lr, best, bad_epochs, history = args.lr, float("inf"), 0, []
+    # the job's own schedule (train_alexnet.make_scheduler) moves rate.lr, as it moves a tinynet SGD's
+    rate = types.SimpleNamespace(lr=args.lr)
+    scheduler = EXAMPLE.make_scheduler(args, rate)
+    lr, history = args.lr, []
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         train_loader.set_epoch(epoch)
@@ -270,15 +275,8 @@ def main(argv=None):
         print(f"epoch {epoch + 1:3d}/{args.epochs}  train loss {train_loss:.4f} acc {train_acc:.2%}  "
               f"test loss {test_loss:.4f} acc {test_acc:.2%}  {record['images_per_s']:.0f} img/s  "
               f"{record['seconds']:.1f} s  lr {lr:g}", flush=True)
-        # the same schedules as tinynet.optim.StepLR / ReduceLROnPlateau
-        if args.lr_schedule == "step":
-            lr = args.lr * 0.1 ** ((epoch + 1) // args.lr_step)
-        elif test_loss < best * (1 - 1e-3):
-            best, bad_epochs = test_loss, 0
-        else:
-            bad_epochs += 1
-            if bad_epochs > args.patience:
-                lr, bad_epochs = max(lr * 0.1, 1e-6), 0
+        scheduler.step(test_loss)  # tinynet's StepLR or ReduceLROnPlateau, on `rate`
+        lr = rate.lr
 
     wall = time.perf_counter() - start
     result = {"engine": f"pytorch {torch.__version__}", "device": str(device), "gpu_name": gpu_name,
