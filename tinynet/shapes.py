@@ -1,0 +1,39 @@
+"""The one home of the window arithmetic (convolution and pooling output sizes).
+
+A window of F pixels sliding by S over a line of W pixels padded by P on each side stops
+(W - F + 2P) // S + 1 times (the CS231n formula; floor rounding, as PyTorch and Caffe do).
+With per-side padding (P_before, P_after) the padded line is W + P_before + P_after long:
+
+    out = (W + P_before + P_after - F) // S + 1
+
+AlexNet's conv1 written the paper-summary way pads [1, 2]: (224 - 11 + 1 + 2) // 4 + 1 = 55 exactly.
+"""
+import numbers
+
+
+def side_padding(padding):
+    """An int P or a pair (P_before, P_after) -> (P_before, P_after)."""
+    if isinstance(padding, numbers.Integral):
+        return int(padding), int(padding)
+    before, after = padding
+    return int(before), int(after)
+
+
+def conv_output_size(size, kernel, stride=1, padding=0):
+    """(W + P_before + P_after - F) // S + 1 for a line of `size` pixels (see the module docstring).
+
+    padding: an int (the same on both sides) or a pair (before, after). The result is below 1 when
+    the window does not fit; callers that need a layer to exist check that and say which layer."""
+    before, after = side_padding(padding)
+    return (size + before + after - kernel) // stride + 1
+
+
+def arithmetic(size, kernel, stride=1, padding=0):
+    """The output length and the text of its arithmetic, e.g. (55, '(224 - 11 + 2*2) // 4 + 1 = 55')."""
+    before, after = side_padding(padding)
+    out = conv_output_size(size, kernel, stride, padding)
+    if before == after:
+        pad = f" + 2*{before}" if before else ""
+    else:
+        pad = f" + {before} + {after}"
+    return out, f"({size} - {kernel}{pad}) // {stride} + 1 = {out}"
