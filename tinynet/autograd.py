@@ -1,4 +1,4 @@
-"""Function: one op's forward and backward; the graph walk that runs the backwards in order.
+"""Function: one op's forward and backward, and the Node that records an application of it.
 
 A Function subclass writes two static methods:
 
@@ -6,12 +6,13 @@ A Function subclass writes two static methods:
     backward(ctx, grad)              -> tuple        one gradient per positional input (None: no gradient)
 
 `Function.apply(*tensors, **params)` unwraps the tensors, runs forward on their device, and, if any
-input needs a gradient, records a Node so that `Tensor.backward()` can call backward later.
-Positional arguments are Tensors (or None, for an absent bias); everything else is a keyword.
+input needs a gradient, records a Node so that `Tensor.backward()` can call backward later
+(the graph walk lives with Tensor, in tensor.py). Positional arguments are Tensors (or None, for
+an absent bias); everything else is a keyword.
 """
 import contextlib
 
-from .device import device as as_device
+from .tensor import Tensor
 
 _grad_enabled = True
 
@@ -71,7 +72,6 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        from .tensor import Tensor
         tensors = [t for t in inputs if t is not None]
         for t in tensors:
             if not isinstance(t, Tensor):
@@ -90,46 +90,3 @@ class Function:
         if record:
             result._node = Node(cls, ctx, inputs)
         return result
-
-
-def _topological_order(root):
-    """Tensors reachable from root, each after every tensor that uses it (root first)."""
-    order, visited, stack = [], set(), [(root, False)]
-    while stack:  # iterative depth-first search: deep nets must not hit Python's recursion limit
-        t, children_done = stack.pop()
-        if children_done:
-            order.append(t)
-            continue
-        if id(t) in visited:
-            continue
-        visited.add(id(t))
-        stack.append((t, True))
-        if t._node is not None:
-            stack.extend((i, False) for i in t._node.inputs if i is not None and i.requires_grad)
-    return order[::-1]
-
-
-def backward(root, grad):
-    """Run every recorded backward from root, in reverse topological order, and accumulate the
-    gradients of leaf tensors into their .grad. The graph is freed as it is walked."""
-    grads = {id(root): grad}
-    for t in _topological_order(root):
-        g = grads.pop(id(t), None)
-        if g is None:
-            continue
-        node = t._node
-        if node is None:  # a leaf: accumulate
-            t.grad = g if t.grad is None else t.grad + g
-            continue
-        if node.ctx is None:
-            raise RuntimeError("backward through a graph a second time: its saved arrays were freed "
-                               "by the first backward; run the forward again")
-        with node.ctx.device.context():
-            input_grads = node.function.backward(node.ctx, g)
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
-        node.ctx = None  # free the saved activations now
-        for inp, ig in zip(node.inputs, input_grads):
-            if inp is None or ig is None or not inp.requires_grad:
-                continue
-            grads[id(inp)] = ig if id(inp) not in grads else grads[id(inp)] + ig

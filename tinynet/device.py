@@ -1,10 +1,13 @@
-"""Devices: "cpu", "cpu:1", "cuda", "cuda:1" -> Device, and the backend that serves each.
+"""Devices: "cpu", "cpu:1", "cuda", "cuda:1" -> Device, the backend that serves each, and the
+copy of an array from one device to another.
 
 cpu:0 and cpu:1 are two logical devices sharing host memory, so the paper's two-GPU split
 (section 3.2) can be run and inspected on any machine. Every cpu device holds NumPy arrays;
 every cuda device holds CuPy arrays on GPU number `index`.
 """
 import contextlib
+
+import numpy as np
 
 from . import backends
 
@@ -23,7 +26,7 @@ class Device:
         return f"{self.type}:{self.index}"
 
     def __eq__(self, other):
-        other = device(other) if isinstance(other, str) else other
+        other = as_device(other) if isinstance(other, str) else other
         return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
 
     def __hash__(self):
@@ -49,8 +52,11 @@ class Device:
         return contextlib.nullcontext()
 
 
-def device(spec):
-    """Parse "cpu", "cpu:1", "cuda", "cuda:0" (or pass a Device through)."""
+def as_device(spec):
+    """The Device a spec names: "cpu", "cpu:1", "cuda", "cuda:0" (a Device passes through).
+
+    Inside tinynet every function that takes a device argument calls this; `device` is the
+    argument's name everywhere, so the parser is not called `device` here."""
     if isinstance(spec, Device):
         return spec
     if not isinstance(spec, str):
@@ -61,16 +67,18 @@ def device(spec):
     return Device(kind, int(index) if index else 0)
 
 
+# PyTorch's spelling for users: tn.device("cuda:0"), as torch.device("cuda:0").
+device = as_device
+
+
 def get_backend(spec="cpu"):
     """The name of the backend that serves a device: 'numba', 'reference' or 'cupy'."""
-    return device(spec).backend.name
+    return as_device(spec).backend.name
 
 
-def array_device(array, index_hint=0):
-    """The device type an array lives on, from its module: numpy -> cpu, cupy -> cuda."""
-    module = type(array).__module__.split(".")[0]
-    if module == "numpy":
-        return "cpu"
-    if module == "cupy":
-        return "cuda"
-    raise TypeError(f"expected a numpy or cupy array, got {type(array).__name__}")
+def transfer(array, src, dst):
+    """A copy of `array`, which lives on Device src, on Device dst (NumPy on cpu, CuPy on cuda)."""
+    if dst.type == "cpu":
+        return np.array(array.get() if src.type == "cuda" else array, copy=True)
+    with dst.context():
+        return dst.xp.array(array, copy=True)  # host -> GPU, or GPU -> GPU (a peer copy)

@@ -13,21 +13,12 @@ import numpy as np
 
 from . import random as tn_random
 from .autograd import Function
-from .device import device as as_device
+from .device import as_device, transfer
+from .shapes import conv_output_size, pair
 from .tensor import Tensor
 
 
 # ================================================================= argument checks
-
-def _pair(value, name, op, minimum):
-    pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) for v in pair):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    if any(v < minimum for v in pair):
-        what = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{op}: {name} must be {what}, got {value!r}")
-    return tuple(int(v) for v in pair)
-
 
 def _check_tensor(x, name, op, ndim=None):
     if not isinstance(x, Tensor):
@@ -44,11 +35,11 @@ def _check_same_dtype(op, **tensors):
         raise TypeError(f"{op}: mixed dtypes ({listed}); convert with module.to(np.float64) or tn.tensor(..., dtype=)")
 
 
-def _out_size(size, kernel, stride, padding, op, axis):
+def _check_window_fits(size, kernel, padding, op, axis):
+    """The window must fit the padded input, else conv_output_size would be below 1."""
     if kernel > size + 2 * padding:
         raise ValueError(f"{op}: kernel {axis} {kernel} is larger than the padded input {axis} "
                          f"{size} + 2*{padding} = {size + 2 * padding}")
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 # ================================================================= convolution
@@ -78,8 +69,8 @@ class Conv2d(Function):
         be, xp = ctx.be, ctx.xp
         n, _, h, w_in = x.shape
         oc, cg, kh, kw = w.shape
-        oh = (h + 2 * padding[0] - kh) // stride[0] + 1
-        ow = (w_in + 2 * padding[1] - kw) // stride[1] + 1
+        oh = conv_output_size(h, kh, stride[0], padding[0])
+        ow = conv_output_size(w_in, kw, stride[1], padding[1])
         cols = be.im2col(x, kh, kw, stride, padding)            # (C*kh*kw, N*oh*ow)
         cols_g = cols.reshape(groups, cg * kh * kw, n * oh * ow)  # (G, K, N*oh*ow)
         w_g = w.reshape(groups, oc // groups, cg * kh * kw)      # (G, oc/G, K)
@@ -117,8 +108,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
     if b is not None:
         _check_tensor(b, "bias", op, 1)
     _check_same_dtype(op, input=x, weight=w, bias=b)
-    stride = _pair(stride, "stride", op, 1)
-    padding = _pair(padding, "padding", op, 0)
+    stride = pair(stride, "stride", op, 1)
+    padding = pair(padding, "padding", op, 0)
     if not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     oc, cg, kh, kw = w.shape
@@ -132,8 +123,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
                          f"(groups={groups}, weight.shape={w.shape})")
     if b is not None and b.shape != (oc,):
         raise ValueError(f"{op}: bias has shape {b.shape}, expected ({oc},)")
-    _out_size(x.shape[2], kh, stride[0], padding[0], op, "height")
-    _out_size(x.shape[3], kw, stride[1], padding[1], op, "width")
+    _check_window_fits(x.shape[2], kh, padding[0], op, "height")
+    _check_window_fits(x.shape[3], kw, padding[1], op, "width")
     return Conv2d.apply(x, w, b, stride=stride, padding=padding, groups=int(groups))
 
 
@@ -167,8 +158,8 @@ def max_pool2d(x, kernel_size, stride=None):
     stride = kernel_size if stride is None else stride
     if not isinstance(stride, numbers.Integral) or stride < 1:
         raise ValueError(f"{op}: stride must be a positive int, got {stride!r}")
-    _out_size(x.shape[2], kernel_size, stride, 0, op, "height")
-    _out_size(x.shape[3], kernel_size, stride, 0, op, "width")
+    _check_window_fits(x.shape[2], kernel_size, 0, op, "height")
+    _check_window_fits(x.shape[3], kernel_size, 0, op, "width")
     return MaxPool2d.apply(x, k=int(kernel_size), s=int(stride))
 
 
@@ -474,14 +465,6 @@ def split(x, sections, axis=1):
 
 # ================================================================= devices
 
-def _transfer(array, src, dst):
-    """Copy an array from device src to device dst."""
-    if dst.type == "cpu":
-        return np.array(array.get() if src.type == "cuda" else array, copy=True)
-    with dst.context():
-        return dst.xp.array(array, copy=True)  # host -> GPU, or GPU -> GPU (a peer copy)
-
-
 class To(Function):
     """y = x copied to another device; dx = dy copied back (a copy's adjoint is the copy back)."""
 
@@ -492,11 +475,11 @@ class To(Function):
     @staticmethod
     def forward(ctx, x, dst):
         ctx.dst = dst
-        return _transfer(x, ctx.device, dst)
+        return transfer(x, ctx.device, dst)
 
     @staticmethod
     def backward(ctx, dy):
-        return (_transfer(dy, ctx.dst, ctx.device),)
+        return (transfer(dy, ctx.dst, ctx.device),)
 
 
 def to(x, device):
@@ -507,3 +490,17 @@ def to(x, device):
         return x
     dst.backend  # fail now, with the backend's message, if the device cannot be used
     return To.apply(x, dst=dst)
+
+
+# ================================================================= ops as Tensor methods
+# tensor.py imports no op (the imports run tensor <- autograd <- functional); the ops that read
+# well as methods are attached to Tensor here, beside their definitions.
+
+def _reshape_method(self, *shape):
+    """x.reshape(2, 3) or x.reshape((2, 3)): see reshape."""
+    return reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+
+
+Tensor.to = to
+Tensor.reshape = _reshape_method
+Tensor.__add__ = Tensor.__radd__ = add

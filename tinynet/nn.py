@@ -13,8 +13,8 @@ import numpy as np
 
 from . import functional as F
 from . import random as tn_random
-from .autograd import no_grad
-from .device import device as as_device
+from .device import as_device, transfer
+from .shapes import pair
 from .tensor import Tensor
 
 
@@ -99,7 +99,7 @@ class Module:
             dev = as_device(target)
             for p in self.parameters():
                 if p.device != dev:
-                    p.data = F._transfer(p.data, p.device, dev)
+                    p.data = transfer(p.data, p.device, dev)
                     p.device = dev
                 p.grad = None
             return self
@@ -161,29 +161,54 @@ def save_npz(path, arrays):
 
 # ================================================================= layers
 
-def he_normal(shape, fan_in, dtype=np.float32, rng=None):
-    """N(0, 2 / fan_in): He et al. 2015, keeps the activation variance through ReLUs.
-    Drawn directly in `dtype` (float32 draws take half the time and memory of float64 ones)."""
-    rng = rng or tn_random.host_rng()
-    return rng.standard_normal(shape, dtype=dtype) * dtype(math.sqrt(2.0 / fan_in))
+def he_std(fan_in):
+    """sqrt(2 / fan_in): He et al. 2015's standard deviation, which keeps the activation variance
+    through ReLUs (fan_in = the inputs one output unit sums: in_ch/groups * kh * kw, or in_features)."""
+    return math.sqrt(2.0 / fan_in)
+
+
+def _parameter(shape, device, dtype):
+    """An uninitialised Parameter on `device`; reset_parameters fills it."""
+    dev = as_device(device)
+    with dev.context():
+        return Parameter(dev.xp.empty(shape, dtype=dtype), dev)
+
+
+def _draw(layer, fan_in, weight_std, bias_value):
+    """The one place a layer's parameters are drawn: weight ~ N(0, weight_std^2) (He's std when
+    None), drawn on the host from tn.random's generator (so a seed gives the same net on every
+    device) directly in the weight's dtype; bias = bias_value everywhere."""
+    w = layer.weight
+    std = he_std(fan_in) if weight_std is None else weight_std
+    value = tn_random.host_rng().standard_normal(w.shape, dtype=w.dtype.type) * w.dtype.type(std)
+    with w.device.context():
+        w.data[...] = w.device.xp.asarray(value)
+        if layer.bias is not None:
+            layer.bias.data[...] = bias_value
 
 
 class Conv2d(Module):
-    """Convolution layer; weight (out_ch, in_ch/groups, k, k), bias (out_ch,).
-    Initial weights He-normal, biases 0 (models may re-initialise, see models/alexnet.py)."""
+    """Convolution layer; weight (out_ch, in_ch/groups, kh, kw), bias (out_ch,).
+
+    Drawn once, at construction: weight ~ N(0, weight_std^2) with He's std sqrt(2 / fan_in) unless
+    weight_std is given, bias = bias_value (models/alexnet.py passes the paper's or Caffe's values)."""
 
     def __init__(self, in_ch, out_ch, kernel_size, stride=1, padding=0, groups=1, bias=True,
-                 device="cpu", dtype=np.float32):
+                 device="cpu", dtype=np.float32, weight_std=None, bias_value=0.0):
         super().__init__()
         if in_ch % groups or out_ch % groups:
             raise ValueError(f"Conv2d: in_ch={in_ch} and out_ch={out_ch} must both be divisible by groups={groups}")
-        kh, kw = F._pair(kernel_size, "kernel_size", "Conv2d", 1)
+        kh, kw = pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride, self.padding, self.groups = stride, padding, groups
         self.in_channels, self.out_channels, self.kernel_size = in_ch, out_ch, (kh, kw)
-        fan_in = in_ch // groups * kh * kw
-        dev = as_device(device)
-        self.weight = Parameter(_on(dev, he_normal((out_ch, in_ch // groups, kh, kw), fan_in, np.dtype(dtype).type), dtype), dev)
-        self.bias = Parameter(_on(dev, np.zeros(out_ch), dtype), dev) if bias else None
+        self.weight = _parameter((out_ch, in_ch // groups, kh, kw), device, dtype)
+        self.bias = _parameter((out_ch,), device, dtype) if bias else None
+        self.reset_parameters(weight_std, bias_value)
+
+    def reset_parameters(self, weight_std=None, bias_value=0.0):
+        """Draw the weight and set the bias again (see the class docstring)."""
+        kh, kw = self.kernel_size
+        _draw(self, self.in_channels // self.groups * kh * kw, weight_std, bias_value)
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups)
@@ -194,25 +219,26 @@ class Conv2d(Module):
 
 
 class Linear(Module):
-    """Fully connected layer; weight (out_features, in_features), bias (out_features,)."""
+    """Fully connected layer; weight (out_features, in_features), bias (out_features,).
+    Drawn once, at construction, as Conv2d's (fan_in = in_features)."""
 
-    def __init__(self, in_features, out_features, bias=True, device="cpu", dtype=np.float32):
+    def __init__(self, in_features, out_features, bias=True, device="cpu", dtype=np.float32,
+                 weight_std=None, bias_value=0.0):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        dev = as_device(device)
-        self.weight = Parameter(_on(dev, he_normal((out_features, in_features), in_features, np.dtype(dtype).type), dtype), dev)
-        self.bias = Parameter(_on(dev, np.zeros(out_features), dtype), dev) if bias else None
+        self.weight = _parameter((out_features, in_features), device, dtype)
+        self.bias = _parameter((out_features,), device, dtype) if bias else None
+        self.reset_parameters(weight_std, bias_value)
+
+    def reset_parameters(self, weight_std=None, bias_value=0.0):
+        """Draw the weight and set the bias again (see Conv2d)."""
+        _draw(self, self.in_features, weight_std, bias_value)
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features})"
-
-
-def _on(dev, array, dtype):
-    with dev.context():
-        return dev.xp.asarray(array.astype(dtype, copy=False))
 
 
 class MaxPool2d(Module):

@@ -11,6 +11,20 @@ AlexNet's conv1 written the paper-summary way pads [1, 2]: (224 - 11 + 1 + 2) //
 import numbers
 
 
+def pair(value, name, op, minimum=1):
+    """A window setting (kernel_size, stride, padding) given as an int or a pair -> (height, width).
+
+    Each entry must be an int >= minimum (1 for kernels and strides, 0 for padding); the errors
+    name the op and the argument: "conv2d: stride must be positive, got 0"."""
+    values = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+    if len(values) != 2 or not all(isinstance(v, numbers.Integral) for v in values):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if any(v < minimum for v in values):
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{op}: {name} must be {what}, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
 def side_padding(padding):
     """An int P or a pair (P_before, P_after) -> (P_before, P_after)."""
     if isinstance(padding, numbers.Integral):

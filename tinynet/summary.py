@@ -27,8 +27,9 @@ import sys
 
 import numpy as np
 
-from . import functional as F
 from . import nn
+from .models import AlexNet2012
+from .shapes import arithmetic, pair
 
 MODELS = ("alexnet", "alexnet2012", "alexnet-small")
 COLUMNS = ("layer", "device", "output", "arithmetic", "params", "MACs", "bytes")
@@ -36,20 +37,13 @@ COLUMNS = ("layer", "device", "output", "arithmetic", "params", "MACs", "bytes")
 
 # ================================================================= the arithmetic of one layer
 
-def _window_side(size, kernel, stride, padding):
-    """One side of a window layer's output and the arithmetic that gives it."""
-    out = (size - kernel + 2 * padding) // stride + 1
-    pad = f" + 2*{padding}" if padding else ""
-    return out, f"({size} - {kernel}{pad}) // {stride} + 1 = {out}"
-
-
 def _window(name, shape, kernel, stride, padding):
     """(C, H, W) through a k x k window moved by s over an input padded by p: (oh, ow, text)."""
     _, h, w = shape
-    (kh, kw), (sh, sw), (ph, pw) = (F._pair(kernel, "kernel_size", name, 1), F._pair(stride, "stride", name, 1),
-                                    F._pair(padding, "padding", name, 0))
-    oh, text_h = _window_side(h, kh, sh, ph)
-    ow, text_w = _window_side(w, kw, sw, pw)
+    (kh, kw), (sh, sw), (ph, pw) = (pair(kernel, "kernel_size", name, 1), pair(stride, "stride", name, 1),
+                                    pair(padding, "padding", name, 0))
+    oh, text_h = arithmetic(h, kh, sh, ph)
+    ow, text_w = arithmetic(w, kw, sw, pw)
     if oh < 1 or ow < 1:
         raise ValueError(f"summary: {name} gets a {h} x {w} input, too small for its {kh} x {kw} window "
                          f"({text_h if oh < 1 else text_w})")
@@ -137,9 +131,8 @@ def summary(model, input_shape):
     if not params:
         raise ValueError("summary: the model has no parameters")
     itemsize = params[0].dtype.itemsize
-    from .models import AlexNet2012
     if isinstance(model, AlexNet2012):
-        return _two_towers(model, shape, itemsize)
+        return _towers(model, shape, itemsize)
     if isinstance(model, nn.Sequential):
         return _sequential(model, shape, itemsize)
     raise TypeError(f"summary: expected an nn.Sequential or AlexNet2012 model, got {type(model).__name__}")
@@ -156,23 +149,12 @@ def _sequential(model, shape, itemsize):
     return rows
 
 
-def _two_towers(model, shape, itemsize):
-    """Mirror AlexNet2012.forward: tower t runs on devices[t]; LRN (not grouped: each tower has its
-    own maps) and 3/2 max-pools are functional calls there, so their settings are written here."""
+def _towers(model, shape, itemsize):
+    """Walk AlexNet2012's STAGES as its forward does: tower t runs each stage's layers on
+    devices[t]; before every stage but the first, and before fc8, the towers' outputs cross."""
     d = model.devices
-    towers = model.towers
     rows = [_row("input", "Input", d[0], shape, "the batch arrives on " + str(d[0]), itemsize=itemsize)]
-
-    def per_tower(make):
-        """One row per tower, `make(t, tower, its input shape)` -> row; the rows' shapes become
-        the towers' next input shapes."""
-        nonlocal shapes
-        new = []
-        for t, tower in enumerate(towers):
-            row = make(t, tower, shapes[t])
-            rows.append(row)
-            new.append(tuple(row["shape"]))
-        shapes = new
+    shapes = [shape, shape]
 
     def cross(what, sources, dst, backward=True):
         """Copies of the towers' `sources` activations to device dst (nothing moves if it is the
@@ -186,46 +168,27 @@ def _two_towers(model, shape, itemsize):
             row["cross_forward"], row["cross_backward"] = moved, moved if backward else 0
             rows.append(row)
 
-    def gather(layer, parts):
-        """Both towers' activations, concatenated on each tower's device (channels or features)."""
-        def make(t, tower, _):
-            joined = (sum(p[0] for p in parts),) + parts[0][1:]
-            text = " + ".join(str(p[0]) for p in parts) + f" = {joined[0]}"
-            return _row(f"tower{t}.concat{layer}", "Concat", d[t], joined, text, itemsize=itemsize)
-        per_tower(make)
+    def concat(name, device):
+        """The row of both towers' outputs joined on `device` (channels or features)."""
+        joined = (sum(s[0] for s in shapes),) + shapes[0][1:]
+        text = " + ".join(str(s[0]) for s in shapes) + f" = {joined[0]}"
+        rows.append(_row(name, "Concat", device, joined, text, itemsize=itemsize))
+        return joined
 
-    shapes = [shape, shape]
-    # The input image needs no gradient, so nothing travels back for it.
-    cross("input", [0], 1, backward=False)
-    for i in (1, 2):  # conv -> relu -> lrn -> pool, each tower alone
-        per_tower(lambda t, tw, s, i=i: _conv(f"tower{t}.conv{i}", getattr(tw, f"conv{i}"), s, d[t], itemsize))
-        per_tower(lambda t, tw, s, i=i: _same(f"tower{t}.relu{i}", "ReLU", s, d[t], itemsize))
-        per_tower(lambda t, tw, s, i=i: _same(f"tower{t}.lrn{i}", "LocalResponseNorm", s, d[t], itemsize))
-        per_tower(lambda t, tw, s, i=i: _pool(f"tower{t}.pool{i}", s, 3, 2, d[t], itemsize))
-    # conv3 reads the maps of both towers
-    cross("conv3", [0], 1)
-    cross("conv3", [1], 0)
-    gather(3, list(shapes))
-    for i in (3, 4, 5):
-        per_tower(lambda t, tw, s, i=i: _conv(f"tower{t}.conv{i}", getattr(tw, f"conv{i}"), s, d[t], itemsize))
-        per_tower(lambda t, tw, s, i=i: _same(f"tower{t}.relu{i}", "ReLU", s, d[t], itemsize))
-    per_tower(lambda t, tw, s: _pool(f"tower{t}.pool5", s, 3, 2, d[t], itemsize))
-    per_tower(lambda t, tw, s: _flatten(f"tower{t}.flatten", s, d[t], itemsize))
-    # fc6 and fc7 read both towers; dropout acts on a tower's own units before they cross
-    for i in (6, 7):
-        per_tower(lambda t, tw, s, i=i: _same(f"tower{t}.drop{i}", "Dropout", s, d[t], itemsize))
-        cross(f"fc{i}", [0], 1)
-        cross(f"fc{i}", [1], 0)
-        gather(i, list(shapes))
-        per_tower(lambda t, tw, s, i=i: _linear(f"tower{t}.fc{i}", getattr(tw, f"fc{i}"), s, d[t], itemsize))
-        per_tower(lambda t, tw, s, i=i: _same(f"tower{t}.relu{i}", "ReLU", s, d[t], itemsize))
+    cross("input", [0], 1, backward=False)  # the input image needs no gradient
+    for i, stage in enumerate(model.STAGES):
+        if i:  # both towers' outputs to each tower, joined there: before conv3, fc6, fc7
+            first = stage[0]                  # "conv3" -> rows "conv3: tower0 -> tower1", "tower0.concat3"
+            cross(first, [0], 1)
+            cross(first, [1], 0)
+            shapes = [concat(f"tower{t}.concat{first[-1]}", d[t]) for t in range(2)]
+        for name in stage:
+            for t in range(2):
+                rows.append(_layer_row(f"tower{t}.{name}", model.layer(t, name), shapes[t], d[t], itemsize))
+            shapes = [tuple(r["shape"]) for r in rows[-2:]]
     # fc8 lives on the first device and reads both towers
     cross("fc8", [1], 0)
-    parts = list(shapes)
-    joined = (sum(p[0] for p in parts),)
-    rows.append(_row("concat8", "Concat", d[0], joined, " + ".join(str(p[0]) for p in parts) + f" = {joined[0]}",
-                     itemsize=itemsize))
-    rows.append(_linear("fc8", model.fc8, joined, d[0], itemsize))
+    rows.append(_linear("fc8", model.fc8, concat("concat8", d[0]), d[0], itemsize))
     return rows
 
 

@@ -1,14 +1,20 @@
-"""Tensor: a backend array on a device, its gradient, and the Node of the op that made it."""
+"""Tensor: a backend array on a device, its gradient, the Node of the op that made it, and the
+graph walk that runs the backwards (as micrograd keeps Value and its backward together).
+
+The imports run one way: tensor <- autograd (Function makes Tensors) <- functional (the ops).
+This module knows no op; functional.py attaches the few that read well as methods
+(x.to(device), x.reshape(...), x + y) to Tensor, next to their definitions.
+"""
 import numpy as np
 
-from . import autograd
-from .device import device as as_device
+from .device import as_device
 
 
 class Tensor:
     """x.data: the array (numpy.ndarray on cpu devices, cupy.ndarray on cuda);
     x.grad: an array of the same shape once backward() reached x (None before);
-    x.requires_grad: whether gradients flow to x; x._node: the op that made x (None for leaves)."""
+    x.requires_grad: whether gradients flow to x; x._node: the op that made x (None for leaves).
+    Methods x.to, x.reshape and + come from functional.py (see the module docstring)."""
 
     __slots__ = ("data", "grad", "requires_grad", "device", "_node", "name")
 
@@ -50,22 +56,6 @@ class Tensor:
         """The same array, cut from the graph."""
         return Tensor(self.data, self.device)
 
-    # ------------------------------------------------------------ ops as methods
-    def to(self, device):
-        """A differentiable copy on another device (the same tensor if already there)."""
-        from . import functional as F
-        return F.to(self, device)
-
-    def reshape(self, *shape):
-        from . import functional as F
-        return F.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
-
-    def __add__(self, other):
-        from . import functional as F
-        return F.add(self, other)
-
-    __radd__ = __add__
-
     # ------------------------------------------------------------ gradients
     def backward(self, grad=None):
         """Accumulate d(self)/d(leaf) into every leaf's .grad.
@@ -87,7 +77,7 @@ class Tensor:
                 grad = xp.asarray(grad, dtype=self.dtype)
             if grad.shape != self.data.shape:
                 raise ValueError(f"backward(): gradient has shape {tuple(grad.shape)} but the tensor has shape {self.shape}")
-        autograd.backward(self, grad)
+        _run_backward(self, grad)
 
 
 def tensor(array, device="cpu", requires_grad=False, dtype=None):
@@ -103,3 +93,50 @@ def tensor(array, device="cpu", requires_grad=False, dtype=None):
     with dev.context():
         data = dev.xp.array(array, dtype=dtype, copy=True)
     return Tensor(data, dev, requires_grad=requires_grad)
+
+
+# ================================================================= the graph walk
+
+def _topological_order(root):
+    """Tensors reachable from root, each after every tensor that uses it (root first)."""
+    order, visited, stack = [], set(), [(root, False)]
+    while stack:  # iterative depth-first search: deep nets must not hit Python's recursion limit
+        t, children_done = stack.pop()
+        if children_done:
+            order.append(t)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        if t._node is not None:
+            stack.extend((i, False) for i in t._node.inputs if i is not None and i.requires_grad)
+    return order[::-1]
+
+
+def _run_backward(root, grad):
+    """Run every recorded backward from root, in reverse topological order, and accumulate the
+    gradients of leaf tensors into their .grad. The graph is freed as it is walked.
+
+    A tensor's _node (an autograd.Node) holds the Function that made it, its ctx and its inputs."""
+    grads = {id(root): grad}
+    for t in _topological_order(root):
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        node = t._node
+        if node is None:  # a leaf: accumulate
+            t.grad = g if t.grad is None else t.grad + g
+            continue
+        if node.ctx is None:
+            raise RuntimeError("backward through a graph a second time: its saved arrays were freed "
+                               "by the first backward; run the forward again")
+        with node.ctx.device.context():
+            input_grads = node.function.backward(node.ctx, g)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        node.ctx = None  # free the saved activations now
+        for inp, ig in zip(node.inputs, input_grads):
+            if inp is None or ig is None or not inp.requires_grad:
+                continue
+            grads[id(inp)] = ig if id(inp) not in grads else grads[id(inp)] + ig

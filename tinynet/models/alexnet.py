@@ -20,8 +20,8 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn
-from .. import random as tn_random
-from ..device import device as as_device
+from ..device import as_device
+from ..shapes import conv_output_size
 
 INITS = ("kaiming", "paper", "caffe")
 # Layers whose biases the paper sets to 1 (section 5) "to accelerate the early stages of
@@ -30,29 +30,48 @@ INITS = ("kaiming", "paper", "caffe")
 ONE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
 
 
-def init_weights(model, init="kaiming"):
-    """Draw every weight and bias of an AlexNet-family model, in place, from tn.random's host
-    generator (so the same seed gives the same net on any device).
+def init_values(init, layer):
+    """The weight_std and bias_value that nn.Conv2d / nn.Linear draw layer `layer` ("conv2") with:
 
-    kaiming: w ~ N(0, 2 / fan_in), b = 0 (the default: it trains from the first epoch)
+    kaiming: w ~ N(0, 2 / fan_in) (weight_std None: the layer's He default), b = 0 (the default:
+             it trains from the first epoch)
     paper:   w ~ N(0, 0.01^2), b = 1 in conv2, conv4, conv5, fc6, fc7, else 0 (section 5)
     caffe:   w ~ N(0, 0.01^2) (fc6, fc7: 0.005^2), b = 0.1 where the paper has 1
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    rng = tn_random.host_rng()
-    for name, p in model.named_parameters():
-        layer = name.split(".")[-2]  # "conv2" in "tower0.conv2.weight" or "conv2.weight"
-        if name.endswith("weight"):
-            fan_in = int(np.prod(p.shape[1:]))
-            std = {"kaiming": np.sqrt(2.0 / fan_in), "paper": 0.01,
-                   "caffe": 0.005 if layer in ("fc6", "fc7") else 0.01}[init]
-            value = rng.standard_normal(p.shape, dtype=p.dtype.type) * p.dtype.type(std)
-        else:
-            fill = {"kaiming": 0.0, "paper": 1.0, "caffe": 0.1}[init] if layer in ONE_BIAS_LAYERS else 0.0
-            value = np.full(p.shape, fill)
-        p.data[...] = p.device.xp.asarray(value.astype(p.dtype))
+    one = layer in ONE_BIAS_LAYERS
+    if init == "kaiming":
+        return dict(weight_std=None, bias_value=0.0)
+    if init == "paper":
+        return dict(weight_std=0.01, bias_value=1.0 if one else 0.0)
+    return dict(weight_std=0.005 if layer in ("fc6", "fc7") else 0.01, bias_value=0.1 if one else 0.0)
+
+
+def init_weights(model, init="kaiming"):
+    """Draw every weight and bias of an AlexNet-family model again, in place, with `init`'s values
+    (see init_values). The model builders below need not call it: each layer is drawn once, when
+    it is made, with these values; this re-draws a model that exists (examples/show_filters.py)."""
+    init_values(init, "")  # an unknown init fails before anything is drawn
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.reset_parameters(**init_values(init, name.split(".")[-1]))  # "conv2" in "tower0.conv2"
     return model
+
+
+def _layer_makers(init, device, dtype):
+    """conv(name, ...) and fc(name, ...): an nn.Conv2d / nn.Linear on `device` in `dtype`, drawn
+    (from tn.random's host generator, in the order they are made) with `init`'s values for layer `name`."""
+    init_values(init, "")
+    kw = dict(device=device, dtype=dtype)
+
+    def conv(name, *args, **kwargs):
+        return nn.Conv2d(*args, **kwargs, **kw, **init_values(init, name))
+
+    def fc(name, *args):
+        return nn.Linear(*args, **kw, **init_values(init, name))
+
+    return conv, fc
 
 
 def _lrn(groups=1):
@@ -61,24 +80,27 @@ def _lrn(groups=1):
     return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0, groups=groups)
 
 
+def _pool():
+    """Overlapping max-pooling, 3 x 3 windows moved by 2 (section 3.4)."""
+    return nn.MaxPool2d(3, 2)
+
+
 def alexnet(num_classes=1000, groups=2, device="cpu", init="kaiming", dropout=0.5, dtype=np.float32):
     """The paper's AlexNet on one device. groups=2 keeps the two-GPU connectivity (conv2, conv4,
     conv5 see only their own tower's maps); groups=1 is the 'one-GPU' variant of section 7."""
-    kw = dict(device=device, dtype=dtype)
-    net = nn.Sequential(
-        conv1=nn.Conv2d(3, 96, 11, stride=4, padding=2, **kw), relu1=nn.ReLU(), lrn1=_lrn(groups),
-        pool1=nn.MaxPool2d(3, 2),
-        conv2=nn.Conv2d(96, 256, 5, padding=2, groups=groups, **kw), relu2=nn.ReLU(), lrn2=_lrn(groups),
-        pool2=nn.MaxPool2d(3, 2),
-        conv3=nn.Conv2d(256, 384, 3, padding=1, **kw), relu3=nn.ReLU(),
-        conv4=nn.Conv2d(384, 384, 3, padding=1, groups=groups, **kw), relu4=nn.ReLU(),
-        conv5=nn.Conv2d(384, 256, 3, padding=1, groups=groups, **kw), relu5=nn.ReLU(),
-        pool5=nn.MaxPool2d(3, 2), flatten=nn.Flatten(),
-        drop6=nn.Dropout(dropout), fc6=nn.Linear(256 * 6 * 6, 4096, **kw), relu6=nn.ReLU(),
-        drop7=nn.Dropout(dropout), fc7=nn.Linear(4096, 4096, **kw), relu7=nn.ReLU(),
-        fc8=nn.Linear(4096, num_classes, **kw),
+    conv, fc = _layer_makers(init, device, dtype)
+    return nn.Sequential(
+        conv1=conv("conv1", 3, 96, 11, stride=4, padding=2), relu1=nn.ReLU(), lrn1=_lrn(groups), pool1=_pool(),
+        conv2=conv("conv2", 96, 256, 5, padding=2, groups=groups), relu2=nn.ReLU(), lrn2=_lrn(groups),
+        pool2=_pool(),
+        conv3=conv("conv3", 256, 384, 3, padding=1), relu3=nn.ReLU(),
+        conv4=conv("conv4", 384, 384, 3, padding=1, groups=groups), relu4=nn.ReLU(),
+        conv5=conv("conv5", 384, 256, 3, padding=1, groups=groups), relu5=nn.ReLU(),
+        pool5=_pool(), flatten=nn.Flatten(),
+        drop6=nn.Dropout(dropout), fc6=fc("fc6", 256 * 6 * 6, 4096), relu6=nn.ReLU(),
+        drop7=nn.Dropout(dropout), fc7=fc("fc7", 4096, 4096), relu7=nn.ReLU(),
+        fc8=fc("fc8", 4096, num_classes),
     )
-    return init_weights(net, init)
 
 
 def alexnet_small(num_classes=10, in_channels=1, image_size=28, width=32, device="cpu", init="kaiming",
@@ -89,53 +111,72 @@ def alexnet_small(num_classes=10, in_channels=1, image_size=28, width=32, device
 
     For 28 x 28: conv1 5x5 pad 2 -> 28, pool -> 13, conv2 -> 13, pool -> 6, conv3..5 -> 6, pool -> 2.
     """
-    c1, c2, c3, c5, fc = width, 2 * width, 3 * width, 2 * width, 16 * width
-    side = image_size
+    c1, c2, c3, c5, wide = width, 2 * width, 3 * width, 2 * width, 16 * width
+    side = image_size  # the convs keep the side (padding (F - 1) / 2); the three 3/2 max-pools shrink it
     for _ in range(3):
-        side = (side - 3) // 2 + 1  # the three overlapping max-pools
+        side = conv_output_size(side, 3, 2)
     if side < 1:
         raise ValueError(f"alexnet_small: image_size {image_size} is too small for three 3/2 max-pools")
-    kw = dict(device=device, dtype=dtype)
-    net = nn.Sequential(
-        conv1=nn.Conv2d(in_channels, c1, 5, padding=2, **kw), relu1=nn.ReLU(), lrn1=_lrn(2), pool1=nn.MaxPool2d(3, 2),
-        conv2=nn.Conv2d(c1, c2, 5, padding=2, groups=2, **kw), relu2=nn.ReLU(), lrn2=_lrn(2), pool2=nn.MaxPool2d(3, 2),
-        conv3=nn.Conv2d(c2, c3, 3, padding=1, **kw), relu3=nn.ReLU(),
-        conv4=nn.Conv2d(c3, c3, 3, padding=1, groups=2, **kw), relu4=nn.ReLU(),
-        conv5=nn.Conv2d(c3, c5, 3, padding=1, groups=2, **kw), relu5=nn.ReLU(),
-        pool5=nn.MaxPool2d(3, 2), flatten=nn.Flatten(),
-        drop6=nn.Dropout(dropout), fc6=nn.Linear(c5 * side * side, fc, **kw), relu6=nn.ReLU(),
-        drop7=nn.Dropout(dropout), fc7=nn.Linear(fc, fc, **kw), relu7=nn.ReLU(),
-        fc8=nn.Linear(fc, num_classes, **kw),
+    conv, fc = _layer_makers(init, device, dtype)
+    return nn.Sequential(
+        conv1=conv("conv1", in_channels, c1, 5, padding=2), relu1=nn.ReLU(), lrn1=_lrn(2), pool1=_pool(),
+        conv2=conv("conv2", c1, c2, 5, padding=2, groups=2), relu2=nn.ReLU(), lrn2=_lrn(2), pool2=_pool(),
+        conv3=conv("conv3", c2, c3, 3, padding=1), relu3=nn.ReLU(),
+        conv4=conv("conv4", c3, c3, 3, padding=1, groups=2), relu4=nn.ReLU(),
+        conv5=conv("conv5", c3, c5, 3, padding=1, groups=2), relu5=nn.ReLU(),
+        pool5=_pool(), flatten=nn.Flatten(),
+        drop6=nn.Dropout(dropout), fc6=fc("fc6", c5 * side * side, wide), relu6=nn.ReLU(),
+        drop7=nn.Dropout(dropout), fc7=fc("fc7", wide, wide), relu7=nn.ReLU(),
+        fc8=fc("fc8", wide, num_classes),
     )
-    return init_weights(net, init)
 
 
 # ================================================================= the two towers
 
 class Tower(nn.Module):
-    """One GPU's half of Figure 2: half the kernels of every layer, all on one device."""
+    """One GPU's half of Figure 2: half the kernels of every layer with weights, all on one device."""
 
-    def __init__(self, device, dtype):
+    def __init__(self, device, dtype, init):
         super().__init__()
-        kw = dict(device=device, dtype=dtype)
-        self.conv1 = nn.Conv2d(3, 48, 11, stride=4, padding=2, **kw)
-        self.conv2 = nn.Conv2d(48, 128, 5, padding=2, **kw)
-        self.conv3 = nn.Conv2d(256, 192, 3, padding=1, **kw)   # reads both towers' conv2 maps
-        self.conv4 = nn.Conv2d(192, 192, 3, padding=1, **kw)
-        self.conv5 = nn.Conv2d(192, 128, 3, padding=1, **kw)
-        self.fc6 = nn.Linear(2 * 128 * 6 * 6, 2048, **kw)       # reads both towers
-        self.fc7 = nn.Linear(2 * 2048, 2048, **kw)              # reads both towers
+        conv, fc = _layer_makers(init, device, dtype)
+        self.conv1 = conv("conv1", 3, 48, 11, stride=4, padding=2)
+        self.conv2 = conv("conv2", 48, 128, 5, padding=2)
+        self.conv3 = conv("conv3", 256, 192, 3, padding=1)   # reads both towers' conv2 maps
+        self.conv4 = conv("conv4", 192, 192, 3, padding=1)
+        self.conv5 = conv("conv5", 192, 128, 3, padding=1)
+        self.fc6 = fc("fc6", 2 * 128 * 6 * 6, 2048)          # reads both towers
+        self.fc7 = fc("fc7", 2 * 2048, 2048)                 # reads both towers
 
 
 class AlexNet2012(nn.Module):
     """The paper's net split over two devices (section 3.2, Figure 2).
 
     Each tower holds half of the kernels of every layer. The towers exchange activations only
-    where the paper's do: before conv3, fc6, fc7 and fc8. Every exchange is a visible `.to()`
-    (differentiable: its backward copies the gradient back), and the bytes it moves in the
-    forward are counted in `crossing_bytes`. The backward sends back the gradient of every
-    crossing except the input image's copy to the second device, which needs no gradient.
+    where the paper's do: before conv3, fc6, fc7 and fc8. So each tower runs the same layers in
+    four STAGES, and between two stages every tower reads the concatenated outputs of both:
+
+        stage 1  conv1 relu1 lrn1 pool1 conv2 relu2 lrn2 pool2            -> (N, 128, 13, 13)
+        stage 2  conv3 relu3 conv4 relu4 conv5 relu5 pool5 flatten drop6  -> (N, 128*6*6)
+        stage 3  fc6 relu6 drop7                                          -> (N, 2048)
+        stage 4  fc7 relu7                                                -> (N, 2048)
+        then fc8, on the first device, reads both towers                  -> (N, num_classes)
+
+    The layers with weights are each tower's own (tower0.conv1, ...). The layers without weights
+    hold no state, so the net keeps one of each, named as in the grouped net (self.lrn1, ...), and
+    both towers apply it to their own maps. `layer(t, name)` finds either kind; `forward` and
+    `tinynet.summary` both walk the stages through it. Dropout acts on a tower's own units before
+    they cross, so a dropped unit is dropped for every reader.
+
+    Every exchange is a visible `.to()` (differentiable: its backward copies the gradient back),
+    and the bytes it moves in the forward are counted in `crossing_bytes`. The backward sends back
+    the gradient of every crossing except the input image's copy to the second device, which
+    needs no gradient.
     """
+
+    STAGES = (("conv1", "relu1", "lrn1", "pool1", "conv2", "relu2", "lrn2", "pool2"),
+              ("conv3", "relu3", "conv4", "relu4", "conv5", "relu5", "pool5", "flatten", "drop6"),
+              ("fc6", "relu6", "drop7"),
+              ("fc7", "relu7"))
 
     def __init__(self, num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5,
                  dtype=np.float32):
@@ -143,16 +184,25 @@ class AlexNet2012(nn.Module):
         if len(devices) != 2:
             raise ValueError(f"alexnet2012: devices must name two devices, got {devices!r}")
         self.devices = tuple(as_device(d) for d in devices)
-        self.tower0 = Tower(self.devices[0], dtype)
-        self.tower1 = Tower(self.devices[1], dtype)
-        self.fc8 = nn.Linear(2 * 2048, num_classes, device=self.devices[0], dtype=dtype)
-        self.dropout = dropout
+        self.tower0 = Tower(self.devices[0], dtype, init)
+        self.tower1 = Tower(self.devices[1], dtype, init)
+        self.fc8 = _layer_makers(init, self.devices[0], dtype)[1]("fc8", 2 * 2048, num_classes)
+        for i in range(1, 8):
+            setattr(self, f"relu{i}", nn.ReLU())
+        self.lrn1, self.lrn2 = _lrn(), _lrn()  # groups=1: each tower holds only its own maps
+        self.pool1, self.pool2, self.pool5 = _pool(), _pool(), _pool()
+        self.flatten = nn.Flatten()
+        self.drop6, self.drop7 = nn.Dropout(dropout), nn.Dropout(dropout)
         self.crossing_bytes = 0
-        init_weights(self, init)
 
     @property
     def towers(self):
         return (self.tower0, self.tower1)
+
+    def layer(self, t, name):
+        """Layer `name` of tower t: the tower's own (conv, fc) or the shared one without weights."""
+        own = self.towers[t]._modules.get(name)
+        return own if own is not None else self._modules[name]
 
     def _cross(self, x, device):
         """Copy x to `device`, counting the bytes that travel between devices."""
@@ -166,25 +216,14 @@ class AlexNet2012(nn.Module):
 
     def forward(self, x):
         self.crossing_bytes = 0
-        d, (t0, t1) = self.devices, self.towers
-        pool = lambda h: F.max_pool2d(h, 3, 2)
-        lrn = lambda h: F.local_response_norm(h, 5, 1e-4, 0.75, 2.0)
-        # conv1, conv2: each tower alone
-        h = [self._cross(x, dev) for dev in d]
-        h = [pool(lrn(F.relu(t.conv1(hi)))) for t, hi in zip(self.towers, h)]    # (N, 48, 27, 27)
-        h = [pool(lrn(F.relu(t.conv2(hi)))) for t, hi in zip(self.towers, h)]    # (N, 128, 13, 13)
-        # conv3 reads the maps of both towers
-        h = [F.relu(t.conv3(self._gather(h, dev))) for t, dev in zip(self.towers, d)]  # (N, 192, 13, 13)
-        h = [F.relu(t.conv4(hi)) for t, hi in zip(self.towers, h)]                # (N, 192, 13, 13)
-        h = [F.flatten(pool(F.relu(t.conv5(hi)))) for t, hi in zip(self.towers, h)]  # (N, 128*6*6)
-        # fc6, fc7 read both towers; fc8 reads both and lives on the first device. Dropout acts
-        # on a tower's own units before they cross, so a dropped unit is dropped for every reader.
-        drop = lambda h: F.dropout(h, self.dropout, self.training)
-        h = [drop(hi) for hi in h]
-        h = [F.relu(t.fc6(self._gather(h, dev))) for t, dev in zip(self.towers, d)]  # (N, 2048)
-        h = [drop(hi) for hi in h]
-        h = [F.relu(t.fc7(self._gather(h, dev))) for t, dev in zip(self.towers, d)]  # (N, 2048)
-        return self.fc8(self._gather(h, d[0]))                                   # (N, num_classes)
+        h = [self._cross(x, dev) for dev in self.devices]  # the image, to each tower
+        for i, stage in enumerate(self.STAGES):
+            if i:  # before conv3, fc6 and fc7 each tower reads both towers' outputs
+                h = [self._gather(h, dev) for dev in self.devices]
+            for t in range(2):
+                for name in stage:
+                    h[t] = self.layer(t, name)(h[t])
+        return self.fc8(self._gather(h, self.devices[0]))  # (N, num_classes)
 
 
 def alexnet2012(num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5, dtype=np.float32):
