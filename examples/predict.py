@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without install
 import tinynet as tn  # noqa: E402
 from tinynet import train  # noqa: E402
 from tinynet.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES  # noqa: E402
+from tinynet.shapes import conv_output_size  # noqa: E402
 
 MODELS = ("auto", "alexnet", "alexnet2012", "alexnet-small")
 TOP = 5
@@ -80,7 +81,7 @@ def small_image_size(state):
     for size in [28 if in_channels == 1 else 32] + list(range(8, 257)):
         s = size
         for _ in range(3):
-            s = (s - 3) // 2 + 1
+            s = conv_output_size(s, 3, 2)
         if s == side:
             return size
     raise ValueError(f"no image size gives fc6's {state['fc6.weight'].shape[1]} inputs")

@@ -27,6 +27,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from tinynet.backends import cupy_gpu as gpu  # noqa: E402
 from tinynet.backends import reference as ref  # noqa: E402
+from tinynet.shapes import conv_output_size  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -105,7 +106,7 @@ def test_im2col_matches_reference(geometry, dtype, layout, seed):
 def test_col2im_matches_reference(geometry, dtype, layout, seed):
     x_shape, kh, kw, stride, padding = geometry
     n, c, h, w = x_shape
-    oh, ow = ref.out_size(h, kh, stride[0], padding[0]), ref.out_size(w, kw, stride[1], padding[1])
+    oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(w, kw, stride[1], padding[1])
     cols = np.random.default_rng(seed).standard_normal((c * kh * kw, n * oh * ow)).astype(dtype)
     expected = ref.col2im(cols, x_shape, kh, kw, stride, padding)
     assert_close(gpu.col2im(to_gpu(cols, layout), x_shape, kh, kw, stride, padding), expected, dtype)

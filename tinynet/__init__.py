@@ -4,18 +4,10 @@
     import tinynet.functional as F
     x = tn.tensor(array, device="cpu", requires_grad=True)
 """
-from . import autograd, functional, nn, optim, random
+from . import autograd, functional, models, nn, optim, random
 from .autograd import Function, no_grad
 from .device import Device, device, get_backend
 from .random import manual_seed
 from .tensor import Tensor, tensor
 
 __version__ = "0.1.0"
-
-
-def __getattr__(name):
-    # tn.models imports lazily: it is the heaviest module and not every script needs it
-    if name == "models":
-        import importlib
-        return importlib.import_module(".models", __name__)
-    raise AttributeError(f"module 'tinynet' has no attribute {name!r}")

@@ -5,7 +5,7 @@ gives the same net on any device) and each device's dropout masks come from its 
 """
 import numpy as np
 
-from .device import device as as_device
+from .device import as_device
 
 _seed = None
 _host = np.random.default_rng()

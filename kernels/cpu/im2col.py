@@ -5,7 +5,8 @@
              for every tap (i, j) and output pixel (y, x); dx is dxpad without its border
              (the adjoint of im2col)
 
-xpad is x with ph zero rows above and below and pw zero columns left and right.
+xpad is x with ph zero rows above and below and pw zero columns left and right. The output size
+(oh, ow) comes from the caller (tinynet.shapes.conv_output_size, the one home of that arithmetic).
 
 Loop nest, the same for both (prange over (c, n) planes; each task owns its plane, so there
 are no atomics and the result does not depend on the number of threads):
@@ -48,11 +49,10 @@ def _inside(pad, r, ph, pw, wp, w):
 
 
 @njit(parallel=True, cache=True, fastmath=False)
-def im2col(x, kh, kw, sh, sw, ph, pw, cols):
+def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
     """x: float[N, C, H, W] (C-contiguous) -> cols: float[C*kh*kw, N*oh*ow], written in place."""
     n, c, h, w = x.shape
     hp, wp = h + 2 * ph, w + 2 * pw
-    oh, ow = (hp - kh) // sh + 1, (wp - kw) // sw + 1
     p_out = oh * ow
     where = _where(oh, ow, sh, sw, wp)
     for task in prange(c * n):
@@ -70,11 +70,10 @@ def im2col(x, kh, kw, sh, sw, ph, pw, cols):
 
 
 @njit(parallel=True, cache=True, fastmath=False)
-def col2im(cols, kh, kw, sh, sw, ph, pw, dx):
+def col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
     """cols: float[C*kh*kw, N*oh*ow] (C-contiguous) -> dx: float[N, C, H, W], written in place."""
     n, c, h, w = dx.shape
     hp, wp = h + 2 * ph, w + 2 * pw
-    oh, ow = (hp - kh) // sh + 1, (wp - kw) // sw + 1
     p_out = oh * ow
     where = _where(oh, ow, sh, sw, wp)
     for task in prange(c * n):

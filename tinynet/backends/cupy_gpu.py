@@ -32,7 +32,7 @@ except ImportError as _err:
     raise ImportError(f"{_why}: pip install 'tinynet[cuda12]' (or [cuda13]) matching your CUDA driver") from _err
 
 from tinynet._kernels import cuda_source
-from tinynet.backends.reference import out_size  # noqa: F401  (one definition of the arithmetic)
+from tinynet.shapes import conv_output_size
 
 name = "cupy"
 xp = cupy
@@ -210,7 +210,7 @@ def im2col(x, kh, kw, stride, padding):
     """x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow)"""
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x.shape
-    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
     t = _ctype("im2col", x.dtype)
     rows, ncols = c * kh * kw, n * oh * ow
     with _on(x):
@@ -229,7 +229,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     """cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W), the adjoint of im2col, as a gather"""
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x_shape
-    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
     t = _ctype("col2im", cols.dtype)
     _expect_shape("col2im", "cols", cols, (c * kh * kw, n * oh * ow))
     with _on(cols):
@@ -286,7 +286,7 @@ def maxpool_forward(x, k, s):
     """x (N, C, H, W) -> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
     t = _ctype("maxpool_forward", x.dtype)
     n, c, h, w = x.shape
-    oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
+    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
     with _on(x):
         x = _c(x)
         y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
@@ -303,7 +303,7 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
     """dy (N, C, oh, ow), argmax -> dx (N, C, H, W): each input sums dy of the windows it won"""
     t = _ctype("maxpool_backward", dy.dtype)
     n, c, h, w = x_shape
-    oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
+    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
     _expect_shape("maxpool_backward", "dy", dy, (n, c, oh, ow))
     _expect_shape("maxpool_backward", "argmax", argmax, (n, c, oh, ow))
     with _on(dy):

@@ -68,7 +68,7 @@ from tinynet._kernels import ensure_kernels_package  # noqa: E402
 
 ensure_kernels_package()
 
-from tinynet.backends.reference import out_size  # noqa: E402,F401  (one definition of the arithmetic)
+from tinynet.shapes import conv_output_size  # noqa: E402
 from tinynet.kernels.cpu import elementwise as _elementwise  # noqa: E402
 from tinynet.kernels.cpu import im2col as _im2col  # noqa: E402
 from tinynet.kernels.cpu import loss as _loss  # noqa: E402
@@ -115,9 +115,9 @@ def im2col(x, kh, kw, stride, padding):
     """x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow)"""
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x.shape
-    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _launch(_im2col.im2col, _c(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), cols)
+    _launch(_im2col.im2col, _c(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), oh, ow, cols)
     return cols
 
 
@@ -125,10 +125,10 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     """cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W), the adjoint of im2col"""
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x_shape
-    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
     dx = np.empty((n, c, h, w), dtype=cols.dtype)
     cols = _c(cols).reshape(c * kh * kw, n * oh * ow)
-    _launch(_im2col.col2im, cols, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), dx)
+    _launch(_im2col.col2im, cols, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), oh, ow, dx)
     return dx
 
 
@@ -156,7 +156,7 @@ def nchw_to_cols(dy):
 def maxpool_forward(x, k, s):
     """-> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
     n, c, h, w = x.shape
-    oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
+    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
     _launch(_pool.maxpool_forward, _c(x), int(k), int(s), y, argmax)

@@ -29,17 +29,14 @@ contiguous block, so a grouped convolution is G plain 2-D GEMMs.
 """
 import numpy as np
 
+from tinynet.shapes import conv_output_size
+
 name = "reference"
 xp = np
 
 
 def default_rng(seed=None):
     return np.random.default_rng(seed)
-
-
-def out_size(size, kernel, stride, padding):
-    """(W - F + 2P) // S + 1: the output length of a window of F sliding by S over W + 2P."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 # ---------------------------------------------------------------- im2col / col2im
@@ -52,7 +49,7 @@ def im2col(x, kh, kw, stride, padding):
     """
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x.shape
-    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
     xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
     for i in range(kh):
@@ -82,7 +79,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     """
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x_shape
-    oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
     cols = cols.reshape(c, kh, kw, n, oh, ow)
     ys, y_ok = _taps(h, kh, sh, ph, oh)   # (kh, H + 2ph)
     xs, x_ok = _taps(w, kw, sw, pw, ow)   # (kw, W + 2pw)
@@ -117,7 +114,7 @@ def maxpool_forward(x, k, s):
     maximum wins a tie, and a NaN in a window wins (NaN propagates, as in PyTorch).
     """
     n, c, h, w = x.shape
-    oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
+    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
     y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
     rows = np.arange(oh)[:, None] * s
     colz = np.arange(ow)[None, :] * s
