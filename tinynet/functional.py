@@ -1,7 +1,7 @@
 """Differentiable ops: the math of each layer, forward and backward side by side.
 
 Each op is a Function whose forward and backward are written with backend primitives
-(`be.im2col`, `be.col2im`, `be.maxpool_forward`, ... see backends/reference.py) and 2-D GEMMs
+(`be.im2col`, `be.col2im`, `be.maxpool_forward`, ... see backends/contract.py) and 2-D GEMMs
 (`xp.matmul`). No op loops over pixels: that is the kernels' job. The public functions check
 their arguments and say what is wrong in the caller's words.
 

@@ -1,4 +1,4 @@
-"""Backends: modules of kernels that all answer the same contract (see reference.py's docstring).
+"""Backends: modules of kernels that all answer the same contract (contract.py lists it).
 
     reference   NumPy written to be read; the test oracle
     numba       the CPU fast path (kernels/cpu), the default for cpu devices

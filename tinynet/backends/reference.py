@@ -4,28 +4,8 @@ This is the textbook version of each kernel and the oracle the fast backends are
 against. Loops run over kernel offsets (kh * kw, or the LRN window), never over pixels;
 each loop body is one vectorised NumPy statement.
 
-The kernel contract (every backend module provides these names, with these layouts):
-
-    xp                                       the array module (numpy here)
-    im2col(x, kh, kw, stride, padding)       x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow)
-    col2im(cols, x_shape, kh, kw, stride, padding)       the adjoint of im2col, as a gather
-    cols_to_nchw(out, n, oh, ow, bias)       GEMM output (oc, N*oh*ow) -> (N, oc, oh, ow) + bias
-    nchw_to_cols(dy)                         (N, oc, oh, ow) -> (oc, N*oh*ow)
-    maxpool_forward(x, k, s)                 -> y (N, C, oh, ow), argmax (flat index into H*W)
-    maxpool_backward(dy, argmax, x_shape, k, s)          -> dx, a gather
-    lrn_forward(x, size, alpha, beta, k)     -> y, scale
-    lrn_backward(dy, x, y, scale, size, alpha, beta)     -> dx
-    relu_forward(x) / relu_backward(dy, y)
-    dropout_mask(shape, p, dtype, rng)       -> mask with values 0 or 1/(1-p)
-    softmax_xent_forward(logits, labels)     -> loss (0-d array), probs
-    softmax_xent_backward(probs, labels, dloss)          -> dlogits
-    sgd_update_(w, grad, v, lr, momentum, weight_decay)  in place, the paper's rule
-    default_rng(seed)                        the random generator for this backend's devices
-
-`stride` and `padding` are (h, w) pairs. Row r = (c*kh + i)*kw + j of the columns matrix holds
-input channel c seen at kernel offset (i, j); column q = (n*oh + y)*ow + x is output pixel
-(y, x) of image n. Putting channels first in the rows makes the rows of group g one
-contiguous block, so a grouped convolution is G plain 2-D GEMMs.
+The contract these kernels answer (names, signatures, shapes, the columns-matrix layout, the
+formulas) is written as code in contract.py; each function here implements one entry of it.
 """
 import numpy as np
 

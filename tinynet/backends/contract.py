@@ -1,0 +1,121 @@
+"""The kernel contract: what every backend module provides, with shapes, layouts and formulas.
+
+A backend is a module of kernels and nothing else (reference.py, numba_cpu.py, cupy_gpu.py).
+`Backend` below lists every name a backend must define; a backend module satisfies it as a
+module satisfies a typing.Protocol (each function has the method's signature without `self`).
+tests/test_contract_signatures.py checks each backend against this list, and the kernel tests
+compare each fast backend with reference.py, the readable version of every kernel.
+
+Conventions shared by every kernel:
+    arrays are the backend's own (`xp`'s); float32 or float64, and a result has its input's dtype
+    images are (N, C, H, W): N images, C channels, H x W pixels; oc output channels
+    `stride` and `padding` of im2col / col2im are (h, w) pairs of ints; the window's output size
+    oh = conv_output_size(H, kh, sh, ph) (tinynet/shapes.py: (H - kh + 2 ph) // sh + 1)
+
+The columns matrix (im2col, col2im, the GEMM layout):
+    row r = (c*kh + i)*kw + j holds input channel c seen at kernel offset (i, j);
+    column q = (n*oh + y)*ow + x is output pixel (y, x) of image n.
+Putting channels first in the rows makes the rows of group g one contiguous block, so a grouped
+convolution is G plain 2-D GEMMs (functional.Conv2d).
+
+A GPU backend also provides check_available(index=0) and device_context(index), which device.py
+calls for cuda devices; CPU devices need neither.
+"""
+from types import ModuleType
+from typing import Protocol
+
+
+class Backend(Protocol):
+    """Every kernel a backend module provides (see the module docstring for the conventions)."""
+
+    name: str         # "reference", "numba" or "cupy": what tn.get_backend(device) reports
+    xp: ModuleType    # the array module of this backend's devices: numpy or cupy
+
+    def default_rng(self, seed=None):
+        """The random generator for this backend's devices (NumPy's or CuPy's Generator); seed as
+        numpy.random.default_rng takes it (an int, a list of ints or None)."""
+
+    # ------------------------------------------------------------ convolution as a GEMM
+    def im2col(self, x, kh, kw, stride, padding):
+        """Unfold every kh x kw window of x into a column.
+
+        x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow), with xpad = x padded by ph rows and pw columns
+        of zeros on each side:
+            cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i, x*sw + j]"""
+
+    def col2im(self, cols, x_shape, kh, kw, stride, padding):
+        """The adjoint of im2col, computed as a gather (each input pixel sums the entries that
+        copied it; no atomics, so the result does not depend on the thread count).
+
+        cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W) = x_shape:
+            dx[n, c, h, w] = sum over (i, j) with (h + ph - i) % sh == 0 and (w + pw - j) % sw == 0
+                             of cols[(c*kh + i)*kw + j, (n*oh + (h + ph - i)//sh)*ow + (w + pw - j)//sw]
+        (terms whose output pixel lies outside [0, oh) x [0, ow) are left out)."""
+
+    def cols_to_nchw(self, out, n, oh, ow, bias=None):
+        """The GEMM output (oc, N*oh*ow) as images (N, oc, oh, ow), plus bias[oc] when given."""
+
+    def nchw_to_cols(self, dy):
+        """(N, oc, oh, ow) -> (oc, N*oh*ow), the layout of the GEMM output (the inverse of cols_to_nchw
+        without a bias)."""
+
+    # ------------------------------------------------------------ max-pooling
+    def maxpool_forward(self, x, k, s):
+        """Max over k x k windows moved by s, no padding, floor rounding (oh = (H - k) // s + 1).
+
+        x (N, C, H, W) -> y (N, C, oh, ow), argmax (N, C, oh, ow) int64:
+            y[n, c, y, x] = max over 0 <= i, j < k of x[n, c, y*s + i, x*s + j]
+            argmax = the flat index h*W + w of the winner inside its (H, W) plane.
+        The first maximum wins a tie; a NaN wins its window (NaN propagates, as in PyTorch); a
+        window of all -inf reports its first pixel."""
+
+    def maxpool_backward(self, dy, argmax, x_shape, k, s):
+        """dy (N, C, oh, ow), argmax from maxpool_forward -> dx (N, C, H, W) = x_shape:
+            dx[n, c, h, w] = sum of dy[n, c, y, x] over the windows (y, x) whose argmax is (h, w)
+        computed as a gather (one input pixel at a time), so it is deterministic."""
+
+    # ------------------------------------------------------------ local response normalization
+    def lrn_forward(self, x, size, alpha, beta, k):
+        """The paper's LRN across channels (section 3.3; alpha NOT divided by size):
+
+            scale_i = k + alpha * sum_{j = i - size//2}^{i + (size-1)//2} x_j^2   (j inside [0, C))
+            y_i     = x_i * scale_i^(-beta)
+        x (N, C, H, W) -> y, scale, both (N, C, H, W); backward needs scale."""
+
+    def lrn_backward(self, dy, x, y, scale, size, alpha, beta):
+        """dx_i = dy_i scale_i^(-beta) - 2 alpha beta x_i sum_{j: i in window(j)} dy_j y_j / scale_j
+
+        i lies in window(j) when j - size//2 <= i <= j + (size-1)//2, so the sum runs over the
+        mirrored window j = i - (size-1)//2 ... i + size//2. All arrays (N, C, H, W)."""
+
+    # ------------------------------------------------------------ elementwise
+    def relu_forward(self, x):
+        """y = max(x, 0), any shape."""
+
+    def relu_backward(self, dy, y):
+        """dx = dy where y > 0, else 0 (y is relu_forward's output), any shape."""
+
+    def dropout_mask(self, shape, p, dtype, rng):
+        """Inverted dropout's mask of `shape` in `dtype`: 1 / (1 - p) where rng.random(shape,
+        dtype=float32) >= p, else 0, so the expected activation is unchanged. CPU backends draw
+        the same uniforms from the same NumPy generator, so one seed gives one mask on both."""
+
+    # ------------------------------------------------------------ loss
+    def softmax_xent_forward(self, logits, labels):
+        """logits (N, classes), labels (N,) int64 -> loss (0-d array), probs (N, classes):
+            loss = mean_n [logsumexp(z_n) - z_n[label_n]],  logsumexp(z) = m + log sum_c exp(z_c - m)
+            with m = max_c z_c, so no exp overflows;  probs = exp(z - logsumexp(z))."""
+
+    def softmax_xent_backward(self, probs, labels, dloss):
+        """dlogits (N, classes) = dloss * (probs - onehot(labels)) / N  (dloss a scalar)."""
+
+    # ------------------------------------------------------------ optimizer
+    def sgd_update_(self, w, grad, v, lr, momentum, weight_decay):
+        """The paper's rule (section 5), in place on w and v (same shape as grad):
+            v <- momentum * v - weight_decay * lr * w - lr * grad
+            w <- w + v"""
+
+
+def kernel_names():
+    """The names of the contract's functions, in the order listed above."""
+    return [name for name, value in vars(Backend).items() if callable(value) and not name.startswith("_")]
