@@ -88,33 +88,17 @@ def _number(v):
     return f"{v:g}"
 
 
-def draw(ex, out, dpi):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    x, cols, w, y = ex["x"], ex["cols"], ex["w"], ex["y"]
+def _draw_input(ax, ex, colours, font):
+    """The input, padded, channel by channel (and image by image) side by side, with the window
+    of output pixel (0, 0) boxed and the output-size arithmetic in the title."""
+    x, k, s, p, oh = ex["x"], ex["kernel"], ex["stride"], ex["padding"], ex["oh"]
     n, c, size, _ = x.shape
-    k, s, p, oh, groups = ex["kernel"], ex["stride"], ex["padding"], ex["oh"], ex["groups"]
-    rows_k, cols_p, oc = cols.shape[0], cols.shape[1], w.shape[0]
-    colours = _pixel_colours(x.size)
-    font = 9 if max(rows_k, cols_p) <= 20 else 7 if max(rows_k, cols_p) <= 36 else 5
-
-    fig = plt.figure(figsize=FIGSIZE, dpi=dpi)
-    gs = fig.add_gridspec(2, 2, width_ratios=[rows_k, max(cols_p, 0.5 * rows_k)],
-                          height_ratios=[rows_k, max(oc, 2)],
-                          left=0.08, right=0.98, top=0.86, bottom=0.07, wspace=0.16, hspace=0.1)
-    fig.text(0.02, 0.975, "im2col: every k x k window becomes one column, and the convolution one GEMM\n"
-             "cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*s + i, x*s + j]        Y = W @ cols",
-             fontsize=13, va="top")
-
-    # -- the input, padded, channel by channel (and image by image), side by side
     side = size + 2 * p
     xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
     panes = [(b, ch) for b in range(n) for ch in range(c)]
     canvas = np.full((side, len(panes) * (side + 1) - 1), -1, dtype=int)
     for q, (b, ch) in enumerate(panes):
         canvas[:, q * (side + 1):q * (side + 1) + side] = xpad[b, ch]
-    ax = fig.add_subplot(gs[0, 0])
     cell_colours = np.where(canvas[..., None] >= 0, colours[np.maximum(canvas, 0)], 1.0)
     texts = np.where(canvas >= 0, canvas.astype(str), "")
     _grid(ax, cell_colours, texts, font + 1)
@@ -127,6 +111,28 @@ def draw(ex, out, dpi):
     for q in range(len(panes)):  # the window of output pixel (0, 0) of image 0
         if panes[q][0] == 0:
             _box(ax, q * (side + 1), 0, k, k)
+
+
+def draw(ex, out, dpi):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x, cols, w, y = ex["x"], ex["cols"], ex["w"], ex["y"]
+    n = x.shape[0]
+    k, oh, groups = ex["kernel"], ex["oh"], ex["groups"]
+    rows_k, cols_p, oc = cols.shape[0], cols.shape[1], w.shape[0]
+    colours = _pixel_colours(x.size)
+    font = 9 if max(rows_k, cols_p) <= 20 else 7 if max(rows_k, cols_p) <= 36 else 5
+
+    fig = plt.figure(figsize=FIGSIZE, dpi=dpi)
+    gs = fig.add_gridspec(2, 2, width_ratios=[rows_k, max(cols_p, 0.5 * rows_k)],
+                          height_ratios=[rows_k, max(oc, 2)],
+                          left=0.08, right=0.98, top=0.86, bottom=0.07, wspace=0.16, hspace=0.1)
+    fig.text(0.02, 0.975, "im2col: every k x k window becomes one column, and the convolution one GEMM\n"
+             "cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*s + i, x*s + j]        Y = W @ cols",
+             fontsize=13, va="top")
+
+    _draw_input(fig.add_subplot(gs[0, 0]), ex, colours, font)
 
     # -- the columns matrix
     ax = fig.add_subplot(gs[0, 1])
