@@ -59,3 +59,36 @@ def test_cli_exits_nonzero_when_a_layer_fails(monkeypatch, capsys):
     code = gradcheck.main(["--backend", "reference", "--layer", "relu"])
     assert code == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_network_check_steps_past_a_relu_that_flips_near_zero():
+    """L(s) = 3 s + 5 relu(s - 1.5e-6): its slope at 0 is 3, but the difference at h = 1e-6 reaches
+    across the bend at 1.5e-6 and is wrong; the shrunken step finds 3 again. A smooth L keeps the
+    first step's value, so the kink rule cannot change a check that had no kink."""
+    bent = lambda s: 3.0 * s + 5.0 * max(s - 1.5e-6, 0.0)
+    plain = (8 * (bent(1e-6) - bent(-1e-6)) - (bent(2e-6) - bent(-2e-6))) / 12e-6
+    assert abs(plain - 3.0) > 0.1                                    # the bend spoils the plain difference
+    assert abs(gradcheck._kink_free_difference(bent, 1e-6, 1e-6) - 3.0) < 1e-6
+    smooth = lambda s: np.sin(1.0 + s)
+    first = (8 * (smooth(1e-3) - smooth(-1e-3)) - (smooth(2e-3) - smooth(-2e-3))) / 12e-3
+    assert gradcheck._kink_free_difference(smooth, 1e-3, 1e-6) == first
+
+
+def test_network_check_still_fails_a_wrong_gradient_and_forgets_earlier_checks():
+    """A linear layer whose backward doubles dW: every step agrees on the true slope, which
+    disagrees with the analytic one, so check_direction reports a large error. A second check
+    of the same tensors starts from fresh gradients."""
+    class WrongLinear(tn.functional.Linear):
+        @staticmethod
+        def backward(ctx, dy):
+            dx, dw, db = tn.functional.Linear.backward(ctx, dy)
+            return dx, 2 * dw, db
+
+    rng = np.random.default_rng(0)
+    x = tn.tensor(rng.standard_normal((3, 4)), dtype=np.float64, requires_grad=True)
+    w = tn.tensor(rng.standard_normal((2, 4)), dtype=np.float64, requires_grad=True)
+    good, _ = gradcheck.check_direction(lambda x, w: tn.functional.relu(tn.functional.linear(x, w)), [x, w])
+    bad, _ = gradcheck.check_direction(lambda x, w: tn.functional.relu(WrongLinear.apply(x, w, None)), [x, w])
+    again, _ = gradcheck.check_direction(lambda x, w: tn.functional.relu(tn.functional.linear(x, w)), [x, w])
+    assert good < 1e-8 and bad > 1e-2
+    assert again < 1e-8  # the gradients of the checks before are not added to this one

@@ -204,3 +204,31 @@ def test_the_walkthrough_table_is_the_summary_of_alexnet(alexnet):
     doc = (Path(__file__).resolve().parent.parent / "docs" / "walkthrough.md").read_text()
     pasted = re.search(r"```text\n(layer .*?)```", doc, re.DOTALL).group(1).rstrip()
     assert pasted == format_summary(summary(alexnet, (3, 224, 224)))
+
+
+def test_summary_has_a_row_for_every_layer_the_two_tower_forward_runs(alexnet2012, monkeypatch):
+    """The forward and the summary walk the same STAGES through `layer(t, name)`: record every
+    layer the real forward applies (ReLU, LRN, pooling and dropout included) and find its row."""
+    seen = {}
+
+    def recording(t, name):
+        layer = type(alexnet2012).layer(alexnet2012, t, name)
+
+        def run(x):
+            y = layer(x)
+            seen[f"tower{t}.{name}"] = (type(layer).__name__, y.shape[1:])
+            return y
+        return run
+
+    monkeypatch.setattr(alexnet2012, "layer", recording)
+    x = tn.tensor(np.random.default_rng(2).standard_normal((1, 3, 224, 224)).astype(np.float32), device="cpu:0")
+    with tn.no_grad():
+        alexnet2012(x)
+    monkeypatch.undo()
+    rows = {r["layer"]: r for r in summary(alexnet2012, (3, 224, 224))}
+    assert len(seen) == 2 * sum(len(stage) for stage in alexnet2012.STAGES) == 44
+    assert seen["tower1.lrn2"] == ("LocalResponseNorm", (128, 27, 27))
+    for key, (kind, shape) in seen.items():
+        assert (rows[key]["kind"], tuple(rows[key]["shape"])) == (kind, shape), key
+    tower_rows = [name for name in rows if name.startswith("tower") and ".concat" not in name]
+    assert sorted(tower_rows) == sorted(seen)
