@@ -33,6 +33,10 @@ CHECKPOINT_NAME = "checkpoint.npz"
 CHECKPOINT_VERSION = 1
 
 
+class CheckpointMismatch(ValueError):
+    """The checkpoint to resume from was written by another run (the message names the setting)."""
+
+
 def save_checkpoint(path, model, optimizer, meta):
     """Write model parameters, optimizer velocities and the JSON-able `meta` into one .npz,
     atomically (tinynet.nn.save_npz: a temporary file beside `path`, then os.replace)."""
@@ -129,13 +133,13 @@ class Checkpoint:
         return Progress((meta["epoch"], meta["step"]), dict(meta["sums"]), list(meta["history"]))
 
     def _check(self, ckpt):
-        """ValueError naming the setting when the checkpoint was written by a different run."""
+        """CheckpointMismatch naming the setting when the checkpoint was written by a different run."""
         meta = ckpt["meta"]
         expected = {name: tuple(value.shape) for name, value in self.model.state_dict().items()}
         found = {name: tuple(value.shape) for name, value in ckpt["model"].items()}
         if found != expected:
             differ = sorted(set(found.items()) ^ set(expected.items()))[:4]
-            raise ValueError(f"resume: {self.path} holds another model's parameters (differing "
+            raise CheckpointMismatch(f"resume: {self.path} holds another model's parameters (differing "
                              f"name/shape pairs: {differ}); expected this model's {len(expected)} parameters")
         schedule = None if self.scheduler is None else type(self.scheduler).__name__
         settings = [("schedule", meta.get("schedule", schedule), schedule),
@@ -143,5 +147,5 @@ class Checkpoint:
                     ("number of processes", meta.get("ranks", self.ranks), self.ranks)]
         for name, theirs, ours in settings:
             if theirs != ours:
-                raise ValueError(f"resume: {self.path} was written by a run with {name} {theirs}, but "
+                raise CheckpointMismatch(f"resume: {self.path} was written by a run with {name} {theirs}, but "
                                  f"this run has {name} {ours}; expected the same to continue that run")
