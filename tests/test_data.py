@@ -613,7 +613,8 @@ def test_iter_epoch_from_a_start_batch_is_the_tail_of_the_whole_epoch():
         assert loader.epoch == 0  # iter_epoch leaves the loader's own epoch alone
 
 
-@pytest.mark.parametrize("n, batch_size, size, drop_last", [(23, 6, 3, False), (24, 8, 4, True), (26, 6, 2, False)])
+@pytest.mark.parametrize("n, batch_size, size, drop_last",
+                         [(23, 6, 3, False), (24, 8, 4, True), (26, 6, 2, False), (25, 6, 3, False)])
 def test_shards_are_contiguous_slices_that_make_up_each_global_batch(n, batch_size, size, drop_last):
     images, _ = random_images(n, shape=(3, 6, 6))
     loader = DataLoader((images, np.arange(n)), batch_size=batch_size, shuffle=True, seed=5, drop_last=drop_last,
@@ -621,6 +622,7 @@ def test_shards_are_contiguous_slices_that_make_up_each_global_batch(n, batch_si
     whole = collect(loader.iter_epoch(1))
     shards = [collect(loader.shard(rank, size).iter_epoch(1)) for rank in range(size)]
     assert len({len(s) for s in shards}) == 1  # every rank takes the same number of steps
+    assert all(len(y) > 0 for s in shards for _, y in s)  # and never an empty one
     assert all(len(s) == len(loader.shard(0, size)) for s in shards)
     for b, (x, y) in enumerate(whole[:len(shards[0])]):
         parts = [shards[rank][b] for rank in range(size)]
