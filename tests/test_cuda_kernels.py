@@ -5,30 +5,28 @@ kernel, padding larger than half the kernel, non-contiguous inputs - in float32 
 is compared with tinynet/backends/reference.py. Pure copies (im2col, the transposes, max-pool,
 ReLU, dropout) must match exactly; sums and transcendental functions to a few ulps.
 
-The whole module is skipped where CuPy is not installed or no GPU can be used.
+Each test runs twice (conftest.CUDA_RUNTIMES): emulated, on the CPU (tests/cupy_standin.py: the
+kernels compiled as host C++, every access bounds-checked), and on a real GPU (marker gpu,
+skipped without one). `cupy` and `gpu` below are the runtime of the current run.
 """
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
-cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install 'tinynet[cuda12]' or [cuda13])")
+from conftest import CUDA_RUNTIMES, cuda_runtime
+from tinynet.backends import reference as ref
 
-
-def _gpu_count():
-    try:
-        return cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError:
-        return 0
+cupy = gpu = None   # set for each runtime by the fixture below
 
 
-if _gpu_count() == 0:
-    pytest.skip("CuPy is installed but no CUDA GPU is usable on this machine", allow_module_level=True)
+@pytest.fixture(scope="module", autouse=True, params=CUDA_RUNTIMES)
+def runtime(request):
+    """Bind the module's `cupy` and `gpu` to one runtime for all of its tests."""
+    global cupy, gpu
+    with cuda_runtime(request.param) as (cupy, gpu):
+        yield request.param
+    cupy = gpu = None
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from tinynet.backends import cupy_gpu as gpu  # noqa: E402
-from tinynet.backends import reference as ref  # noqa: E402
-
-pytestmark = pytest.mark.gpu
 
 # deadline=None: the first example of each test compiles a .cu file with NVRTC
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -405,7 +403,7 @@ def test_64_bit_index_kernels_match_reference(monkeypatch, dtype):
 # ---------------------------------------------------------------- devices, modules, TF32
 
 def test_check_available_names_the_missing_gpu():
-    count = _gpu_count()
+    count = cupy.cuda.runtime.getDeviceCount()
     gpu.check_available(count - 1)
     with pytest.raises(RuntimeError, match=rf"cuda:{count} requested but this machine has {count} GPU"):
         gpu.check_available(count)

@@ -5,7 +5,7 @@
 // extern "C" entry point per template instance. A launch runs every block of the grid, one
 // after another, and every thread of a block:
 //
-//   - the threads of a block run on fibers (ucontext), one after another; a thread that calls
+//   - the threads of a block run on fibers, one after another; a thread that calls
 //     __syncthreads() parks its fiber, and the barrier opens only when every thread of the block
 //     that has not returned waits at it. Kernels
 //     without a barrier run all of a block's threads on one fiber: a plain loop.
@@ -21,6 +21,7 @@
 // expf/logf/powf (the host libm rounds differently, by an ulp or so).
 #pragma once
 
+#include <csetjmp>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -151,18 +152,24 @@ template <typename N, typename T> dev_ptr<T> operator+(N n, const dev_ptr<T>& p)
 
 // A block's threads run on fibers. A fiber takes the next thread that has not started, runs it
 // to its end and takes the next; only a thread that waits at __syncthreads() makes the
-// scheduler start another fiber for the threads still to run.
+// scheduler hand the threads still to run to another fiber. Fibers live as long as the process
+// and serve every block of every launch. A fiber starts once through ucontext; after that every
+// switch is _setjmp/_longjmp between the fiber's stack and the scheduler's (no system call,
+// unlike swapcontext, which saves the signal mask: a block of 256 threads that meet at 10
+// barriers switches 2,500 times).
 constexpr std::size_t kStack = 256 * 1024;
 
 struct Fiber {
-    ucontext_t context;
+    ucontext_t start;                 // used once, to enter fiber_main on this stack
+    jmp_buf resume;                   // where the fiber continues when the scheduler hands it work
     std::vector<char> stack = std::vector<char>(kStack);
     unsigned thread = 0;              // the thread it is running (flat index in the block)
-    bool waiting = false, done = false;
+    bool waiting = false;             // parked at __syncthreads()
 };
 
 struct Block {
-    ucontext_t scheduler;
+    jmp_buf scheduler;                // where a fiber returns to when it parks or runs out of threads
+    ucontext_t scheduler_context;     // only for the first entry of each fiber
     std::vector<Fiber*> fibers;       // the pool, reused by every block and launch
     std::size_t live = 0;             // fibers in use by this block
     unsigned next_thread = 0, threads = 0;
@@ -179,36 +186,50 @@ inline void set_thread(unsigned t)
     threadIdx.z = t / (blockDim.x * blockDim.y);
 }
 
+// From a fiber: back to the scheduler, to continue here when the scheduler says so.
+inline void park(Fiber* self)
+{
+    if (!_setjmp(self->resume)) _longjmp(block.scheduler, 1);
+    block.current = self;
+    set_thread(self->thread);
+}
+
 inline void fiber_main()
 {
     Fiber* self = block.current;
-    while (block.next_thread < block.threads) {
-        self->thread = block.next_thread++;
-        set_thread(self->thread);
-        block.body(block.closure);
+    for (;;) {                        // each pass serves one block
+        while (block.next_thread < block.threads) {
+            self->thread = block.next_thread++;
+            set_thread(self->thread);
+            block.body(block.closure);
+        }
+        park(self);                   // no threads left: idle until the next block needs it
     }
-    self->done = true;                // uc_link returns to the scheduler
 }
 
-inline void run_fiber(Fiber* f)
+// From the scheduler: run fiber f until it parks.
+inline void resume(Fiber* f)
 {
     block.current = f;
-    set_thread(f->thread);
-    swapcontext(&block.scheduler, &f->context);
+    if (!_setjmp(block.scheduler)) _longjmp(f->resume, 1);
 }
 
 inline void start_fiber()
 {
-    if (block.live == block.fibers.size()) block.fibers.push_back(new Fiber());
-    Fiber* f = block.fibers[block.live++];
-    f->waiting = f->done = false;
-    getcontext(&f->context);
-    f->context.uc_stack.ss_sp = f->stack.data();
-    f->context.uc_stack.ss_size = f->stack.size();
-    f->context.uc_link = &block.scheduler;
-    makecontext(&f->context, fiber_main, 0);
-    f->thread = block.next_thread;
-    run_fiber(f);
+    if (block.live == block.fibers.size()) {          // a new fiber: enter fiber_main once
+        Fiber* f = new Fiber();
+        block.fibers.push_back(f);
+        getcontext(&f->start);
+        f->start.uc_stack.ss_sp = f->stack.data();
+        f->start.uc_stack.ss_size = f->stack.size();
+        f->start.uc_link = nullptr;                   // fiber_main never returns
+        makecontext(&f->start, fiber_main, 0);
+        block.live++;
+        block.current = f;
+        if (!_setjmp(block.scheduler)) swapcontext(&block.scheduler_context, &f->start);
+        return;
+    }
+    resume(block.fibers[block.live++]);               // an idle fiber takes the next threads
 }
 
 inline void run_block()
@@ -217,7 +238,7 @@ inline void run_block()
     block.next_thread = 0;
     block.threads = blockDim.x * blockDim.y * blockDim.z;
     for (;;) {
-        if (block.next_thread < block.threads) {   // a fiber parked at a barrier: start another
+        if (block.next_thread < block.threads) {      // the first, or a fiber parked at a barrier
             start_fiber();
             continue;
         }
@@ -226,9 +247,9 @@ inline void run_block()
         for (std::size_t i = 0; i < block.live; ++i)
             if (block.fibers[i]->waiting) waiting.push_back(block.fibers[i]);
         if (waiting.empty()) return;
-        for (Fiber* f : waiting) {                 // open the barrier, in thread order
+        for (Fiber* f : waiting) {                    // open the barrier, in thread order
             f->waiting = false;
-            run_fiber(f);
+            resume(f);
         }
     }
 }
@@ -240,9 +261,7 @@ inline void __syncthreads()
 {
     tn_emu::Fiber* self = tn_emu::block.current;
     self->waiting = true;
-    swapcontext(&self->context, &tn_emu::block.scheduler);
-    tn_emu::block.current = self;
-    tn_emu::set_thread(self->thread);
+    tn_emu::park(self);
 }
 
 namespace tn_emu {
