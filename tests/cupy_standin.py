@@ -647,6 +647,8 @@ for _form in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
 for _form in ("__neg__", "__pos__", "__abs__", "__invert__"):
     setattr(ndarray, _form, (lambda f: lambda self: _wrap(getattr(self._a, f)()))(_form))
 ndarray.__hash__ = None
+ndarray.__matmul__ = lambda self, other: _matmul(self, other)       # TF32 applies to `a @ b` too
+ndarray.__rmatmul__ = lambda self, other: _matmul(other, self)
 
 
 def _matmul(a, b, out=None, **kwargs):
@@ -699,6 +701,8 @@ def get_array_module(*args):
 def ascontiguousarray(a, dtype=None):
     if not isinstance(a, ndarray):
         raise TypeError(f"Unsupported type {type(a)}")
+    if not a._a.flags.c_contiguous or (dtype is not None and np.dtype(dtype) != a.dtype):
+        _pool.check(a.size * np.dtype(dtype or a.dtype).itemsize)   # a copy: check before NumPy takes it
     return _wrap(np.ascontiguousarray(a._a, dtype=dtype))
 
 

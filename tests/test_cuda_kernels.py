@@ -131,6 +131,16 @@ def test_im2col_rows_beyond_the_grid_limit_are_looped(monkeypatch):
     assert_equal(gpu.im2col(cupy.asarray(x), 3, 2, (2, 1), (1, 2)), expected)
 
 
+def test_im2col_refuses_a_column_count_whose_thread_index_would_wrap():
+    """The kernel's column index q = blockIdx.x * 256 + threadIdx.x is an int and reaches the
+    column count + 255 in the last block: the wrapper refuses counts above 2^31 - 1 - 256 before
+    it copies or allocates anything (the input is a broadcast view with no memory behind it)."""
+    x = cupy.broadcast_to(cupy.zeros((1, 1, 1, 1), dtype=np.float32), (1, 1, 1, 2**31 - 256))
+    with pytest.raises(ValueError, match=r"im2col: 2147483392 columns \(N\*oh\*ow = 1\*1\*2147483392\) "
+                                         r"exceed the kernel's int column index \(at most 2147483391"):
+        gpu.im2col(x, 1, 1, (1, 1), (0, 0))
+
+
 # ---------------------------------------------------------------- GEMM layout <-> NCHW
 
 @SETTINGS
