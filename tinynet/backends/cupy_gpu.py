@@ -138,6 +138,7 @@ _INDEX_TYPES = {"int": np.int32, "long long": np.int64}
 _THREADS = 256           # threads per block; loss.cu's XENT_THREADS is the same number
 _MAX_GRID_Y = 65535
 _INT32_MAX = 2**31 - 1
+_NVRTC_OPTIONS = ("-std=c++17",)   # tests/test_nvcc.py compiles every instance with these too
 
 _modules = {}            # (GPU id, .cu file) -> {name expression: cupy.RawKernel}
 _modules_lock = threading.Lock()
@@ -161,7 +162,7 @@ def _kernel(source, expression):
             kernels = _modules.get(key)
             if kernels is None:
                 names = _name_expressions(source)
-                module = cupy.RawModule(code=cuda_source(source), options=("-std=c++17",),
+                module = cupy.RawModule(code=cuda_source(source), options=_NVRTC_OPTIONS,
                                         name_expressions=names)
                 kernels = {n: module.get_function(n) for n in names}  # compiles and loads once
                 _modules[key] = kernels
