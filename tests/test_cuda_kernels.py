@@ -412,6 +412,25 @@ def test_64_bit_index_kernels_match_reference(monkeypatch, dtype):
 
 # ---------------------------------------------------------------- devices, modules, TF32
 
+def test_without_cupy_the_error_says_what_to_install_as_setup_cfg_does(monkeypatch):
+    """CuPy 14 wheels need the [ctk] extra for cuBLAS, NVRTC and cudart; the hint and the extras agree."""
+    import configparser
+    import importlib
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setitem(sys.modules, "cupy", None)             # `import cupy` raises ImportError
+    monkeypatch.delitem(sys.modules, "tinynet.backends.cupy_gpu")
+    with pytest.raises(ImportError, match=r"CuPy is not installed: pip install 'cupy-cuda12x\[ctk\]'") as err:
+        importlib.import_module("tinynet.backends.cupy_gpu")
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    extras = config["options.extras_require"]
+    for extra, requirement in (("cuda12", "cupy-cuda12x[ctk]"), ("cuda13", "cupy-cuda13x[ctk]")):
+        assert extras[extra].split() == [requirement]
+        assert f"'{requirement}'" in str(err.value) and f"'.[{extra}]'" in str(err.value)
+
+
 def test_check_available_names_the_missing_gpu():
     count = cupy.cuda.runtime.getDeviceCount()
     gpu.check_available(count - 1)

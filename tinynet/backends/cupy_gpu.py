@@ -24,12 +24,18 @@ import threading
 
 import numpy as np
 
+# CuPy 14 wheels no longer bring the CUDA libraries: without [ctk] `import cupy` works and the
+# first GEMM fails to load cuBLAS. setup.cfg's extras cuda12/cuda13 are these two requirements.
+INSTALL_HINT = ("pip install 'cupy-cuda12x[ctk]' (CUDA 12 driver) or 'cupy-cuda13x[ctk]' (CUDA 13), "
+                "or from the repository: pip install '.[cuda12]' (or '.[cuda13]'); [ctk] brings cuBLAS, "
+                "NVRTC and the CUDA runtime")
+
 try:
     import cupy
 except ImportError as _err:
     _why = ("CuPy is not installed" if getattr(_err, "name", None) == "cupy"
             else f"CuPy failed to import ({str(_err).splitlines()[0] if str(_err) else type(_err).__name__})")
-    raise ImportError(f"{_why}: pip install 'tinynet[cuda12]' (or [cuda13]) matching your CUDA driver") from _err
+    raise ImportError(f"{_why}: {INSTALL_HINT}") from _err
 
 from tinynet._kernels import cuda_source
 from tinynet.backends.reference import out_size  # noqa: F401  (one definition of the arithmetic)
@@ -56,7 +62,7 @@ def check_available(index=0):
             count = cupy.cuda.runtime.getDeviceCount()
         except cupy.cuda.runtime.CUDARuntimeError as err:
             raise RuntimeError(f"cuda:{index} requested but CUDA finds no usable GPU "
-                               f"({str(err).splitlines()[0]})") from None
+                               f"({str(err).splitlines()[0]}); if the driver is there: {INSTALL_HINT}") from None
         if count == 0:
             raise RuntimeError(f"cuda:{index} requested but this machine has no GPU")
         _gpu_count = count
