@@ -28,3 +28,19 @@ def test_bench_alexnet_writes_ratios_and_the_isolated_runs(tmp_path):
     assert len(iso["tinynet_runs"]) == len(iso["torch_runs"]) == 1
     assert iso["time_ratio"] == pytest.approx(iso["tinynet_ms"] / iso["torch_ms"])
     assert iso["tinynet_page_faults_per_step"] >= 0 and iso["torch_page_faults_per_step"] >= 0
+
+
+def test_the_flop_count_leaves_out_conv1s_input_gradient():
+    """The step's GEMMs: forward, dW and dX of every layer but conv1's dX (the image needs no
+    gradient): 2 * (3 * MACs - conv1's MACs), conv1 being 96 filters of 3x11x11 over 55x55."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_alexnet
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from tinynet.models import alexnet
+    from tinynet.summary import summary
+
+    macs = sum(r["macs"] for r in summary(alexnet(1000), (3, 224, 224)))
+    conv1_macs = 96 * 3 * 11 * 11 * 55 * 55
+    assert bench_alexnet.train_gflop_per_image() * 1e9 == pytest.approx(6 * macs - 2 * conv1_macs, rel=1e-12)
