@@ -2,6 +2,7 @@
 what the issues ask for (per batch: tinynet_ms, torch_ms, throughput_ratio; the machine; each
 framework alone in its own process with its page faults)."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,26 @@ def test_the_flop_count_leaves_out_conv1s_input_gradient():
     macs = sum(r["macs"] for r in summary(alexnet(1000), (3, 224, 224)))
     conv1_macs = 96 * 3 * 11 * 11 * 55 * 55
     assert bench_alexnet.train_gflop_per_image() * 1e9 == pytest.approx(6 * macs - 2 * conv1_macs, rel=1e-12)
+
+
+@pytest.mark.slow   # about 2 minutes: an emulated AlexNet epoch and CPU runs of both frameworks
+def test_gpu_check_dry_run_runs_every_step_and_returns_at_most_8_files(tmp_path):
+    """benchmarks/gpu_check.sh --dry-run: the GPU session's script end to end on the CPU, so the
+    first GPU minute is not spent on a typo."""
+    pytest.importorskip("torch")
+    data = Path("/usr/share/datasets/fashion-mnist")
+    if not (data / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("needs Fashion-MNIST in /usr/share/datasets/fashion-mnist")
+    out = tmp_path / "out"
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"],
+                         env={**os.environ, "OUT": str(out), "DATA": str(data)},
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["1_env_smoke.log", "2_gpu_tests.log", "3_bench.json", "3_bench.log", "4_train.jsonl",
+                     "4_train.log", "5_recipe.log", "rest.tar.gz"]
+    for log in ("1_env_smoke.log", "2_gpu_tests.log", "3_bench.log", "4_train.log", "5_recipe.log"):
+        assert f"== {log}: exit 0" in run.stdout
+    assert "smoke: ok" in (out / "1_env_smoke.log").read_text()
+    epoch = json.loads((out / "4_train.jsonl").read_text().splitlines()[-1])
+    assert epoch["epoch"] == 1
