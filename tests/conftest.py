@@ -42,9 +42,14 @@ def real_gpu_count():
 
 # The CUDA path runs twice: on the CPU through tests/cupy_standin.py (the kernels compiled as host
 # C++), in the default run, and on a real GPU (marker gpu, skipped without one).
-CUDA_RUNTIMES = ["emulated",
-                 pytest.param("real", marks=[pytest.mark.gpu, pytest.mark.skipif(
-                     real_gpu_count() == 0, reason="needs CuPy and an NVIDIA GPU")])]
+def cuda_runtime_params(prefix=""):
+    """The parameters of a test that runs on both: prefix + 'emulated', prefix + 'real'."""
+    return [prefix + "emulated",
+            pytest.param(prefix + "real", marks=[pytest.mark.gpu, pytest.mark.skipif(
+                real_gpu_count() == 0, reason="needs CuPy and an NVIDIA GPU")])]
+
+
+CUDA_RUNTIMES = cuda_runtime_params()
 
 
 @pytest.hookimpl(tryfirst=True)   # before -m "not slow" deselects

@@ -706,6 +706,12 @@ def ascontiguousarray(a, dtype=None):
     return _wrap(np.ascontiguousarray(a._a, dtype=dtype))
 
 
+def asfortranarray(a, dtype=None):
+    if not isinstance(a, ndarray):
+        raise TypeError(f"Unsupported type {type(a)}")
+    return _wrap(np.asfortranarray(a._a, dtype=dtype))
+
+
 def empty(shape, dtype=float, order="C"):
     return _allocate(shape, dtype, lambda s, d: np.empty(s, d, order))
 
