@@ -1,6 +1,7 @@
 """Shared fixtures: the CPU backends to run every kernel-level test on, and the CUDA runtimes
 (the emulated one everywhere, a real GPU where there is one, marked gpu)."""
 import contextlib
+import shutil
 
 import numpy as np
 import pytest
@@ -44,7 +45,8 @@ def real_gpu_count():
 # C++), in the default run, and on a real GPU (marker gpu, skipped without one).
 def cuda_runtime_params(prefix=""):
     """The parameters of a test that runs on both: prefix + 'emulated', prefix + 'real'."""
-    return [prefix + "emulated",
+    return [pytest.param(prefix + "emulated", marks=pytest.mark.skipif(
+                shutil.which("g++") is None, reason="g++ not found: the emulated CUDA kernels are compiled with it")),
             pytest.param(prefix + "real", marks=[pytest.mark.gpu, pytest.mark.skipif(
                 real_gpu_count() == 0, reason="needs CuPy and an NVIDIA GPU")])]
 

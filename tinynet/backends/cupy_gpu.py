@@ -265,7 +265,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
 
 def cols_to_nchw(out, n, oh, ow, bias=None):
     """GEMM output (oc, N*oh*ow) -> (N, oc, oh, ow), plus bias[oc] if given"""
-    _ctype("cols_to_nchw", out.dtype)
+    _ctype("cols_to_nchw", out.dtype)  # float32 or float64, checked before anything is allocated
     if out.ndim != 2 or out.shape[1] != n * oh * ow:
         raise ValueError(f"cols_to_nchw: out has shape {tuple(out.shape)}, expected (oc, {n * oh * ow}) "
                          f"for n={n}, oh={oh}, ow={ow}")
@@ -283,7 +283,7 @@ def cols_to_nchw(out, n, oh, ow, bias=None):
 
 def nchw_to_cols(dy):
     """(N, oc, oh, ow) -> (oc, N*oh*ow), the layout of the GEMM output"""
-    _ctype("nchw_to_cols", dy.dtype)
+    _ctype("nchw_to_cols", dy.dtype)  # float32 or float64, checked before anything is allocated
     n, oc, oh, ow = dy.shape
     with _on(dy):
         dy = _c(dy)
@@ -296,7 +296,7 @@ def nchw_to_cols(dy):
 
 def maxpool_forward(x, k, s):
     """x (N, C, H, W) -> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
-    _ctype("maxpool_forward", x.dtype)
+    _ctype("maxpool_forward", x.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x.shape
     oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
     with _on(x):
@@ -311,7 +311,7 @@ def maxpool_forward(x, k, s):
 
 def maxpool_backward(dy, argmax, x_shape, k, s):
     """dy (N, C, oh, ow), argmax -> dx (N, C, H, W): each input sums dy of the windows it won"""
-    _ctype("maxpool_backward", dy.dtype)
+    _ctype("maxpool_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x_shape
     oh, ow = out_size(h, k, s, 0), out_size(w, k, s, 0)
     _expect_shape("maxpool_backward", "dy", dy, (n, c, oh, ow))
@@ -329,7 +329,7 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
 
 def lrn_forward(x, size, alpha, beta, k):
     """x (N, C, H, W) -> y, scale (both like x); the paper's formula, see kernels/cuda/lrn.cu"""
-    _ctype("lrn_forward", x.dtype)
+    _ctype("lrn_forward", x.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x.shape
     with _on(x):
         x = _c(x)
@@ -342,7 +342,7 @@ def lrn_forward(x, size, alpha, beta, k):
 
 def lrn_backward(dy, x, y, scale, size, alpha, beta):
     """dy, x, y, scale (N, C, H, W) -> dx"""
-    _ctype("lrn_backward", dy.dtype)
+    _ctype("lrn_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x.shape
     for what, a in (("dy", dy), ("y", y), ("scale", scale)):
         _expect_shape("lrn_backward", what, a, x.shape)
@@ -360,7 +360,7 @@ def lrn_backward(dy, x, y, scale, size, alpha, beta):
 
 def relu_forward(x):
     """y = max(x, 0), NaN propagates"""
-    _ctype("relu_forward", x.dtype)
+    _ctype("relu_forward", x.dtype)  # float32 or float64, checked before anything is allocated
     with _on(x):
         x = _c(x)
         y = cupy.empty_like(x)
@@ -370,7 +370,7 @@ def relu_forward(x):
 
 def relu_backward(dy, y):
     """dx = dy where y > 0, else 0"""
-    _ctype("relu_backward", dy.dtype)
+    _ctype("relu_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
     _expect_shape("relu_backward", "y", y, dy.shape)
     with _on(dy):
         dy, y = _c(dy), _c(y.astype(dy.dtype, copy=False))
@@ -382,7 +382,7 @@ def relu_backward(dy, y):
 def dropout_mask(shape, p, dtype, rng):
     """Inverted dropout's mask: 1/(1-p) with probability 1-p, else 0; `rng` is a CuPy Generator."""
     dtype = np.dtype(dtype)
-    _ctype("dropout_mask", dtype)
+    _ctype("dropout_mask", dtype)  # float32 or float64, checked before anything is allocated
     scale = 1.0 / (1.0 - p)
     u = rng.random(shape, dtype=cupy.float32)   # uniform [0, 1), the reference's draw
     with _on(u):
@@ -429,7 +429,7 @@ def softmax_xent_backward(probs, labels, dloss):
     """dlogits = dloss * (probs - onehot(labels)) / N. dloss: a 0-d device array (read by the
     kernel, no host round trip) or a number."""
     op = "softmax_xent_backward"
-    _ctype(op, probs.dtype)
+    _ctype(op, probs.dtype)  # float32 or float64, checked before anything is allocated
     n, classes = probs.shape
     with _on(probs):
         p = _c(probs)
@@ -452,7 +452,7 @@ def softmax_xent_backward(probs, labels, dloss):
 def sgd_update_(w, grad, v, lr, momentum, weight_decay):
     """In place: v <- momentum*v - weight_decay*lr*w - lr*grad;  w <- w + v"""
     op = "sgd_update_"
-    _ctype(op, w.dtype)
+    _ctype(op, w.dtype)  # float32 or float64, checked before anything is allocated
     _expect_shape(op, "grad", grad, w.shape)
     _expect_shape(op, "velocity", v, w.shape)
     if v.dtype != w.dtype:
