@@ -251,7 +251,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x_shape
     oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
-    _ctype("col2im", cols.dtype)
+    _ctype("col2im", cols.dtype)  # float32 or float64, checked before anything is allocated
     _expect_shape("col2im", "cols", cols, (c * kh * kw, n * oh * ow))
     with _on(cols):
         cols = _c(cols)
