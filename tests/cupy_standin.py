@@ -877,14 +877,21 @@ def installed():
     """Inside the block `import cupy` gives the stand-in, and tinynet's CuPy backend is a fresh
     import bound to it (so are its compiled-kernel caches); the previous modules come back after."""
     from tinynet import backends
+    from tinynet import random as tn_random
+
+    def forget_cuda_generators():   # a cuda generator belongs to the CuPy that made it
+        for key in [k for k in tn_random._devices if k[0] == "cuda"]:
+            del tn_random._devices[key]
 
     saved = {name: sys.modules.get(name) for name in (*_MODULE_NAMES, _TINYNET_GPU_MODULE)}
     saved_backend = backends._loaded.pop("cupy", None)
     sys.modules.pop(_TINYNET_GPU_MODULE, None)
     sys.modules.update(_modules())
+    forget_cuda_generators()
     try:
         yield _this
     finally:
+        forget_cuda_generators()
         for name, module in saved.items():
             if module is None:
                 sys.modules.pop(name, None)

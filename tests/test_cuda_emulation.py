@@ -191,3 +191,12 @@ def test_translate_rewrites_pointer_declarations_and_leaves_products_alone():
     assert "dev_ptr<const T> x" in got and "dev_ptr<long long> y" in got and "dev_ptr<const T> row = x + n * 2" in got
     assert "T a = x[0] * row[1]" in got
     assert "static T s__storage[8]; dev_ptr<T> s(s__storage);" in got
+
+
+def test_leaving_the_standin_forgets_the_cuda_generators_it_made():
+    """A later real-GPU run in the same process must not draw dropout masks from the stand-in."""
+    from tinynet import random as tn_random
+    with cupy_standin.installed():
+        tn_random.generator("cuda:0")
+        assert ("cuda", 0) in tn_random._devices
+    assert ("cuda", 0) not in tn_random._devices
