@@ -1,24 +1,26 @@
 // CUDA on the host: what kernels/cuda/*.cu need to compile with g++ and run on the CPU.
 //
 // tests/cupy_standin.py compiles each .cu file with this header in front, after rewriting every
-// pointer declaration `const T* __restrict__ x` into `dev_ptr<const T> x`, and adds one
-// extern "C" entry point per template instance. A launch runs every block of the grid, one
-// after another, and every thread of a block:
+// pointer declaration `const T* __restrict__ x` into `dev_ptr<const T> x` and every
+// `__shared__ T a[N]` into a static array behind a `dev_ptr<T> a`, and adds one extern "C"
+// entry point per template instance. A launch runs every block of the grid, one after another,
+// and every thread of each block:
 //
 //   - the threads of a block run on fibers, one after another; a thread that calls
 //     __syncthreads() parks its fiber, and the barrier opens only when every thread of the block
-//     that has not returned waits at it. Kernels
-//     without a barrier run all of a block's threads on one fiber: a plain loop.
+//     that has not returned waits at it. Kernels without a barrier run all of a block's threads
+//     on one fiber: a plain loop.
 //   - every access through a dev_ptr (x[i], *p) is checked against the extent of the array it
 //     points into; an access outside fails the launch with the kernel's name, the parameter,
-//     the index and the extent (the access itself goes to a scratch value, so nothing is
-//     corrupted and the launch finishes).
+//     the index and the extent. The access itself goes to a scratch value, so nothing is
+//     corrupted; the block runs to its end and the launch stops there.
 //   - signed integers wrap as on the GPU (the stand-in compiles with -fwrapv).
 //
 // Not emulated: threads of one block waiting at different __syncthreads() calls (undefined on a
-// GPU; here the barrier opens when every live thread waits at any of them), blocks running at the same time (so races between blocks cannot show), warps
-// (no __shfl*, no warp-synchronous code), dynamic shared memory, the GPU's rounding of
-// expf/logf/powf (the host libm rounds differently, by an ulp or so).
+// GPU; here the barrier opens when every live thread waits at any of them), blocks running at
+// the same time (so races between blocks cannot show), warps (no __shfl*, no warp-synchronous
+// code), dynamic shared memory, the GPU's rounding of expf/logf/powf (the host libm rounds
+// differently, by an ulp or so).
 #pragma once
 
 #include <csetjmp>
