@@ -68,3 +68,26 @@ def test_gpu_check_dry_run_runs_every_step_and_returns_at_most_8_files(tmp_path)
     assert "smoke: ok" in (out / "1_env_smoke.log").read_text()
     epoch = json.loads((out / "4_train.jsonl").read_text().splitlines()[-1])
     assert epoch["epoch"] == 1
+
+
+def test_bench_alexnet_tinynet_side_runs_on_cuda_through_the_standin(capsys):
+    """The benchmark's cuda branches for tinynet (cuBLAS rate, GPU facts, a step timed with CUDA
+    events, TF32 on and off, the pool's reserved bytes) on the CPU, so a GPU minute is not spent
+    on a typo. PyTorch's cuda side needs a real GPU."""
+    import cupy_standin
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_alexnet
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    with cupy_standin.installed() as cupy:
+        assert bench_alexnet.sgemm_gflops("cuda", n=64, repeats=1) > 0
+        assert "stand-in" in bench_alexnet.machine_facts("cuda")["gpu_name"]
+        runner = bench_alexnet.Runner("tinynet", "cuda", batch=1)
+        assert runner.timed_step() > 0
+        bench_alexnet.set_tf32(True)
+        from tinynet.backends import cupy_gpu
+        assert cupy_gpu.tf32_enabled()
+        bench_alexnet.set_tf32(False)
+        assert not cupy_gpu.tf32_enabled()
+        assert cupy.get_default_memory_pool().total_bytes() > 4 * 60_965_224   # at least the weights
