@@ -19,7 +19,8 @@
 # Environment: OUT (default $OUT or benchmarks/results/gpu-<date>) receives at most 8 files: the
 # seven below and rest.tar.gz with anything else; DATA (default data/fashion-mnist, the four
 # Fashion-MNIST .gz files, git-ignored, carried along with the checkout); BUDGET (seconds, default
-# 540: the 9 minutes of a 10-minute call, with the machine's start on top).
+# 540: the 9 minutes of a 10-minute call, with the machine's start on top); PYTHON (default python3,
+# the GPU machine's interpreter).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -32,6 +33,7 @@ esac
 OUT=${OUT:-benchmarks/results/gpu-$(date +%F)}
 DATA=${DATA:-data/fashion-mnist}
 BUDGET=${BUDGET:-540}
+PY=${PYTHON:-python3}
 mkdir -p "$OUT/rest"
 START=$SECONDS
 status=0
@@ -44,14 +46,14 @@ BENCH=(      150  200 )     # 2 batches x (fp32, tf32), 30 timed steps each, one
 TRAIN=(      600  100 )     # 10 epochs of 60,000 images; the recipe keeps the last 100 s
 RECIPE=(     600   10 )     # whatever is left, less 10 s to pack the results
 if [ "$DRY" = 1 ]; then
-    PY_GPU=(python tests/cupy_standin.py)   # tinynet's cuda device through the stand-in
+    PY_GPU=("$PY" tests/cupy_standin.py)    # tinynet's cuda device through the stand-in
     TORCH_DEVICE=cpu
     SMOKE_ARGS=(--batch-size 2 --steps 2)
     BENCH_ARGS=(--device cpu --batch-sizes 1 --warmup 0 --repeats 1 --no-layers)
     TRAIN_ARGS=(--epochs 1 --limit-train 8 --limit-test 8 --batch-size 4)
     RECIPE_ARGS=(--epochs 1 --limit-train 16 --limit-test 16 --batch-size 8)
 else
-    PY_GPU=(python)
+    PY_GPU=("$PY")
     TORCH_DEVICE=cuda
     SMOKE_ARGS=()
     BENCH_ARGS=(--device cuda)
@@ -93,10 +95,10 @@ step 1_env_smoke.log "${SMOKE[@]}" "${PY_GPU[@]}" benchmarks/gpu_smoke.py "${SMO
 
 # 2. the gpu-marked tests (in a dry run they all skip: the command itself is what is checked)
 step 2_gpu_tests.log "${TESTS[@]}" env TINYNET_CPU_BACKEND=reference \
-    python -m pytest -m gpu -q -rs -p no:cacheprovider
+    "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider
 
 # 3. the benchmark against PyTorch
-step 3_bench.log "${BENCH[@]}" python benchmarks/bench_alexnet.py "${BENCH_ARGS[@]}" --no-memory \
+step 3_bench.log "${BENCH[@]}" "$PY" benchmarks/bench_alexnet.py "${BENCH_ARGS[@]}" --no-memory \
     --out "$OUT/3_bench.json"
 
 # 4 and 5. training, tinynet then PyTorch, on the data that travelled with the checkout
@@ -107,7 +109,7 @@ else
     step 4_train.log "${TRAIN[@]}" "${PY_GPU[@]}" examples/train_alexnet.py --device cuda --model alexnet \
         --data "$DATA" --no-progress --json-log "$OUT/4_train.jsonl" \
         --checkpoint "${TMPDIR:-/tmp}/tinynet-gpu-check-checkpoint" "${TRAIN_ARGS[@]}"
-    step 5_recipe.log "${RECIPE[@]}" python benchmarks/pytorch_recipe.py --model alexnet \
+    step 5_recipe.log "${RECIPE[@]}" "$PY" benchmarks/pytorch_recipe.py --model alexnet \
         --device "$TORCH_DEVICE" --data "$DATA" --out "$OUT/rest/pytorch_recipe.json" "${RECIPE_ARGS[@]}"
 fi
 
