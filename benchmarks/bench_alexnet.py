@@ -13,7 +13,7 @@ same layer-by-layer scheme for PyTorch). On the GPU both are timed with CUDA eve
 Also measured: the machine's sgemm rate (NumPy's BLAS, or cuBLAS), so the achieved GFLOP/s of a
 step (6 x forward multiply-adds per image: forward, and two GEMMs in the backward) can be set
 against it, and each framework's peak memory (resident set of a child process that runs two
-steps, or the GPU pool's peak). JSON goes to benchmarks/results/.
+steps, or on the GPU the memory each framework's allocator reserved). JSON goes to benchmarks/results/.
 
 --isolated PAIRS also times each framework alone in a fresh process, alternating tinynet and
 torch processes PAIRS times each. In one process the two share threads and malloc settings:
@@ -225,10 +225,13 @@ def machine_facts(device):
 
 
 def train_gflop_per_image():
-    """6 x forward multiply-adds: 2 FLOPs per MAC, forward plus the two backward GEMMs (dW, dX)."""
+    """The GEMM FLOPs of one training step per image: 2 FLOPs per multiply-add, for the forward
+    GEMM and the two backward GEMMs (dW and dX) of every layer, except conv1's dX: the image
+    needs no gradient, so it is never computed. 2 * (3 * MACs - conv1's MACs)."""
     rows = summary(tn.models.alexnet(1000), (3, 224, 224))
     macs = sum(r["macs"] for r in rows)
-    return 6 * macs / 1e9
+    conv1 = next(r["macs"] for r in rows if r["layer"] == "conv1")
+    return 2 * (3 * macs - conv1) / 1e9
 
 
 def peak_memory_mib(framework, device, batch):
@@ -243,12 +246,14 @@ def memory_child(framework, device, batch):
     for _ in range(2):
         runner.step()
     if device.startswith("cuda"):
+        # reserved against reserved: CuPy's pool keeps what it took (total_bytes, its peak here:
+        # the pool frees nothing by itself), torch's caching allocator likewise (max_memory_reserved)
         if framework == "tinynet":
             import cupy
             print(cupy.get_default_memory_pool().total_bytes() / 2 ** 20)
         else:
             import torch
-            print(torch.cuda.max_memory_allocated() / 2 ** 20)
+            print(torch.cuda.max_memory_reserved() / 2 ** 20)
     else:
         # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork + exec, so a child
         # of this (big) process would report the parent's peak

@@ -1,4 +1,8 @@
-"""Shared fixtures: the CPU backends to run every kernel-level test on, and the gpu marker."""
+"""Shared fixtures: the CPU backends to run every kernel-level test on, and the CUDA runtimes
+(the emulated one everywhere, a real GPU where there is one, marked gpu)."""
+import contextlib
+import shutil
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -30,3 +34,47 @@ def cpu_backend(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def real_gpu_count():
+    """GPUs that real CuPy can use here (0 without CuPy or a GPU)."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:   # no CuPy, a CuPy without its CUDA libraries, no driver
+        return 0
+
+
+# The CUDA path runs twice: on the CPU through tests/cupy_standin.py (the kernels compiled as host
+# C++), in the default run, and on a real GPU (marker gpu, skipped without one).
+def cuda_runtime_params(prefix=""):
+    """The parameters of a test that runs on both: prefix + 'emulated', prefix + 'real'."""
+    return [pytest.param(prefix + "emulated", marks=pytest.mark.skipif(
+                shutil.which("g++") is None, reason="g++ not found: the emulated CUDA kernels are compiled with it")),
+            pytest.param(prefix + "real", marks=[pytest.mark.gpu, pytest.mark.skipif(
+                real_gpu_count() == 0, reason="needs CuPy and an NVIDIA GPU")])]
+
+
+CUDA_RUNTIMES = cuda_runtime_params()
+
+
+@pytest.hookimpl(tryfirst=True)   # before -m "not slow" deselects
+def pytest_collection_modifyitems(items):
+    """A test marked slow_when_emulated is slow in its emulated run only."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if item.get_closest_marker("slow_when_emulated") and params and "emulated" in params.params.values():
+            item.add_marker(pytest.mark.slow)
+
+
+@contextlib.contextmanager
+def cuda_runtime(kind):
+    """(cupy, tinynet.backends.cupy_gpu) for kind 'emulated' (the stand-in, installed for the block)
+    or 'real'."""
+    if kind == "emulated":
+        import cupy_standin
+        with cupy_standin.installed() as cupy:
+            yield cupy, backends.load("cupy")
+    else:
+        import cupy
+        yield cupy, backends.load("cupy")

@@ -2,6 +2,7 @@
 what the issues ask for (per batch: tinynet_ms, torch_ms, throughput_ratio; the machine; each
 framework alone in its own process with its page faults)."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +29,65 @@ def test_bench_alexnet_writes_ratios_and_the_isolated_runs(tmp_path):
     assert len(iso["tinynet_runs"]) == len(iso["torch_runs"]) == 1
     assert iso["time_ratio"] == pytest.approx(iso["tinynet_ms"] / iso["torch_ms"])
     assert iso["tinynet_page_faults_per_step"] >= 0 and iso["torch_page_faults_per_step"] >= 0
+
+
+def test_the_flop_count_leaves_out_conv1s_input_gradient():
+    """The step's GEMMs: forward, dW and dX of every layer but conv1's dX (the image needs no
+    gradient): 2 * (3 * MACs - conv1's MACs), conv1 being 96 filters of 3x11x11 over 55x55."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_alexnet
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from tinynet.models import alexnet
+    from tinynet.summary import summary
+
+    macs = sum(r["macs"] for r in summary(alexnet(1000), (3, 224, 224)))
+    conv1_macs = 96 * 3 * 11 * 11 * 55 * 55
+    assert bench_alexnet.train_gflop_per_image() * 1e9 == pytest.approx(6 * macs - 2 * conv1_macs, rel=1e-12)
+
+
+@pytest.mark.slow   # about 2 minutes: an emulated AlexNet epoch and CPU runs of both frameworks
+def test_gpu_check_dry_run_runs_every_step_and_returns_at_most_8_files(tmp_path):
+    """benchmarks/gpu_check.sh --dry-run: the GPU session's script end to end on the CPU, so the
+    first GPU minute is not spent on a typo."""
+    pytest.importorskip("torch")
+    data = Path("/usr/share/datasets/fashion-mnist")
+    if not (data / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("needs Fashion-MNIST in /usr/share/datasets/fashion-mnist")
+    out = tmp_path / "out"
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"],
+                         env={**os.environ, "OUT": str(out), "DATA": str(data)},
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["1_env_smoke.log", "2_gpu_tests.log", "3_bench.json", "3_bench.log", "4_train.jsonl",
+                     "4_train.log", "5_recipe.log", "rest.tar.gz"]
+    for log in ("1_env_smoke.log", "2_gpu_tests.log", "3_bench.log", "4_train.log", "5_recipe.log"):
+        assert f"== {log}: exit 0" in run.stdout
+    assert "smoke: ok" in (out / "1_env_smoke.log").read_text()
+    epoch = json.loads((out / "4_train.jsonl").read_text().splitlines()[-1])
+    assert epoch["epoch"] == 1
+
+
+def test_bench_alexnet_tinynet_side_runs_on_cuda_through_the_standin(capsys):
+    """The benchmark's cuda branches for tinynet (cuBLAS rate, GPU facts, a step timed with CUDA
+    events, TF32 on and off, the pool's reserved bytes) on the CPU, so a GPU minute is not spent
+    on a typo. PyTorch's cuda side needs a real GPU."""
+    import cupy_standin
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_alexnet
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    with cupy_standin.installed() as cupy:
+        assert bench_alexnet.sgemm_gflops("cuda", n=64, repeats=1) > 0
+        assert "stand-in" in bench_alexnet.machine_facts("cuda")["gpu_name"]
+        runner = bench_alexnet.Runner("tinynet", "cuda", batch=1)
+        assert runner.timed_step() > 0
+        bench_alexnet.set_tf32(True)
+        from tinynet.backends import cupy_gpu
+        assert cupy_gpu.tf32_enabled()
+        bench_alexnet.set_tf32(False)
+        assert not cupy_gpu.tf32_enabled()
+        assert cupy.get_default_memory_pool().total_bytes() > 4 * 60_965_224   # at least the weights

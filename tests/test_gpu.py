@@ -1,29 +1,32 @@
 """The GPU path end to end: gradient checks on cuda, and whole AlexNets on the GPU against the CPU.
-Marked gpu; skipped, with the reason, where CuPy or a GPU is missing."""
+
+Each test runs twice (conftest.CUDA_RUNTIMES): emulated, on the CPU (tests/cupy_standin.py), and
+on a real GPU (marker gpu, skipped, with the reason, where CuPy or a GPU is missing)."""
 import numpy as np
 import pytest
 
 import tinynet as tn
 import tinynet.functional as F
-from tinynet import backends, gradcheck
+from conftest import CUDA_RUNTIMES, cuda_runtime
+from tinynet import gradcheck
 from tinynet.models import alexnet, alexnet2012
 
-pytestmark = pytest.mark.gpu
+
+@pytest.fixture(scope="module", autouse=True, params=CUDA_RUNTIMES)
+def runtime(request):
+    """`import cupy` and the cuda devices serve this runtime for all of the module's tests."""
+    with cuda_runtime(request.param):
+        yield request.param
 
 
 def gpu_count():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount()
-    except Exception:
-        return 0
+    import cupy
+    return cupy.cuda.runtime.getDeviceCount()
 
 
-if gpu_count() == 0:
-    pytest.skip("needs CuPy and an NVIDIA GPU", allow_module_level=True)
-
-
-@pytest.mark.parametrize("layer", sorted(gradcheck.CASES))
+# the whole-network check, and the AlexNets below, take 10-30 s each on the emulation
+@pytest.mark.parametrize("layer", [pytest.param(c, marks=pytest.mark.slow_when_emulated) if c == "network" else c
+                                   for c in sorted(gradcheck.CASES)])
 def test_gradient_check_passes_on_cuda_in_float64(layer):
     err, checked = gradcheck.run_case(layer, "cupy", "float64")
     assert checked > 0 and err <= 1e-6, f"{layer}: {err:.2e}"
@@ -42,6 +45,7 @@ def _assert_close(a, b, rtol):
         assert np.abs(ga[name] - gb[name]).max() <= rtol * np.abs(ga[name]).max(), name
 
 
+@pytest.mark.slow_when_emulated
 def test_alexnet_on_the_gpu_equals_the_cpu_within_float32_tolerance():
     tn.manual_seed(0)
     cpu = alexnet(10).eval()
@@ -52,6 +56,7 @@ def test_alexnet_on_the_gpu_equals_the_cpu_within_float32_tolerance():
     _assert_close(_logits_and_grads(cpu, x, labels, "cpu"), _logits_and_grads(gpu, x, labels, "cuda:0"), 1e-3)
 
 
+@pytest.mark.slow_when_emulated
 def test_two_tower_net_on_the_gpu_equals_the_cpu():
     devices = ("cuda:0", "cuda:1") if gpu_count() > 1 else ("cuda:0", "cuda:0")
     tn.manual_seed(0)

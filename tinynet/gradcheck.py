@@ -62,9 +62,8 @@ def check_gradients(fn, inputs, seed=0, dtype="float64"):
 
     y = run()
     g = rng.standard_normal(y.shape)
-    xp = y.device.xp
     with y.device.context():
-        g_dev = xp.asarray(g, dtype=y.dtype)
+        g_dev = y.device.xp.asarray(g, dtype=y.dtype)
     for t in inputs:
         t.grad = None
     y.backward(g_dev)
@@ -87,8 +86,11 @@ def check_gradients(fn, inputs, seed=0, dtype="float64"):
         base = t.data.copy()
 
         def perturbed(direction, step):
+            # the input's own array module: in the `to` case the input and the output live on
+            # different devices (NumPy + CuPy raises)
             with t.device.context():
-                t.data = (base + step * xp.asarray(direction.reshape(base.shape), dtype=base.dtype)).astype(base.dtype)
+                v = t.device.xp.asarray(direction.reshape(base.shape), dtype=base.dtype)
+                t.data = (base + step * v).astype(base.dtype)
             return loss()
 
         if t.size <= ELEMENTWISE_LIMIT:

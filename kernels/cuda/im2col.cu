@@ -27,7 +27,9 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols,
                        int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw,
                        int oh, int ow, int ncols)
 {
-    const int q = blockIdx.x * blockDim.x + threadIdx.x;    // ncols = N*oh*ow < 2^31
+    // ncols <= 2^31 - 1 - 256 (the wrapper checks it), so q, which reaches ncols + 255 in the
+    // last block, cannot wrap
+    const int q = blockIdx.x * blockDim.x + threadIdx.x;
     if (q >= ncols) return;
     const int xo = q % ow;
     const int yo = (q / ow) % oh;

@@ -97,9 +97,9 @@ mean_loss(const T* __restrict__ values, T* __restrict__ result, long long count)
 // given by value, already divided by rows.
 template <typename T, typename I>
 __global__ void softmax_xent_backward(const T* __restrict__ probs, const long long* __restrict__ labels,
-                                      const T* __restrict__ dloss, T dloss_over_rows,
-                                      int dloss_on_device, T* __restrict__ dlogits,
-                                      I total, int classes, long long rows)
+                                      const T* __restrict__ dloss, T* __restrict__ dlogits,
+                                      I total, int classes, int dloss_on_device, long long rows,
+                                      T dloss_over_rows)
 {
     const I idx = (I)blockIdx.x * blockDim.x + threadIdx.x;  // over (N, classes)
     if (idx >= total) return;

@@ -25,12 +25,18 @@ import warnings
 
 import numpy as np
 
+# CuPy 14 wheels no longer bring the CUDA libraries: without [ctk] `import cupy` works and the
+# first GEMM fails to load cuBLAS. setup.cfg's extras cuda12/cuda13 are these two requirements.
+INSTALL_HINT = ("pip install 'cupy-cuda12x[ctk]' (CUDA 12 driver) or 'cupy-cuda13x[ctk]' (CUDA 13), "
+                "or from the repository: pip install '.[cuda12]' (or '.[cuda13]'); [ctk] brings cuBLAS, "
+                "NVRTC and the CUDA runtime")
+
 try:
     import cupy
 except ImportError as _err:
     _why = ("CuPy is not installed" if getattr(_err, "name", None) == "cupy"
             else f"CuPy failed to import ({str(_err).splitlines()[0] if str(_err) else type(_err).__name__})")
-    raise ImportError(f"{_why}: pip install 'tinynet[cuda12]' (or [cuda13]) matching your CUDA driver") from _err
+    raise ImportError(f"{_why}: {INSTALL_HINT}") from _err
 
 from tinynet import config
 from tinynet._kernels import cuda_source
@@ -58,7 +64,7 @@ def check_available(index=0):
             count = cupy.cuda.runtime.getDeviceCount()
         except cupy.cuda.runtime.CUDARuntimeError as err:
             raise RuntimeError(f"cuda:{index} requested but CUDA finds no usable GPU "
-                               f"({str(err).splitlines()[0]})") from None
+                               f"({str(err).splitlines()[0]}); if the driver is there: {INSTALL_HINT}") from None
         if count == 0:
             raise RuntimeError(f"cuda:{index} requested but this machine has no GPU")
         _gpu_count = count
@@ -135,6 +141,7 @@ _INDEX_TYPES = {"int": np.int32, "long long": np.int64}
 _THREADS = 256           # threads per block; loss.cu's XENT_THREADS is the same number
 _MAX_GRID_Y = 65535
 _INT32_MAX = 2**31 - 1
+_NVRTC_OPTIONS = ("-std=c++17",)   # tests/test_nvcc.py compiles every instance with these too
 
 _modules = {}            # (GPU id, .cu file) -> {name expression: cupy.RawKernel}
 _modules_lock = threading.Lock()
@@ -158,17 +165,27 @@ def _kernel(source, expression):
             kernels = _modules.get(key)
             if kernels is None:
                 names = _name_expressions(source)
-                module = cupy.RawModule(code=cuda_source(source), options=("-std=c++17",),
+                module = cupy.RawModule(code=cuda_source(source), options=_NVRTC_OPTIONS,
                                         name_expressions=names)
                 kernels = {n: module.get_function(n) for n in names}  # compiles and loads once
                 _modules[key] = kernels
     return kernels[expression]
 
 
-def _launch(source, kernel, template_args, total, args):
-    """Run `kernel<template_args>` with one thread per element: ceil(total / 256) blocks of 256."""
-    expression = f"{kernel}<{', '.join(template_args)}>"
-    _kernel(source, expression)(((total + _THREADS - 1) // _THREADS,), (_THREADS,), args)
+def _launch(op, source, kernel, out, arrays, *, sizes=(), ints=None, scalars=()):
+    """Run kernel<T, I> of kernels/cuda/<source> with one thread per element of `out`: ceil(out.size
+    / 256) blocks of 256 threads on the current GPU, nothing when `out` is empty.
+
+    T is out's float type. I, the flat-index type, is int unless out.size or one of `sizes` (the
+    other arrays the kernel indexes) needs 64 bits. The kernel's arguments, in this order: `arrays`
+    (C-contiguous device arrays, `out` among them), out.size as an I, the `ints` (name -> value,
+    each checked to fit a 32-bit int) and the `scalars` (NumPy scalars of the kernel's types)."""
+    if out.size == 0:
+        return
+    it, ix = _index(out.size, *sizes)
+    expression = f"{kernel}<{_ctype(op, out.dtype)}, {it}>"
+    args = (*arrays, ix(out.size), *_int32(op, **(ints or {})), *scalars)
+    _kernel(source, expression)(((out.size + _THREADS - 1) // _THREADS,), (_THREADS,), args)
 
 
 def _ctype(op, dtype):
@@ -210,13 +227,17 @@ def im2col(x, kh, kw, stride, padding):
     oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
     t = _ctype("im2col", x.dtype)
     rows, ncols = c * kh * kw, n * oh * ow
+    if ncols > _INT32_MAX - _THREADS:  # checked before any copy or allocation
+        raise ValueError(f"im2col: {ncols} columns (N*oh*ow = {n}*{oh}*{ow}) exceed the kernel's int column "
+                         f"index (at most {_INT32_MAX - _THREADS}: a thread's index reaches the column count "
+                         f"+ {_THREADS - 1}); use a smaller batch")
+    dims = _int32("im2col", C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+                  oh=oh, ow=ow, columns=ncols)
+    _int32("im2col", rows=rows, images_times_channels=n * c)  # products the kernel forms in int
     with _on(x):
         x = _c(x)
         cols = cupy.empty((rows, ncols), dtype=x.dtype)
         if cols.size:
-            dims = _int32("im2col", C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
-                          oh=oh, ow=ow, columns=ncols)
-            _int32("im2col", rows=rows, images_times_channels=n * c)  # products the kernel forms in int
             grid = ((ncols + _THREADS - 1) // _THREADS, min(rows, _MAX_GRID_Y))
             _kernel("im2col.cu", f"im2col<{t}>")(grid, (_THREADS,), (x, cols, *dims))
     return cols
@@ -227,24 +248,21 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x_shape
     oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    t = _ctype("col2im", cols.dtype)
+    _ctype("col2im", cols.dtype)  # float32 or float64, checked before anything is allocated
     _expect_shape("col2im", "cols", cols, (c * kh * kw, n * oh * ow))
     with _on(cols):
         cols = _c(cols)
         dx = cupy.empty((n, c, h, w), dtype=cols.dtype)
-        if dx.size:
-            it, ix = _index(dx.size, cols.size)
-            dims = _int32("col2im", C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
-                          oh=oh, ow=ow)
-            _int32("col2im", rows=c * kh * kw)  # products the kernel forms in int
-            _launch("im2col.cu", "col2im", (t, it), dx.size,
-                    (cols, dx, ix(dx.size), *dims, ix(n * oh * ow)))
+        _int32("col2im", rows=c * kh * kw)  # products the kernel forms in int
+        ncols = _index(dx.size, cols.size)[1](n * oh * ow)   # an I, as the kernel's flat indices
+        _launch("col2im", "im2col.cu", "col2im", dx, (cols, dx), sizes=(cols.size,), scalars=(ncols,),
+                ints=dict(C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow))
     return dx
 
 
 def cols_to_nchw(out, n, oh, ow, bias=None):
     """GEMM output (oc, N*oh*ow) -> (N, oc, oh, ow), plus bias[oc] if given"""
-    t = _ctype("cols_to_nchw", out.dtype)
+    _ctype("cols_to_nchw", out.dtype)  # float32 or float64, checked before anything is allocated
     if out.ndim != 2 or out.shape[1] != n * oh * ow:
         raise ValueError(f"cols_to_nchw: out has shape {tuple(out.shape)}, expected (oc, {n * oh * ow}) "
                          f"for n={n}, oh={oh}, ow={ow}")
@@ -255,25 +273,19 @@ def cols_to_nchw(out, n, oh, ow, bias=None):
             _expect_shape("cols_to_nchw", "bias", bias, (oc,))
             bias = _c(bias.astype(out.dtype, copy=False))
         y = cupy.empty((n, oc, oh, ow), dtype=out.dtype)
-        if y.size:
-            it, ix = _index(y.size)
-            dims = _int32("cols_to_nchw", n=n, oc=oc, P=oh * ow)
-            _launch("elementwise.cu", "cols_to_nchw", (t, it), y.size,
-                    (out, out if bias is None else bias, y, ix(y.size), *dims, np.int32(bias is not None)))
+        _launch("cols_to_nchw", "elementwise.cu", "cols_to_nchw", y, (out, out if bias is None else bias, y),
+                ints=dict(n=n, oc=oc, P=oh * ow, has_bias=bias is not None))
     return y
 
 
 def nchw_to_cols(dy):
     """(N, oc, oh, ow) -> (oc, N*oh*ow), the layout of the GEMM output"""
-    t = _ctype("nchw_to_cols", dy.dtype)
+    _ctype("nchw_to_cols", dy.dtype)  # float32 or float64, checked before anything is allocated
     n, oc, oh, ow = dy.shape
     with _on(dy):
         dy = _c(dy)
         cols = cupy.empty((oc, n * oh * ow), dtype=dy.dtype)
-        if cols.size:
-            it, ix = _index(cols.size)
-            dims = _int32("nchw_to_cols", n=n, oc=oc, P=oh * ow)
-            _launch("elementwise.cu", "nchw_to_cols", (t, it), cols.size, (dy, cols, ix(cols.size), *dims))
+        _launch("nchw_to_cols", "elementwise.cu", "nchw_to_cols", cols, (dy, cols), ints=dict(n=n, oc=oc, P=oh * ow))
     return cols
 
 
@@ -281,24 +293,22 @@ def nchw_to_cols(dy):
 
 def maxpool_forward(x, k, s):
     """x (N, C, H, W) -> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
-    t = _ctype("maxpool_forward", x.dtype)
+    _ctype("maxpool_forward", x.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x.shape
     oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
     with _on(x):
         x = _c(x)
         y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
         argmax = cupy.empty((n, c, oh, ow), dtype=cupy.int64)
-        if y.size:
-            it, ix = _index(x.size, y.size)
-            dims = _int32("maxpool_forward", H=h, W=w, k=k, s=s, oh=oh, ow=ow)
-            _int32("maxpool_forward", plane=h * w)  # products the kernel forms in int
-            _launch("pool.cu", "maxpool_forward", (t, it), y.size, (x, y, argmax, ix(y.size), *dims))
+        _int32("maxpool_forward", plane=h * w)  # products the kernel forms in int
+        _launch("maxpool_forward", "pool.cu", "maxpool_forward", y, (x, y, argmax), sizes=(x.size,),
+                ints=dict(H=h, W=w, k=k, s=s, oh=oh, ow=ow))
     return y, argmax
 
 
 def maxpool_backward(dy, argmax, x_shape, k, s):
     """dy (N, C, oh, ow), argmax -> dx (N, C, H, W): each input sums dy of the windows it won"""
-    t = _ctype("maxpool_backward", dy.dtype)
+    _ctype("maxpool_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x_shape
     oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
     _expect_shape("maxpool_backward", "dy", dy, (n, c, oh, ow))
@@ -307,10 +317,8 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
         dy = _c(dy)
         argmax = _c(argmax.astype(cupy.int64, copy=False))
         dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
-        if dx.size:
-            it, ix = _index(dx.size, dy.size)
-            dims = _int32("maxpool_backward", H=h, W=w, k=k, s=s, oh=oh, ow=ow)
-            _launch("pool.cu", "maxpool_backward", (t, it), dx.size, (dy, argmax, dx, ix(dx.size), *dims))
+        _launch("maxpool_backward", "pool.cu", "maxpool_backward", dx, (dy, argmax, dx), sizes=(dy.size,),
+                ints=dict(H=h, W=w, k=k, s=s, oh=oh, ow=ow))
     return dx
 
 
@@ -318,35 +326,30 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
 
 def lrn_forward(x, size, alpha, beta, k):
     """x (N, C, H, W) -> y, scale (both like x); the paper's formula, see kernels/cuda/lrn.cu"""
-    t = _ctype("lrn_forward", x.dtype)
+    _ctype("lrn_forward", x.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x.shape
     with _on(x):
         x = _c(x)
         y, scale = cupy.empty_like(x), cupy.empty_like(x)
-        if x.size:
-            it, ix = _index(x.size)
-            dims = _int32("lrn_forward", C=c, plane=h * w, before=size // 2, after=(size - 1) // 2)
-            f = x.dtype.type
-            _launch("lrn.cu", "lrn_forward", (t, it), x.size,
-                    (x, y, scale, ix(x.size), *dims, f(alpha), f(beta), f(k)))
+        f = x.dtype.type
+        _launch("lrn_forward", "lrn.cu", "lrn_forward", y, (x, y, scale), scalars=(f(alpha), f(beta), f(k)),
+                ints=dict(C=c, plane=h * w, before=size // 2, after=(size - 1) // 2))
     return y, scale
 
 
 def lrn_backward(dy, x, y, scale, size, alpha, beta):
     """dy, x, y, scale (N, C, H, W) -> dx"""
-    t = _ctype("lrn_backward", dy.dtype)
+    _ctype("lrn_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x.shape
     for what, a in (("dy", dy), ("y", y), ("scale", scale)):
         _expect_shape("lrn_backward", what, a, x.shape)
     with _on(dy):
         dy, x, y, scale = (_c(a.astype(dy.dtype, copy=False)) for a in (dy, x, y, scale))
         dx = cupy.empty_like(dy)
-        if dx.size:
-            it, ix = _index(dx.size)
-            dims = _int32("lrn_backward", C=c, plane=h * w, before=size // 2, after=(size - 1) // 2)
-            f = dy.dtype.type
-            _launch("lrn.cu", "lrn_backward", (t, it), dx.size,
-                    (dy, x, y, scale, dx, ix(dx.size), *dims, f(beta), f(2.0 * alpha * beta)))
+        f = dy.dtype.type
+        _launch("lrn_backward", "lrn.cu", "lrn_backward", dx, (dy, x, y, scale, dx),
+                ints=dict(C=c, plane=h * w, before=size // 2, after=(size - 1) // 2),
+                scalars=(f(beta), f(2.0 * alpha * beta)))
     return dx
 
 
@@ -354,42 +357,36 @@ def lrn_backward(dy, x, y, scale, size, alpha, beta):
 
 def relu_forward(x):
     """y = max(x, 0), NaN propagates"""
-    t = _ctype("relu_forward", x.dtype)
+    _ctype("relu_forward", x.dtype)  # float32 or float64, checked before anything is allocated
     with _on(x):
         x = _c(x)
         y = cupy.empty_like(x)
-        if y.size:
-            it, ix = _index(y.size)
-            _launch("elementwise.cu", "relu_forward", (t, it), y.size, (x, y, ix(y.size)))
+        _launch("relu_forward", "elementwise.cu", "relu_forward", y, (x, y))
     return y
 
 
 def relu_backward(dy, y):
     """dx = dy where y > 0, else 0"""
-    t = _ctype("relu_backward", dy.dtype)
+    _ctype("relu_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
     _expect_shape("relu_backward", "y", y, dy.shape)
     with _on(dy):
         dy, y = _c(dy), _c(y.astype(dy.dtype, copy=False))
         dx = cupy.empty_like(dy)
-        if dx.size:
-            it, ix = _index(dx.size)
-            _launch("elementwise.cu", "relu_backward", (t, it), dx.size, (dy, y, dx, ix(dx.size)))
+        _launch("relu_backward", "elementwise.cu", "relu_backward", dx, (dy, y, dx))
     return dx
 
 
 def dropout_mask(shape, p, dtype, rng):
     """Inverted dropout's mask: 1/(1-p) with probability 1-p, else 0; `rng` is a CuPy Generator."""
     dtype = np.dtype(dtype)
-    t = _ctype("dropout_mask", dtype)
+    _ctype("dropout_mask", dtype)  # float32 or float64, checked before anything is allocated
     scale = 1.0 / (1.0 - p)
     u = rng.random(shape, dtype=cupy.float32)   # uniform [0, 1), the reference's draw
     with _on(u):
         mask = cupy.empty(u.shape, dtype=dtype)
-        if mask.size:
-            it, ix = _index(mask.size)
-            # p as float32: the reference compares float32 draws with p rounded to float32 too
-            _launch("elementwise.cu", "dropout_mask", (t, it), mask.size,
-                    (_c(u), mask, ix(mask.size), np.float32(p), dtype.type(scale)))
+        # p as float32: the reference compares float32 draws with p rounded to float32 too
+        _launch("dropout_mask", "elementwise.cu", "dropout_mask", mask, (_c(u), mask),
+                scalars=(np.float32(p), dtype.type(scale)))
     return mask
 
 
@@ -429,24 +426,21 @@ def softmax_xent_backward(probs, labels, dloss):
     """dlogits = dloss * (probs - onehot(labels)) / N. dloss: a 0-d device array (read by the
     kernel, no host round trip) or a number."""
     op = "softmax_xent_backward"
-    t = _ctype(op, probs.dtype)
+    _ctype(op, probs.dtype)  # float32 or float64, checked before anything is allocated
     n, classes = probs.shape
     with _on(probs):
         p = _c(probs)
         labels = _labels(op, labels, n)
         d = cupy.empty_like(p)
-        if d.size:
-            f = p.dtype.type
-            if isinstance(dloss, cupy.ndarray):
-                if dloss.size != 1:
-                    raise ValueError(f"{op}: dloss must hold one value, got shape {tuple(dloss.shape)}")
-                g_array, g_value, on_device = _c(dloss.astype(p.dtype, copy=False)), f(0), 1
-            else:  # a host number: divide by N here, as the reference does
-                g_array, g_value, on_device = p, f(dloss / n), 0
-            it, ix = _index(d.size)
-            _launch("loss.cu", "softmax_xent_backward", (t, it), d.size,
-                    (p, labels, g_array, g_value, np.int32(on_device), d, ix(d.size),
-                     *_int32(op, classes=classes), np.int64(n)))
+        f = p.dtype.type
+        if isinstance(dloss, cupy.ndarray):
+            if dloss.size != 1:
+                raise ValueError(f"{op}: dloss must hold one value, got shape {tuple(dloss.shape)}")
+            g_array, g_value, on_device = _c(dloss.astype(p.dtype, copy=False)), f(0), 1
+        else:  # a host number: divide by N here, as the reference does
+            g_array, g_value, on_device = p, f(dloss / n), 0
+        _launch(op, "loss.cu", "softmax_xent_backward", d, (p, labels, g_array, d),
+                ints=dict(classes=classes, dloss_on_device=on_device), scalars=(np.int64(n), g_value))
     return d
 
 
@@ -455,7 +449,7 @@ def softmax_xent_backward(probs, labels, dloss):
 def sgd_update_(w, grad, v, lr, momentum, weight_decay):
     """In place: v <- momentum*v - weight_decay*lr*w - lr*grad;  w <- w + v"""
     op = "sgd_update_"
-    t = _ctype(op, w.dtype)
+    _ctype(op, w.dtype)  # float32 or float64, checked before anything is allocated
     _expect_shape(op, "grad", grad, w.shape)
     _expect_shape(op, "velocity", v, w.shape)
     if v.dtype != w.dtype:
@@ -463,11 +457,8 @@ def sgd_update_(w, grad, v, lr, momentum, weight_decay):
     with _on(w):
         g = _c(grad.astype(w.dtype, copy=False))
         wc, vc = _c(w), _c(v)   # w and v themselves unless a view is not contiguous
-        if w.size:
-            it, ix = _index(w.size)
-            f = w.dtype.type
-            _launch("optim.cu", "sgd_update", (t, it), w.size,
-                    (wc, g, vc, ix(w.size), f(lr), f(momentum), f(weight_decay * lr)))
+        f = w.dtype.type
+        _launch(op, "optim.cu", "sgd_update", wc, (wc, g, vc), scalars=(f(lr), f(momentum), f(weight_decay * lr)))
         if wc is not w:
             w[...] = wc
         if vc is not v:

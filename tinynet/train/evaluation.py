@@ -3,7 +3,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import no_grad
-from ..device import device as as_device
+from ..device import as_device
 from .comm import SingleProcess
 from .preprocess import BatchPreprocess, ten_crop_batch
 

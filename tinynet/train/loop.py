@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import random as tn_random
-from ..device import device as as_device
+from ..device import as_device
 from . import log
 from .checkpoint import Checkpoint, Progress, zero_sums
 from .comm import SingleProcess

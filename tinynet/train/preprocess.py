@@ -3,7 +3,8 @@ paper's ten test patches of a batch."""
 import numpy as np
 
 from ..data import transforms
-from ..device import device as as_device
+from ..device import as_device
+from ..shapes import pair
 from ..tensor import Tensor
 
 
@@ -45,7 +46,7 @@ class BatchPreprocess:
                     raise ValueError(f"BatchPreprocess: batch has {a.shape[1]} channels but "
                                      f"{self.mean.shape[0]} means were given")
                 a = (a - self.mean) / self.std
-            if self.size is not None and tuple(a.shape[2:]) != _side_pair(self.size):
+            if self.size is not None and tuple(a.shape[2:]) != pair(self.size, "size", "BatchPreprocess"):
                 a = transforms.resize_batch_bilinear(a, self.size, xp=xp)      # (N, C, size, size)
             if self.channels is not None and a.shape[1] != self.channels:
                 if a.shape[1] != 1:
@@ -65,14 +66,9 @@ def ten_crop_batch(x, size):
     """The paper's ten test patches (section 4.1) of a batch x (N, C, H, W): the four corner
     size x size patches, the centre one, then the horizontal mirror of each, in that order.
     Returns ten views (N, C, size, size); the geometry is transforms.ten_crop's (one image)."""
-    h, w = _side_pair(size)
+    h, w = pair(size, "size", "ten_crop_batch")
     height, width = x.shape[2:]
     if h > height or w > width:
         raise ValueError(f"ten_crop_batch: {h}x{w} patches do not fit in {height}x{width} images")
     patches = [x[:, :, i:i + h, j:j + w] for i, j in transforms.ten_crop_corners(height, width, h, w)]
     return patches + [p[:, :, :, ::-1] for p in patches]
-
-
-def _side_pair(size):
-    """An image side given as an int or (height, width) -> (height, width)."""
-    return (size, size) if isinstance(size, int) else tuple(size)
