@@ -204,6 +204,32 @@ def test_maxpool_backward_matches_reference(geometry, dtype, layout, seed):
     assert_close(got, expected, dtype)
 
 
+# ---------------------------------------------------------------- adaptive average pooling
+
+@st.composite
+def adaptive_geometries(draw):
+    """x_shape, oh, ow: outputs below, equal to and above the input sides (oh > H repeats pixels)."""
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 14)), draw(st.integers(1, 14)))
+    return shape, draw(st.integers(1, 16)), draw(st.integers(1, 16))
+
+
+@SETTINGS
+@given(adaptive_geometries(), DTYPES, LAYOUTS, SEEDS)
+def test_adaptive_avgpool_forward_matches_reference(geometry, dtype, layout, seed):
+    shape, oh, ow = geometry
+    x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    assert_close(gpu.adaptive_avgpool_forward(to_gpu(x, layout), oh, ow), ref.adaptive_avgpool_forward(x, oh, ow), dtype)
+
+
+@SETTINGS
+@given(adaptive_geometries(), DTYPES, LAYOUTS, SEEDS)
+def test_adaptive_avgpool_backward_matches_reference(geometry, dtype, layout, seed):
+    shape, oh, ow = geometry
+    dy = np.random.default_rng(seed).standard_normal(shape[:2] + (oh, ow)).astype(dtype)
+    assert_close(gpu.adaptive_avgpool_backward(to_gpu(dy, layout), shape),
+                 ref.adaptive_avgpool_backward(dy, shape), dtype)
+
+
 # ---------------------------------------------------------------- local response normalization
 
 LRN_PARAMS = st.tuples(st.integers(1, 7),                 # size, even sizes too

@@ -78,7 +78,7 @@ def test_numba_backend_has_every_contract_function_with_the_same_signature():
     contract = ["im2col", "col2im", "cols_to_nchw", "nchw_to_cols", "maxpool_forward",
                 "maxpool_backward", "lrn_forward", "lrn_backward", "relu_forward", "relu_backward",
                 "dropout_mask", "softmax_xent_forward", "softmax_xent_backward", "sgd_update_",
-                "default_rng"]
+                "default_rng", "adaptive_avgpool_forward", "adaptive_avgpool_backward"]
     assert numba_cpu.name == "numba" and numba_cpu.xp is np
     for fn in contract:
         assert inspect.signature(getattr(numba_cpu, fn)) == inspect.signature(getattr(reference, fn)), fn
@@ -266,6 +266,42 @@ def lrn_setting(draw):
     k = draw(st.sampled_from([2.0, 1.0]))
     return shape, size, alpha, beta, k
 
+
+
+@st.composite
+def adaptive_geometry(draw):
+    """(N, C, H, W) and an output size: oh, ow below, equal to and above H, W (windows that
+    overlap, tile exactly, and repeat pixels)."""
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 14)), draw(st.integers(1, 14)))
+    return shape, draw(st.integers(1, 16)), draw(st.integers(1, 16))
+
+
+@FEW
+@given(geometry=adaptive_geometry(), dtype=DTYPES, data=st.data())
+def test_adaptive_avgpool_forward_equals_reference(geometry, dtype, data):
+    shape, oh, ow = geometry
+    x = data.draw(arrays(shape, dtype))
+    assert_close(numba_cpu.adaptive_avgpool_forward(x, oh, ow), reference.adaptive_avgpool_forward(x, oh, ow), dtype)
+
+
+@FEW
+@given(geometry=adaptive_geometry(), dtype=DTYPES, data=st.data())
+def test_adaptive_avgpool_backward_equals_reference(geometry, dtype, data):
+    shape, oh, ow = geometry
+    dy = data.draw(arrays(shape[:2] + (oh, ow), dtype))
+    assert_close(numba_cpu.adaptive_avgpool_backward(dy, shape), reference.adaptive_avgpool_backward(dy, shape), dtype)
+
+
+@FEW
+@given(geometry=adaptive_geometry(), data=st.data())
+def test_adaptive_avgpool_backward_is_adjoint_of_forward(geometry, data):
+    """<pool(x), g> = <x, pool_backward(g)>: the backward pass is the forward's transpose."""
+    shape, oh, ow = geometry
+    x = data.draw(arrays(shape, np.float64))
+    g = data.draw(arrays(shape[:2] + (oh, ow), np.float64))
+    lhs = np.sum(numba_cpu.adaptive_avgpool_forward(x, oh, ow) * g)
+    rhs = np.sum(x * numba_cpu.adaptive_avgpool_backward(g, shape))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12 * (np.abs(x).sum() + np.abs(g).sum()))
 
 @FEW
 @given(setting=lrn_setting(), dtype=DTYPES, data=st.data())

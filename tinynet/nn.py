@@ -227,6 +227,20 @@ class MaxPool2d(Module):
         return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride})"
 
 
+class AdaptiveAvgPool2d(Module):
+    """Average-pool to a fixed output size (see functional.adaptive_avg_pool2d)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def __repr__(self):
+        return f"AdaptiveAvgPool2d(output_size={self.output_size})"
+
+
 class LocalResponseNorm(Module):
     """The paper's LRN (alpha not divided by size; see functional.local_response_norm).
 

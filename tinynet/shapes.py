@@ -37,3 +37,15 @@ def arithmetic(size, kernel, stride=1, padding=0):
     else:
         pad = f" + {before} + {after}"
     return out, f"({size} - {kernel}{pad}) // {stride} + 1 = {out}"
+
+
+def adaptive_windows(size, out):
+    """The windows of adaptive pooling from `size` pixels to `out` (PyTorch's AdaptiveAvgPool2d):
+
+        start_i = floor(i * size / out),   end_i = ceil((i + 1) * size / out),   0 <= i < out
+
+    Neighbouring windows overlap when `size` is not a multiple of `out`, and repeat pixels when
+    out > size. Returns (starts, ends), two lists of ints; window i is [starts[i], ends[i])."""
+    starts = [i * size // out for i in range(out)]
+    ends = [-(-(i + 1) * size // out) for i in range(out)]
+    return starts, ends

@@ -127,6 +127,7 @@ if not _tf32:
 _KERNELS = {
     "im2col.cu": (("im2col", False), ("col2im", True)),
     "pool.cu": (("maxpool_forward", True), ("maxpool_backward", True)),
+    "adaptive_pool.cu": (("adaptive_avgpool_forward", True), ("adaptive_avgpool_backward", True)),
     "lrn.cu": (("lrn_forward", True), ("lrn_backward", True)),
     "elementwise.cu": (("cols_to_nchw", True), ("nchw_to_cols", True), ("relu_forward", True),
                        ("relu_backward", True), ("dropout_mask", True)),
@@ -314,6 +315,42 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
             it, ix = _index(dx.size, dy.size)
             dims = _int32("maxpool_backward", H=h, W=w, k=k, s=s, oh=oh, ow=ow)
             _launch("pool.cu", "maxpool_backward", (t, it), dx.size, (dy, argmax, dx, ix(dx.size), *dims))
+    return dx
+
+
+# ---------------------------------------------------------------- adaptive average pooling
+
+def adaptive_avgpool_forward(x, oh, ow):
+    """x (N, C, H, W) -> y (N, C, oh, ow): the mean of each adaptive window"""
+    t = _ctype("adaptive_avgpool_forward", x.dtype)
+    n, c, h, w = x.shape
+    with _on(x):
+        x = _c(x)
+        y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
+        if y.size:
+            it, ix = _index(x.size, y.size)
+            dims = _int32("adaptive_avgpool_forward", H=h, W=w, oh=oh, ow=ow)
+            _int32("adaptive_avgpool_forward", plane=h * w, rows_times_oh=(h + 1) * oh,
+                   cols_times_ow=(w + 1) * ow)  # products the kernel forms in int
+            _launch("adaptive_pool.cu", "adaptive_avgpool_forward", (t, it), y.size, (x, y, ix(y.size), *dims))
+    return y
+
+
+def adaptive_avgpool_backward(dy, x_shape):
+    """dy (N, C, oh, ow) -> dx (N, C, H, W): each pixel gathers dy / area of the windows covering it"""
+    t = _ctype("adaptive_avgpool_backward", dy.dtype)
+    n, c, h, w = x_shape
+    oh, ow = dy.shape[2:]
+    _expect_shape("adaptive_avgpool_backward", "dy", dy, (n, c, oh, ow))
+    with _on(dy):
+        dy = _c(dy)
+        dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
+        if dx.size:
+            it, ix = _index(dx.size, dy.size)
+            dims = _int32("adaptive_avgpool_backward", H=h, W=w, oh=oh, ow=ow)
+            _int32("adaptive_avgpool_backward", plane=oh * ow, rows_times_oh=(h + 1) * oh,
+                   cols_times_ow=(w + 1) * ow)  # products the kernel forms in int
+            _launch("adaptive_pool.cu", "adaptive_avgpool_backward", (t, it), dx.size, (dy, dx, ix(dx.size), *dims))
     return dx
 
 
