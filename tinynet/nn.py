@@ -168,6 +168,15 @@ def he_normal(shape, fan_in, dtype=np.float32, rng=None):
     return rng.standard_normal(shape, dtype=dtype) * dtype(math.sqrt(2.0 / fan_in))
 
 
+def xavier_uniform(shape, fan_in, fan_out, dtype=np.float32, rng=None):
+    """U(-a, a) with a = sqrt(6 / (fan_in + fan_out)): Glorot and Bengio 2010, as PyTorch's
+    nn.init.xavier_uniform_ (a conv's fans are in_ch/groups * kh * kw and out_ch * kh * kw).
+    d2l's AlexNet recipe starts from it."""
+    rng = rng or tn_random.host_rng()
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-bound, bound, shape).astype(dtype)
+
+
 class Conv2d(Module):
     """Convolution layer; weight (out_ch, in_ch/groups, k, k), bias (out_ch,).
     Initial weights He-normal, biases 0 (models may re-initialise, see models/alexnet.py)."""
@@ -261,6 +270,17 @@ class LocalResponseNorm(Module):
         y = F.local_response_norm(F.reshape(x, (n * self.groups, c // self.groups, h, w)),
                                   self.size, self.alpha, self.beta, self.k)
         return F.reshape(y, (n, c, h, w))
+
+    @classmethod
+    def from_torch(cls, size, alpha=1e-4, beta=0.75, k=1.0):
+        """The layer that computes PyTorch's `torch.nn.LocalResponseNorm(size, alpha, beta, k)`.
+
+        PyTorch (like Caffe) averages the squares over the window, b_i = a_i / (k + alpha/size *
+        sum a_j^2)^beta, with k = 1 by default; the paper and tinynet sum them. So PyTorch's alpha
+        becomes alpha / size here: LocalResponseNorm(size=5) in a PyTorch listing is alpha = 1e-4/5
+        = 2e-5, k = 1.0. This is the one place where the two conventions meet; the window is the
+        same in both (size//2 channels before, (size-1)//2 after)."""
+        return cls(size=size, alpha=alpha / size, beta=beta, k=k)
 
     def __repr__(self):
         return (f"LocalResponseNorm(size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
