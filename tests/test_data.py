@@ -593,3 +593,13 @@ def test_bad_loader_arguments_name_the_argument():
         DataLoader((np.zeros((2, 2, 2)), np.zeros(2)), batch_size=0)
     with pytest.raises(ValueError, match=r"images has shape \(3, 2, 2\) and labels \(2,\)"):
         DataLoader((np.zeros((3, 2, 2)), np.zeros(2)))
+
+
+def test_imagenet_class_names_are_1000_unique_in_torchvisions_order():
+    from tinynet.data import imagenet_classes
+    names = imagenet_classes()
+    assert len(names) == 1000 and len(set(names)) == 1000
+    assert all(n == n.strip() and n for n in names)
+    known = {0: "tench", 1: "goldfish", 2: "great white shark", 207: "golden retriever", 281: "tabby cat",
+             340: "zebra", 409: "analog clock", 504: "coffee mug", 817: "sports car", 999: "toilet tissue"}
+    assert {i: names[i] for i in known} == known
