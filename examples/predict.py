@@ -7,7 +7,7 @@
 --weights reads a PyTorch state_dict (torch.save's .pth, through tn.load_torch: no PyTorch needed,
 and nothing in the file runs). torchvision's ImageNet-trained AlexNet is
 https://download.pytorch.org/models/alexnet-owt-7be5be79.pth (torchvision's
-AlexNet_Weights.IMAGENET1K_V1, 233 MB): its 1000 classes are named from
+AlexNet_Weights.IMAGENET1K_V1, 244 MB): its 1000 classes are named from
 tinynet/data/imagenet_classes.txt, and the image is prepared as torchvision prepares it (shorter
 side 256, centre 224 x 224 crop, ImageNet's mean and std). d2l's AlexNet ("0.weight" ... "20.bias")
 is recognised too; d2l trains on plain [0, 1] pixels: --dataset fashion-mnist-raw (the default for
