@@ -320,37 +320,42 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
 
 # ---------------------------------------------------------------- adaptive average pooling
 
+def _launch_adaptive(kernel, out, args, sizes):
+    """kernel<T, I> of adaptive_pool.cu with one thread per element of `out` (ceil(out.size / 256)
+    blocks of 256); the arguments: `args` (arrays), out.size as an I, then H, W, oh, ow in `sizes`.
+    Called through _kernel directly, as im2col is, so that it does not depend on _launch's form."""
+    if out.size == 0:
+        return
+    it, ix = _index(*(a.size for a in args))
+    h, w, oh, ow = sizes
+    dims = _int32(kernel, H=h, W=w, oh=oh, ow=ow)
+    _int32(kernel, rows_times_oh=(h + 1) * oh, cols_times_ow=(w + 1) * ow)  # products the kernel forms in int
+    expression = f"{kernel}<{_ctype(kernel, out.dtype)}, {it}>"
+    _kernel("adaptive_pool.cu", expression)(((out.size + _THREADS - 1) // _THREADS,), (_THREADS,),
+                                            (*args, ix(out.size), *dims))
+
+
 def adaptive_avgpool_forward(x, oh, ow):
     """x (N, C, H, W) -> y (N, C, oh, ow): the mean of each adaptive window"""
-    t = _ctype("adaptive_avgpool_forward", x.dtype)
+    _ctype("adaptive_avgpool_forward", x.dtype)
     n, c, h, w = x.shape
     with _on(x):
         x = _c(x)
         y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
-        if y.size:
-            it, ix = _index(x.size, y.size)
-            dims = _int32("adaptive_avgpool_forward", H=h, W=w, oh=oh, ow=ow)
-            _int32("adaptive_avgpool_forward", plane=h * w, rows_times_oh=(h + 1) * oh,
-                   cols_times_ow=(w + 1) * ow)  # products the kernel forms in int
-            _launch("adaptive_pool.cu", "adaptive_avgpool_forward", (t, it), y.size, (x, y, ix(y.size), *dims))
+        _launch_adaptive("adaptive_avgpool_forward", y, (x, y), (h, w, oh, ow))
     return y
 
 
 def adaptive_avgpool_backward(dy, x_shape):
     """dy (N, C, oh, ow) -> dx (N, C, H, W): each pixel gathers dy / area of the windows covering it"""
-    t = _ctype("adaptive_avgpool_backward", dy.dtype)
+    _ctype("adaptive_avgpool_backward", dy.dtype)
     n, c, h, w = x_shape
     oh, ow = dy.shape[2:]
     _expect_shape("adaptive_avgpool_backward", "dy", dy, (n, c, oh, ow))
     with _on(dy):
         dy = _c(dy)
         dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
-        if dx.size:
-            it, ix = _index(dx.size, dy.size)
-            dims = _int32("adaptive_avgpool_backward", H=h, W=w, oh=oh, ow=ow)
-            _int32("adaptive_avgpool_backward", plane=oh * ow, rows_times_oh=(h + 1) * oh,
-                   cols_times_ow=(w + 1) * ow)  # products the kernel forms in int
-            _launch("adaptive_pool.cu", "adaptive_avgpool_backward", (t, it), dx.size, (dy, dx, ix(dx.size), *dims))
+        _launch_adaptive("adaptive_avgpool_backward", dx, (dy, dx), (h, w, oh, ow))
     return dx
 
 
