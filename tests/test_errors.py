@@ -31,7 +31,7 @@ def t(*shape, **kw):
      r"padding must be an int, a pair \(ph, pw\) or a pair of pairs \(\(top, bottom\), \(left, right\)\), "
      r"got \(\(1, 2, 3\), \(1, 2\)\)"),
     (lambda: F.conv2d(t(1, 3, 8, 8), t(2, 3, 3, 3), padding=((1, -2), (0, 0))), ValueError,
-     r"padding must be non-negative, got \(1, -2\)"),
+     r"padding must be non-negative, got \(\(1, -2\), \(0, 0\)\)"),
     (lambda: F.adaptive_avg_pool2d(t(1, 3, 8), 6), ValueError, "input must be 4-D"),
     (lambda: F.adaptive_avg_pool2d(t(1, 3, 8, 8), (6, 0)), ValueError, r"output_size must be positive, got \(6, 0\)"),
     (lambda: F.adaptive_avg_pool2d(t(1, 3, 8, 8), (6, 6, 6)), ValueError,

@@ -14,7 +14,7 @@ import numpy as np
 from . import random as tn_random
 from .autograd import Function
 from .device import device as as_device
-from .shapes import conv_output_size, side_padding
+from .shapes import conv_output_size, padding_sides, side_padding
 from .tensor import Tensor
 
 
@@ -54,27 +54,6 @@ def _out_size(size, kernel, stride, padding, op, axis):
         raise ValueError(f"{op}: kernel {axis} {kernel} is larger than the padded input {axis} "
                          f"{size} + {pad} = {size + before + after}")
     return conv_output_size(size, kernel, stride, padding)
-
-
-def _padding(value, op):
-    """conv2d's padding in its three accepted forms -> ((top, bottom), (left, right)):
-        P                           every side P
-        (ph, pw)                    PyTorch's form: ph above and below, pw left and right
-        ((top, bottom), (left, right))   each side its own
-    """
-    flat = isinstance(value, numbers.Integral) or (
-        isinstance(value, (tuple, list)) and all(isinstance(v, numbers.Integral) for v in value))
-    if flat:
-        ph, pw = _pair(value, "padding", op, 0)
-        return (ph, ph), (pw, pw)
-    try:
-        sides = tuple(_pair(axis, "padding", op, 0) for axis in value)
-    except TypeError:
-        sides = ()
-    if len(sides) != 2:
-        raise TypeError(f"{op}: padding must be an int, a pair (ph, pw) or a pair of pairs "
-                        f"((top, bottom), (left, right)), got {value!r}")
-    return sides
 
 
 # ================================================================= convolution
@@ -158,7 +137,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
         _check_tensor(b, "bias", op, 1)
     _check_same_dtype(op, input=x, weight=w, bias=b)
     stride = _pair(stride, "stride", op, 1)
-    sides = _padding(padding, op)
+    sides = padding_sides(padding, op)
     if not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     oc, cg, kh, kw = w.shape
@@ -200,7 +179,7 @@ def pad2d(x, padding):
     """Zero-pad the two image axes of x (N, C, H, W); padding in conv2d's forms (P, (ph, pw) or
     ((top, bottom), (left, right)))."""
     _check_tensor(x, "input", "pad2d", 4)
-    return Pad2d.apply(x, sides=_padding(padding, "pad2d"))
+    return Pad2d.apply(x, sides=padding_sides(padding, "pad2d"))
 
 
 # ================================================================= pooling

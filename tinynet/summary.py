@@ -34,7 +34,7 @@ import numpy as np
 
 from . import functional as F
 from . import nn
-from .shapes import adaptive_windows, arithmetic
+from .shapes import adaptive_windows, arithmetic, padding_sides
 
 MODELS = ("alexnet", "alexnet2012", "alexnet-small", "torchvision", "torchvision-lrn", "d2l")
 COLUMNS = ("layer", "device", "output", "arithmetic", "params", "MACs", "bytes")
@@ -47,7 +47,7 @@ def _window(name, shape, kernel, stride, padding):
     ((top, bottom), (left, right))): (oh, ow, text)."""
     _, h, w = shape
     (kh, kw), (sh, sw) = F._pair(kernel, "kernel_size", name, 1), F._pair(stride, "stride", name, 1)
-    sides_h, sides_w = F._padding(padding, name)
+    sides_h, sides_w = padding_sides(padding, name)
     oh, text_h = arithmetic(h, kh, sh, sides_h)
     ow, text_w = arithmetic(w, kw, sw, sides_w)
     if oh < 1 or ow < 1:
