@@ -157,7 +157,7 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
 
 # ---------------------------------------------------------------- adaptive average pooling
 
-def adaptive_avg_matrix(size, out, dtype):
+def _adaptive_avg_matrix(size, out, dtype):
     """The (out, size) matrix that averages each adaptive window of a line:
 
         A[i, h] = 1 / (end_i - start_i)  if start_i <= h < end_i, else 0
@@ -176,8 +176,8 @@ def adaptive_avgpool_forward(x, oh, ow):
     pooling is separable: y[n, c] = A_h @ x[n, c] @ A_w^T with A the averaging matrices above.
     x: (N, C, H, W) -> y: (N, C, oh, ow)
     """
-    a_h = adaptive_avg_matrix(x.shape[2], oh, x.dtype)   # (oh, H)
-    a_w = adaptive_avg_matrix(x.shape[3], ow, x.dtype)   # (ow, W)
+    a_h = _adaptive_avg_matrix(x.shape[2], oh, x.dtype)   # (oh, H)
+    a_w = _adaptive_avg_matrix(x.shape[3], ow, x.dtype)   # (ow, W)
     return np.ascontiguousarray(a_h @ x @ a_w.T)          # (N, C, oh, ow)
 
 
@@ -188,8 +188,8 @@ def adaptive_avgpool_backward(dy, x_shape):
     dy: (N, C, oh, ow) -> dx: (N, C, H, W)
     """
     oh, ow = dy.shape[2:]
-    a_h = adaptive_avg_matrix(x_shape[2], oh, dy.dtype)  # (oh, H)
-    a_w = adaptive_avg_matrix(x_shape[3], ow, dy.dtype)  # (ow, W)
+    a_h = _adaptive_avg_matrix(x_shape[2], oh, dy.dtype)  # (oh, H)
+    a_w = _adaptive_avg_matrix(x_shape[3], ow, dy.dtype)  # (ow, W)
     return np.ascontiguousarray(a_h.T @ dy @ a_w)         # (N, C, H, W)
 
 
