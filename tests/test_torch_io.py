@@ -43,11 +43,15 @@ def test_every_storage_dtype_and_view_loads_with_torchs_values(tmp_path):
         float=base.float(), half=base.half(), bfloat16=base.bfloat16(),
         long=torch.arange(5) - 2, int=torch.arange(3, dtype=torch.int32), short=torch.arange(3, dtype=torch.int16),
         char=torch.tensor([-3, 4], dtype=torch.int8), byte=torch.tensor([250, 1], dtype=torch.uint8),
-        bool=torch.tensor([True, False]), scalar=torch.tensor(2.5), empty=torch.zeros(0, 3))
+        bool=torch.tensor([True, False]), scalar=torch.tensor(2.5), empty=torch.zeros(0, 3),
+        # dtypes without a storage class: an untyped (byte) storage and _rebuild_tensor_v3
+        uint16=torch.tensor([1, 65535], dtype=torch.int32).to(torch.uint16),
+        uint32=torch.tensor([7, 2**31 + 5], dtype=torch.int64).to(torch.uint32),
+        uint64=torch.tensor([3, 9, 2**62, 1], dtype=torch.int64).to(torch.uint64)[1::2])
     loaded = tn.load_torch(saved(tmp_path, state))
     assert list(loaded) == list(state)
     for name, t in state.items():
-        expected = t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
+        expected = t.float().numpy() if t.dtype == torch.bfloat16 else t.contiguous().numpy()
         got = loaded[name]
         assert got.dtype == expected.dtype and got.shape == expected.shape, name
         np.testing.assert_array_equal(got, expected, err_msg=name)

@@ -17,6 +17,9 @@ needs, with our own harmless stand-ins, and refuses every other name before anyt
 
     collections.OrderedDict                   the state_dict itself (and its _metadata)
     torch._utils._rebuild_tensor_v2           -> _rebuild_tensor: a NumPy array from a storage
+    torch._utils._rebuild_tensor_v3           the same for dtypes without a storage class (uint16,
+                                              uint32, uint64): an untyped (byte) storage and a dtype
+    torch.storage.UntypedStorage              -> a storage of bytes
     torch._utils._rebuild_parameter           -> the tensor inside an nn.Parameter
     torch.FloatStorage, torch.HalfStorage...  -> the NumPy dtype of a storage
     torch.float32, torch.float16, ...         -> the same dtypes, as newer files may name them
@@ -54,6 +57,7 @@ _TORCH_DTYPES = {
     "float64": "f8", "double": "f8", "float32": "f4", "float": "f4", "float16": "f2", "half": "f2",
     "bfloat16": "bfloat16", "int64": "i8", "long": "i8", "int32": "i4", "int": "i4",
     "int16": "i2", "short": "i2", "int8": "i1", "uint8": "u1", "bool": "?",
+    "uint16": "u2", "uint32": "u4", "uint64": "u8",
     "complex128": "c16", "complex64": "c8",
 }
 
@@ -92,14 +96,33 @@ class _Frozen:
         return self._fn(*args, **kwargs)
 
 
+def _storage(storage):
+    """(array, record name, byte order) of a storage that persistent_load made; an error otherwise."""
+    if not (isinstance(storage, tuple) and len(storage) == 3 and isinstance(storage[0], np.ndarray)):
+        raise ValueError(f"load_torch: a tensor record names {type(storage).__name__} as its storage, "
+                         "expected a storage record")
+    return storage
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype,
+                       metadata=None):
+    """torch._utils._rebuild_tensor_v3's stand-in: the storage holds bytes and `dtype` says what
+    they are; view them as that type, then as _rebuild_tensor does."""
+    array, what, byteorder = _storage(storage)
+    if not isinstance(dtype, _StorageType):
+        raise ValueError(f"load_torch: tensor of storage {what} has dtype {dtype!r}, which NumPy cannot hold")
+    typed = dtype.numpy_dtype(byteorder)
+    array = array[:array.size - array.size % typed.itemsize].view(typed)
+    if dtype == "bfloat16":
+        array = _widen_bfloat16(array)
+    return _rebuild_tensor((array, what, byteorder), storage_offset, size, stride)
+
+
 def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                     metadata=None):
     """torch._utils._rebuild_tensor_v2's stand-in: the view (offset, size, stride) of a storage
     (all counted in elements), copied into a C-contiguous NumPy array."""
-    if not (isinstance(storage, tuple) and len(storage) == 2 and isinstance(storage[0], np.ndarray)):
-        raise ValueError(f"load_torch: a tensor record names {type(storage).__name__} as its storage, "
-                         "expected a storage record")
-    array, what = storage
+    array, what, _ = _storage(storage)
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
     offset = int(storage_offset)
     if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
@@ -126,6 +149,8 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
 
 _ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,   # a C type: its attributes are fixed
             ("torch._utils", "_rebuild_tensor_v2"): _Frozen(_rebuild_tensor),
+            ("torch._utils", "_rebuild_tensor_v3"): _Frozen(_rebuild_tensor_v3),
+            ("torch.storage", "UntypedStorage"): _StorageType("u1"),
             ("torch._utils", "_rebuild_parameter"): _Frozen(_rebuild_parameter)}
 _ALLOWED.update({("torch", name): _StorageType(code) for name, code in _STORAGE_DTYPES.items()})
 _ALLOWED.update({("torch", name): _StorageType(code) for name, code in _TORCH_DTYPES.items()})
@@ -148,7 +173,8 @@ class _StateDictUnpickler(pickle.Unpickler):
                 "needs; refused (a .pth file is a pickle, and a pickle can run any command)") from None
 
     def persistent_load(self, pid):
-        """('storage', dtype, key, location, numel) -> (the storage as a 1-D NumPy array, its name)."""
+        """('storage', dtype, key, location, numel) -> (the storage as a 1-D NumPy array, its name,
+        the byte order); numel counts elements of dtype (bytes for an UntypedStorage)."""
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
                 and isinstance(pid[1], _StorageType)):
             raise pickle.UnpicklingError(f"load_torch: {self.path} holds an unknown persistent record {pid!r}")
@@ -168,7 +194,7 @@ class _StateDictUnpickler(pickle.Unpickler):
             array = np.frombuffer(raw, dtype=dtype, count=count)
             if kind == "bfloat16":
                 array = _widen_bfloat16(array)
-            self.storages[key] = (array, record)
+            self.storages[key] = (array, record, self.byteorder)
         return self.storages[key]
 
 
