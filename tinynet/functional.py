@@ -118,13 +118,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
     oh = (H + top + bottom - kh) // sh + 1 (and likewise ow; shapes.conv_output_size).
     Math and backward: see Conv2d.
 
-    padding, three forms:
-        P                                 P zeros on every side
-        (ph, pw)                          PyTorch's: ph above and below, pw left and right
-        ((top, bottom), (left, right))    each side its own
-    A paper summary's "padding [1, 2]" (one before, two after, on both axes) is ((1, 2), (1, 2)):
-    conv1 on 224 px then gives (224 - 11 + 1 + 2) // 4 + 1 = 55 exactly. A flat pair keeps
-    PyTorch's meaning, so PyTorch code ports unchanged.
+    padding: P, PyTorch's (ph, pw), or per side ((top, bottom), (left, right)) (shapes.padding_sides).
+    A paper summary's "padding [1, 2]" (one before, two after) is ((1, 2), (1, 2)): conv1 on 224 px
+    then gives (224 - 11 + 1 + 2) // 4 + 1 = 55 exactly.
 
     How per-side padding is done: im2col pads symmetrically (min(top, bottom) rows on both sides,
     free inside the gather); the rest, (top - min, bottom - min), is an explicit differentiable
