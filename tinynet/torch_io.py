@@ -188,7 +188,7 @@ class _StateDictUnpickler(pickle.Unpickler):
             except KeyError:
                 raise ValueError(f"load_torch: {self.path} lacks {record}: the file is incomplete") from None
             count = int(numel)
-            if len(raw) < count * dtype.itemsize:
+            if count < 0 or len(raw) < count * dtype.itemsize:
                 raise ValueError(f"load_torch: {record} in {self.path} has {len(raw)} bytes, but its "
                                  f"{count} elements of {dtype} need {count * dtype.itemsize}: the file is damaged")
             array = np.frombuffer(raw, dtype=dtype, count=count)
