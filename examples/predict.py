@@ -1,13 +1,25 @@
-"""Classify one image with a trained tinynet AlexNet and print the top-5 classes.
+"""Classify one image with a trained AlexNet and print the top-5 classes.
 
     python examples/predict.py --checkpoint checkpoints/alexnet-small-fashion-mnist/checkpoint.npz shoe.jpg
     python examples/predict.py --checkpoint alexnet.npz --dataset imagefolder --classes names.txt photo.jpg
+    python examples/predict.py --weights alexnet-owt-7be5be79.pth --image cat.jpg
+
+--weights reads a PyTorch state_dict (torch.save's .pth, through tn.load_torch: no PyTorch needed,
+and nothing in the file runs). torchvision's ImageNet-trained AlexNet is
+https://download.pytorch.org/models/alexnet-owt-7be5be79.pth (torchvision's
+AlexNet_Weights.IMAGENET1K_V1, 244 MB): its 1000 classes are named from
+tinynet/data/imagenet_classes.txt, and the image is prepared as torchvision prepares it (shorter
+side 256, centre 224 x 224 crop, ImageNet's mean and std). d2l's AlexNet ("0.weight" ... "20.bias")
+is recognised too; d2l trains on plain [0, 1] pixels: --dataset fashion-mnist-raw (the default for
+its .pth files).
 
 The checkpoint is either a model's state_dict as `module.save(path)` writes it (an .npz with one
 array per parameter: "conv1.weight", ...) or a training checkpoint of tinynet.train (its
 "model/..." entries). The model is read off the weights unless --model names it: "tower0.*" keys
-mean the two-tower alexnet2012, a 96 x 3 x 11 x 11 conv1 the grouped alexnet, anything else
-alexnet-small (its width, input channels and image size follow from the weight shapes).
+mean the two-tower alexnet2012, a 96 x 3 x 11 x 11 conv1 the grouped alexnet, "features.*" keys
+torchvision's layout (with LRN when features.12 is a conv), "0.weight" ... "20.bias" d2l's, anything
+else alexnet-small (its width, input channels and image size follow from the weight shapes; so do
+the seed nets' widths).
 
 The image is prepared as examples/train_alexnet.py prepared the training data (--dataset, guessed
 from the net: a one-channel or 10-class net was trained on Fashion-MNIST, a three-channel 10-class
@@ -32,10 +44,11 @@ sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without install
 
 import tinynet as tn  # noqa: E402
 from tinynet import train  # noqa: E402
-from tinynet.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES  # noqa: E402
+from tinynet.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, imagenet_classes  # noqa: E402
 from tinynet.shapes import conv_output_size  # noqa: E402
 
-MODELS = ("auto", "alexnet", "alexnet2012", "alexnet-small")
+MODELS = ("auto", "alexnet", "alexnet2012", "alexnet-small", "torchvision", "torchvision-lrn", "d2l")
+TORCH_SUFFIXES = (".pth", ".pt")
 TOP = 5
 # Per data set: the size and channels of its images, the per-channel mean and std that training
 # normalised with (train_alexnet.channel_stats of the training images, scaled to [0, 1], and
@@ -47,15 +60,23 @@ DATASETS = {
                     crop=False, classes=CIFAR10_CLASSES),
     "imagefolder": dict(size=224, channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                         crop=True, classes=None),
+    "imagenet": dict(size=224, channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                     crop=True, classes=imagenet_classes()),
+    # d2l's Fashion-MNIST loader only resizes and scales to [0, 1]: no mean, no std
+    "fashion-mnist-raw": dict(size=28, channels=1, mean=(0.0,), std=(1.0,), crop=False,
+                              classes=FASHION_MNIST_CLASSES),
 }
 
 
 # ================================================================= checkpoints
 
 def read_state_dict(path):
-    """{parameter name: NumPy array} from a module.save() .npz or a tinynet.train checkpoint."""
+    """{parameter name: NumPy array} from a module.save() .npz, a tinynet.train checkpoint or a
+    PyTorch state_dict (.pth / .pt, read by tn.load_torch)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    if str(path).endswith(TORCH_SUFFIXES):
+        return tn.load_torch(path)
     with np.load(path) as f:
         names = list(f.files)
         if not any(k.startswith("model/") for k in names):
@@ -67,6 +88,10 @@ def guess_model(state):
     """The model name a state_dict belongs to, read off its keys and conv1's shape."""
     if any(k.startswith("tower0.") for k in state):
         return "alexnet2012"
+    if "features.0.weight" in state:
+        return "torchvision-lrn" if np.ndim(state.get("features.12.weight")) == 4 else "torchvision"
+    if "0.weight" in state and "20.weight" in state:
+        return "d2l"
     if "conv1.weight" not in state:
         raise ValueError(f"the weights have no conv1.weight (keys: {sorted(state)[:6]}...): not an AlexNet")
     return "alexnet" if tuple(state["conv1.weight"].shape) == (96, 3, 11, 11) else "alexnet-small"
@@ -87,11 +112,54 @@ def small_image_size(state):
     raise ValueError(f"no image size gives fc6's {state['fc6.weight'].shape[1]} inputs")
 
 
+# The keys of each seed net's five convolutions and three fully connected layers.
+SEED_LAYERS = {
+    "torchvision": ["features.0", "features.3", "features.6", "features.8", "features.10",
+                    "classifier.1", "classifier.4", "classifier.6"],
+    "torchvision-lrn": ["features.0", "features.4", "features.8", "features.10", "features.12",
+                        "classifier.1", "classifier.4", "classifier.6"],
+    "d2l": ["0", "3", "6", "8", "10", "14", "17", "20"],
+}
+
+
+def num_classes(state, name):
+    last = SEED_LAYERS[name][-1] if name in SEED_LAYERS else "fc8"
+    return state[f"{last}.weight"].shape[0]
+
+
+def d2l_image_size(state):
+    """d2l's net has no adaptive pooling: the image side follows from fc6's inputs (6400 at 224)."""
+    c5 = state["10.weight"].shape[0]
+    side = int(round(np.sqrt(state["14.weight"].shape[1] / c5)))
+    for size in [224] + list(range(65, 1025)):
+        s = size
+        for kernel, stride, padding in ((11, 4, 1), (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 1, 1), (3, 1, 1),
+                                        (3, 1, 1), (3, 2, 0)):
+            s = conv_output_size(s, kernel, stride, padding)
+        if s == side:
+            return size
+    raise ValueError(f"no image size gives d2l's fc6 its {state['14.weight'].shape[1]} inputs")
+
+
 def model_from_state_dict(state, model_name="auto", device="cpu"):
     """(model in eval mode with the weights of `state`, its name, its input (C, size, size))."""
     name = guess_model(state) if model_name == "auto" else model_name
-    classes = state["fc8.weight"].shape[0]
-    if name == "alexnet2012":
+    if name not in MODELS[1:]:
+        raise ValueError(f"--model must be one of {MODELS}, got {model_name!r}")
+    classes = num_classes(state, name)
+    if name in SEED_LAYERS:
+        layers = SEED_LAYERS[name]
+        widths = tuple(state[f"{k}.weight"].shape[0] for k in layers[:6])   # conv1..conv5, fc6
+        if name == "d2l":
+            size = d2l_image_size(state)
+            model = tn.models.alexnet_d2l(classes, image_size=size, in_channels=state["0.weight"].shape[1],
+                                          device=device, widths=widths)
+            shape = (state["0.weight"].shape[1], size, size)
+        else:
+            model = tn.models.alexnet_torchvision(classes, lrn=name == "torchvision-lrn", device=device,
+                                                  widths=widths)
+            shape = (3, 224, 224)
+    elif name == "alexnet2012":
         devices = (device, device) if device.startswith("cuda") else ("cpu:0", "cpu:1")
         model, shape = tn.models.alexnet2012(num_classes=classes, devices=devices), (3, 224, 224)
     elif name == "alexnet":
@@ -102,13 +170,17 @@ def model_from_state_dict(state, model_name="auto", device="cpu"):
         model = tn.models.alexnet_small(num_classes=classes, in_channels=w1.shape[1], image_size=size,
                                         width=w1.shape[0], device=device)
         shape = (w1.shape[1], size, size)
-    else:
-        raise ValueError(f"--model must be one of {MODELS}, got {model_name!r}")
     model.load_state_dict(state)
     return model.eval(), name, shape
 
 
-def guess_dataset(name, shape, classes):
+def guess_dataset(name, shape, classes, torch_weights=False):
+    """The data set a net was trained on, as far as its shape tells: 1000 classes are ImageNet's,
+    a d2l .pth saw d2l's raw Fashion-MNIST pixels, other one-channel or 10-class nets ours."""
+    if classes == 1000:
+        return "imagenet"
+    if name == "d2l" and torch_weights:
+        return "fashion-mnist-raw"
     if shape[0] == 1 or (classes == 10 and name != "alexnet-small"):
         return "fashion-mnist"
     return "cifar10" if classes == 10 else "imagefolder"
@@ -174,8 +246,11 @@ def probabilities(model, x):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("image", help="an image file (JPEG, PNG, ...)")
-    parser.add_argument("--checkpoint", required=True, help="module.save() .npz or a training checkpoint")
+    parser.add_argument("image", nargs="?", help="an image file (JPEG, PNG, ...)")
+    parser.add_argument("--image", dest="image_flag", metavar="IMAGE", help="the same, as a flag")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="module.save() .npz or a training checkpoint")
+    source.add_argument("--weights", help="a PyTorch state_dict .pth (torchvision's or d2l's AlexNet)")
     parser.add_argument("--model", choices=MODELS, default="auto")
     parser.add_argument("--dataset", choices=("auto",) + tuple(DATASETS), default="auto",
                         help="what the net was trained on: fixes the pre-processing and the class names")
@@ -183,17 +258,20 @@ def main(argv=None):
     parser.add_argument("--invert", action="store_true", help="invert the grey levels (dark object on light ground)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    image = args.image_flag or args.image
+    if not image or (args.image_flag and args.image):
+        parser.error("give one image, as IMAGE or --image IMAGE")
     try:
-        state = read_state_dict(args.checkpoint)
+        state = tn.load_torch(args.weights) if args.weights else read_state_dict(args.checkpoint)
         model, name, shape = model_from_state_dict(state, args.model, args.device)
     except (OSError, KeyError, ValueError) as err:
         parser.exit(2, f"predict: {err}\n")
-    classes = state["fc8.weight"].shape[0]
-    dataset = guess_dataset(name, shape, classes) if args.dataset == "auto" else args.dataset
-    _, x = prepare(args.image, shape, dataset, args.device, model.parameters()[0].dtype, args.invert)
+    classes = num_classes(state, name)
+    dataset = guess_dataset(name, shape, classes, bool(args.weights)) if args.dataset == "auto" else args.dataset
+    _, x = prepare(image, shape, dataset, args.device, model.parameters()[0].dtype, args.invert)
     probs = probabilities(model, x)
     names = class_names(classes, dataset, args.classes)
-    print(f"{name}, {classes} classes, trained on {dataset}: {os.path.basename(args.image)} "
+    print(f"{name}, {classes} classes, trained on {dataset}: {os.path.basename(image)} "
           f"seen as {shape[0]} x {shape[1]} x {shape[2]}")
     top = np.argsort(-probs)[:TOP]
     for rank, i in enumerate(top, 1):

@@ -2,6 +2,11 @@
 
     python examples/show_filters.py --checkpoint run/alexnet.npz --out filters.png
     python examples/show_filters.py --untrained --out filters_init.png
+    python examples/show_filters.py --weights alexnet-owt-7be5be79.pth --out torchvision_conv1.png
+
+--weights reads a PyTorch state_dict (tn.load_torch): torchvision's ImageNet AlexNet
+(https://download.pytorch.org/models/alexnet-owt-7be5be79.pth) has one tower, so its 64 conv1
+filters are drawn as one panel; so are d2l's 96 one-channel filters.
 
 In the paper the 48 kernels learned on GPU 1 (top) are largely colour-agnostic and the 48 on
 GPU 2 (bottom) largely colour-specific (section 6.1). In the one-device grouped net the towers
@@ -27,9 +32,13 @@ MODELS = ("alexnet", "alexnet2012", "alexnet-small")
 
 
 def conv1_towers(state):
-    """conv1's weights as two arrays, one per tower: (n, C, k, k) each."""
+    """conv1's weights as one array per tower: (n, C, k, k) each; two for the paper's nets, one
+    for the seed nets (torchvision's "features.0.weight", d2l's "0.weight")."""
     if "tower0.conv1.weight" in state:
         return [np.asarray(state[f"tower{t}.conv1.weight"]) for t in (0, 1)]
+    for key in ("features.0.weight", "0.weight"):
+        if key in state and "conv1.weight" not in state:
+            return [np.asarray(state[key])]
     if "conv1.weight" not in state:
         raise KeyError(f"no conv1 weights in the checkpoint (keys: {sorted(state)[:6]}...)")
     w = np.asarray(state["conv1.weight"])
@@ -66,13 +75,13 @@ def draw(towers, title, out, dpi):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, 1, figsize=FIGSIZE, dpi=dpi, layout="constrained")
-    for t, (ax, w) in enumerate(zip(axes, towers)):
+    fig, axes = plt.subplots(len(towers), 1, figsize=FIGSIZE, dpi=dpi, layout="constrained", squeeze=False)
+    for t, (ax, w) in enumerate(zip(axes[:, 0], towers)):
         columns = 16 if w.shape[0] >= 32 else max(1, -(-w.shape[0] // 2))  # the paper's 3 x 16 per tower
         grid = tile(w, columns)
         ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
-        ax.set_title(f"tower {t} (GPU {t + 1} in the paper): {w.shape[0]} filters "
-                     f"{w.shape[2]}x{w.shape[3]}x{w.shape[1]}", fontsize=11)
+        where = f"tower {t} (GPU {t + 1} in the paper)" if len(towers) == 2 else "one tower"
+        ax.set_title(f"{where}: {w.shape[0]} filters {w.shape[2]}x{w.shape[3]}x{w.shape[1]}", fontsize=11)
         ax.axis("off")
     fig.suptitle(title, fontsize=13)
     fig.savefig(out, dpi=dpi)
@@ -84,6 +93,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a module.save() .npz or a training checkpoint")
+    source.add_argument("--weights", help="a PyTorch state_dict .pth (torchvision's or d2l's AlexNet)")
     source.add_argument("--untrained", action="store_true", help="draw the initial filters")
     parser.add_argument("--model", choices=MODELS, default="alexnet", help="with --untrained")
     parser.add_argument("--init", choices=INITS, default="kaiming", help="with --untrained")
@@ -95,8 +105,9 @@ def main(argv=None):
         state = untrained_state(args.model, args.init, args.seed)
         title = f"conv1 filters of an untrained {args.model} ({args.init} init, seed {args.seed})"
     else:
-        state = read_state_dict(args.checkpoint)
-        title = f"conv1 filters of {os.path.basename(args.checkpoint)}"
+        path = args.weights or args.checkpoint
+        state = tn.load_torch(path) if args.weights else read_state_dict(path)
+        title = f"conv1 filters of {os.path.basename(path)}"
     out = draw(conv1_towers(state), title, args.out, args.dpi)
     print(f"wrote {out}")
     return out

@@ -5,6 +5,8 @@
     python examples/train_alexnet.py --device cuda --model alexnet2012      # two towers (section 3.2)
     python examples/train_alexnet.py --dataset imagefolder --data ~/imagenet --model alexnet --ten-crop
     python examples/train_alexnet.py --resume             # continue the interrupted run (Ctrl-C saves)
+    python examples/train_alexnet.py --device cuda --model d2l    # d2l's AlexNet with d2l's recipe
+    python examples/train_alexnet.py --device cuda --model torchvision   # torchvision's, grey repeated to RGB
 
 With no arguments it trains the small net on the full Fashion-MNIST (60,000 training and 10,000
 test images) on the CPU and reaches 91.4% test accuracy in about 12 minutes (the defaults are
@@ -27,8 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 import tinynet as tn  # noqa: E402
 from tinynet import config, recipes, train  # noqa: E402
-from tinynet.models.alexnet import INITS  # noqa: E402
-from tinynet.recipes import COMMON_DEFAULTS, SetupError  # noqa: E402
+from tinynet.recipes import COMMON_DEFAULTS, INIT_CHOICES, LR_SCHEDULES, SetupError  # noqa: E402
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -46,7 +47,8 @@ def parse_args(argv=None):
     add("--device", default="cpu", help="cpu, cuda or cuda:N: where batches and the net live")
     add("--devices", default=None, help="d0,d1: the two towers of alexnet2012 (default cpu:0,cpu:1 or cuda:0,cuda:1)")
     add("--model", default="alexnet-small", choices=tuple(recipes.MODELS),
-        help="alexnet-small (28-32 px), alexnet (one device, groups=2), alexnet2012 (two towers)")
+        help="alexnet-small (28-32 px), alexnet (one device, groups=2), alexnet2012 (two towers); the seeds' "
+             "nets with their own recipes: torchvision, torchvision-lrn (with the tutorial's LRN), d2l")
     add("--width", type=int, default=None, help="alexnet-small: channels of conv1, the rest scale with it (default 24)")
     add("--dropout", type=float, default=None,
         help="dropout before fc6 and fc7 (default 0.25 for alexnet-small, 0.5 for the paper nets)")
@@ -57,14 +59,18 @@ def parse_args(argv=None):
     add("--epochs", type=int, default=None, help="default 9 (alexnet-small), 30 (paper nets)")
     add("--batch-size", type=int, default=None, help="default 32 (alexnet-small), 128 (paper nets)")
     add("--lr", type=float, default=None, help="default 0.02 (alexnet-small), 0.01 (paper nets)")
-    add("--momentum", type=float, default=COMMON_DEFAULTS["momentum"])
-    add("--weight-decay", type=float, default=COMMON_DEFAULTS["weight_decay"])
-    add("--lr-schedule", default=None, choices=("step", "plateau"),
-        help="step: divide lr by 10 every --lr-step epochs (default for alexnet-small); "
-             "plateau: when the test loss stalls (the paper's, default for the paper nets)")
+    add("--momentum", type=float, default=None, help=f"default {COMMON_DEFAULTS['momentum']:g} (0 for d2l)")
+    add("--weight-decay", type=float, default=None,
+        help=f"default {COMMON_DEFAULTS['weight_decay']:g} (1e-4 for torchvision, 0 for d2l)")
+    add("--lr-schedule", default=None, choices=LR_SCHEDULES,
+        help="step: divide lr by 10 every --lr-step epochs (default for alexnet-small and torchvision); "
+             "plateau: when the test loss stalls (the paper's, default for the paper nets); "
+             "constant: never (d2l's)")
     add("--lr-step", type=int, default=None, help="epochs between divisions by 10 (default 7 for alexnet-small)")
     add("--patience", type=int, default=1, help="plateau: epochs without improvement before dividing")
-    add("--init", default=COMMON_DEFAULTS["init"], choices=INITS)
+    add("--init", default=None, choices=INIT_CHOICES,
+        help=f"initial weights (default {COMMON_DEFAULTS['init']}; xavier for d2l): kaiming, paper, caffe "
+             "(the paper nets and alexnet-small), xavier (the seeds' nets)")
     add("--seed", type=int, default=0)
     add("--limit-train", type=int, default=None, metavar="N", help="use the first N training images")
     add("--limit-test", type=int, default=None, metavar="N", help="use the first N test images")
@@ -125,7 +131,8 @@ def describe(args, model, device, towers, train_loader, test_loader, classes, sa
            if recipes.device_resize(args) or in_channels != data_channels else ""))
     say(f"recipe: {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr:g} momentum {args.momentum:g} "
         f"weight decay {args.weight_decay:g}, schedule "
-        + (f"step /10 every {args.lr_step} epochs" if args.lr_schedule == "step" else f"plateau (patience {args.patience})")
+        + {"step": f"step /10 every {args.lr_step} epochs", "plateau": f"plateau (patience {args.patience})",
+           "constant": "constant"}[args.lr_schedule]
         + f", seed {args.seed}" + (", ten-crop test" if args.ten_crop else ""))
 
 

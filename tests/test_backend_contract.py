@@ -272,6 +272,46 @@ def test_maxpool_backward_equals_reference(backend, geometry, dtype, data):
     backend.assert_sum_equal(dx, ref.maxpool_backward(dy, argmax, shape, k, s), dtype)
 
 
+# ---------------------------------------------------------------- adaptive average pooling
+
+@st.composite
+def adaptive_geometry(draw):
+    """(N, C, H, W) and an output size: oh, ow below, equal to and above H, W (windows that
+    overlap, tile exactly, and repeat pixels)."""
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 14)), draw(st.integers(1, 14)))
+    return shape, draw(st.integers(1, 16)), draw(st.integers(1, 16))
+
+
+@SETTINGS
+@given(geometry=adaptive_geometry(), dtype=DTYPES, data=st.data())
+def test_adaptive_avgpool_forward_equals_reference(backend, geometry, dtype, data):
+    shape, oh, ow = geometry
+    x = data.draw(arrays(shape, dtype))
+    backend.assert_close(backend.be.adaptive_avgpool_forward(backend.put(x), oh, ow),
+                         ref.adaptive_avgpool_forward(x, oh, ow), dtype)
+
+
+@SETTINGS
+@given(geometry=adaptive_geometry(), dtype=DTYPES, data=st.data())
+def test_adaptive_avgpool_backward_equals_reference(backend, geometry, dtype, data):
+    shape, oh, ow = geometry
+    dy = data.draw(arrays(shape[:2] + (oh, ow), dtype))
+    backend.assert_close(backend.be.adaptive_avgpool_backward(backend.put(dy), shape),
+                         ref.adaptive_avgpool_backward(dy, shape), dtype)
+
+
+@SETTINGS
+@given(geometry=adaptive_geometry(), data=st.data())
+def test_adaptive_avgpool_backward_is_adjoint_of_forward(backend, geometry, data):
+    """<pool(x), g> = <x, pool_backward(g)>: the backward pass is the forward's transpose."""
+    shape, oh, ow = geometry
+    x = data.draw(arrays(shape, np.float64))
+    g = data.draw(arrays(shape[:2] + (oh, ow), np.float64))
+    lhs = np.sum(backend.get(backend.be.adaptive_avgpool_forward(backend.put(x), oh, ow)) * g)
+    rhs = np.sum(x * backend.get(backend.be.adaptive_avgpool_backward(backend.put(g), shape)))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12 * (np.abs(x).sum() + np.abs(g).sum()))
+
+
 # ---------------------------------------------------------------- local response normalization
 
 @st.composite

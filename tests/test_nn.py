@@ -18,6 +18,14 @@ def test_named_parameters_follow_the_layer_names():
     assert [n for n, _ in nn.Sequential(nn.Linear(2, 3)).named_parameters()] == ["0.weight", "0.bias"]
 
 
+def test_conv1_padded_one_before_two_after_gives_55_at_224():
+    """The paper-summary seed's conv1: padding [1, 2] is ((1, 2), (1, 2)) here; no flooring:
+    (224 - 11 + 1 + 2) / 4 + 1 = 55 exactly. The flat pair (1, 2) keeps PyTorch's meaning."""
+    x = tn.tensor(np.zeros((1, 3, 224, 224), np.float32))
+    assert nn.Conv2d(3, 2, 11, stride=4, padding=((1, 2), (1, 2)))(x).shape == (1, 2, 55, 55)
+    assert nn.Conv2d(3, 2, 11, stride=4, padding=(1, 2))(x).shape == (1, 2, 54, 55)
+
+
 def test_state_dict_round_trip_through_npz(tmp_path):
     tn.manual_seed(0)
     a = small_net()

@@ -169,3 +169,57 @@ def test_predict_reads_the_net_off_the_weights(small_weights):
     model, name, shape = script.model_from_state_dict(state)
     assert name == "alexnet-small" and shape == (1, 28, 28)
     assert model.conv1.out_channels == 8 and not model.training
+
+
+# ================================================================= PyTorch weights (.pth)
+
+THIN = (8, 16, 24, 16, 16, 32)
+
+
+@pytest.fixture(scope="module")
+def torch_weights(tmp_path_factory):
+    """Random-weight .pth files that torch itself wrote: a thin torchvision-layout net with 1000
+    classes, and a thin d2l net; with the torch nets, to compare the predictions."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_seeds import d2l_listing, torchvision_listing
+    folder = tmp_path_factory.mktemp("pth")
+    torch.manual_seed(0)
+    nets = {"torchvision": torchvision_listing(1000, widths=THIN).eval(), "d2l": d2l_listing(10, 5, THIN).eval()}
+    for name, net in nets.items():
+        torch.save(net.state_dict(), folder / f"{name}.pth")
+    return folder, nets
+
+
+@pytest.mark.parametrize("name, dataset", [("torchvision", "imagenet"), ("d2l", "fashion-mnist-raw")])
+def test_predict_top5_from_torch_weights_is_torchs(torch_weights, photo, name, dataset, capsys):
+    """The same net in torch, on the same prepared image, ranks the same five classes with the
+    same probabilities; torchvision's 1000 classes are named from the ImageNet list."""
+    import torch
+    folder, nets = torch_weights
+    script = load_script("predict")
+    top5 = script.main(["--weights", str(folder / f"{name}.pth"), "--image", str(photo)])
+    state = tn.load_torch(folder / f"{name}.pth")
+    _, model_name, shape = script.model_from_state_dict(state)
+    assert model_name == name
+    _, x = script.prepare(str(photo), shape, dataset)
+    with torch.no_grad():
+        probs = torch.softmax(nets[name](torch.tensor(x.numpy())).double(), dim=1)[0].numpy()
+    names = script.class_names(len(probs), dataset)
+    ours = [names.index(n) for n, _ in top5]
+    np.testing.assert_allclose([p for _, p in top5], probs[ours], rtol=1e-4)   # each class's own probability
+    assert min(p for _, p in top5) >= np.sort(probs)[-5] * (1 - 1e-4)          # and they are torch's top five
+    out = capsys.readouterr().out
+    assert f"trained on {dataset}" in out
+    if name == "torchvision":
+        from tinynet.data import imagenet_classes
+        assert all(n in imagenet_classes() for n, _ in top5) and "3 x 224 x 224" in out
+
+
+@pytest.mark.parametrize("name", ["torchvision", "d2l"])
+def test_show_filters_of_torch_weights(torch_weights, tmp_path, name):
+    folder, _ = torch_weights
+    script = load_script("show_filters")
+    out = script.main(["--weights", str(folder / f"{name}.pth"), "--out", str(tmp_path / "f.png"),
+                       "--dpi", str(DPI)])
+    assert_picture(Path(out), script)

@@ -232,3 +232,42 @@ def test_summary_has_a_row_for_every_layer_the_two_tower_forward_runs(alexnet201
         assert (rows[key]["kind"], tuple(rows[key]["shape"])) == (kind, shape), key
     tower_rows = [name for name in rows if name.startswith("tower") and ".concat" not in name]
     assert sorted(tower_rows) == sorted(seen)
+
+
+# ================================================================= the seeds' nets
+
+def test_d2l_shapes_are_the_tutorials(capsys):
+    """d2l prints (1, 96, 54, 54), (1, 96, 26, 26), (1, 256, 26, 26), (1, 256, 12, 12),
+    (1, 384, 12, 12), ..., (1, 256, 5, 5), (1, 6400) for a 224 x 224 grey image."""
+    model, shape = tn_summary.build("d2l")
+    shapes = {r["layer"]: tuple(r["shape"]) for r in summary(model, shape)}
+    assert shapes["0"] == (96, 54, 54) and shapes["2"] == (96, 26, 26)
+    assert shapes["3"] == (256, 26, 26) and shapes["5"] == (256, 12, 12)
+    assert shapes["6"] == (384, 12, 12) and shapes["12"] == (256, 5, 5) and shapes["13"] == (6400,)
+    assert totals(summary(model, shape))["params"] == 46_764_746
+    assert tn_summary.main(["d2l"]) == 0
+    assert "(224 - 11 + 2*1) // 4 + 1 = 54" in capsys.readouterr().out
+
+
+def test_torchvision_names_nested_layers_and_shows_the_adaptive_windows():
+    model, _ = tn_summary.build("torchvision-lrn")
+    rows = {r["layer"]: r for r in summary(model, (3, 256, 256))}
+    assert rows["features.0"]["arithmetic"] == "(256 - 11 + 2*2) // 4 + 1 = 63"
+    assert rows["features.2"]["kind"] == "LocalResponseNorm"
+    assert rows["features.14"]["shape"] == [256, 7, 7]
+    # 7 -> 6: window i is floor(7i/6) .. ceil(7(i+1)/6) - 1, two pixels each, neighbours share one
+    assert rows["avgpool"]["shape"] == [256, 6, 6]
+    assert rows["avgpool"]["arithmetic"] == "7 -> 6: windows of 2 px, overlapping"
+    assert rows["classifier.6"]["shape"] == [1000]
+    at_224 = {r["layer"]: r for r in summary(model, (3, 224, 224))}
+    assert at_224["avgpool"]["arithmetic"] == "6 -> 6: windows of 1 px"
+
+
+def test_per_side_padding_shows_both_sides():
+    """The paper-summary conv1: padding one before, two after: (224 - 11 + 1 + 2) // 4 + 1 = 55."""
+    net = tn.nn.Sequential(conv1=tn.nn.Conv2d(3, 96, 11, stride=4, padding=((1, 2), (1, 2))))
+    row = summary(net, (3, 224, 224))[1]
+    assert row["shape"] == [96, 55, 55]
+    assert row["arithmetic"] == "(224 - 11 + 1 + 2) // 4 + 1 = 55"
+    net = tn.nn.Sequential(conv1=tn.nn.Conv2d(3, 4, 3, padding=((0, 1), (2, 2))))
+    assert summary(net, (3, 10, 10))[1]["arithmetic"] == "H: (10 - 3 + 0 + 1) // 1 + 1 = 9; W: (10 - 3 + 2*2) // 1 + 1 = 12"

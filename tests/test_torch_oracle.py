@@ -76,6 +76,38 @@ def test_max_pool2d_matches_torch(cpu_backend, k, s, h, w, seed):
 
 
 @settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 14),
+       oh=st.integers(1, 16), ow=st.integers(1, 16), seed=st.integers(0, 2**16))
+def test_adaptive_avg_pool2d_matches_torch(cpu_backend, n, c, h, w, oh, ow, seed):
+    """PyTorch's windows floor(i*H/oh) .. ceil((i+1)*H/oh): overlapping, exact, and oh > H
+    (each pixel feeds several outputs)."""
+    rng = np.random.default_rng(seed)
+    x, xt = pair(rng.standard_normal((n, c, h, w)))
+    y, yt = F.adaptive_avg_pool2d(x, (oh, ow)), TF.adaptive_avg_pool2d(xt, (oh, ow))
+    close(y.numpy(), yt, "adaptive_avg_pool2d forward")
+    backward_both(y, yt, rng)
+    close(x.grad, xt.grad, "adaptive_avg_pool2d dx")
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=st.integers(1, 5), s=st.integers(1, 4), sides=st.tuples(*[st.integers(0, 4)] * 4),
+       h=st.integers(5, 12), w=st.integers(5, 12), seed=st.integers(0, 2**16))
+def test_conv2d_with_per_side_padding_matches_torch_pad_then_conv(cpu_backend, k, s, sides, h, w, seed):
+    """padding ((top, bottom), (left, right)) is torch.nn.functional.pad(x, (left, right, top, bottom))
+    followed by an unpadded convolution."""
+    top, bottom, left, right = sides
+    rng = np.random.default_rng(seed)
+    x, xt = pair(rng.standard_normal((2, 3, h, w)))
+    wgt, wgt_t = pair(rng.standard_normal((4, 3, k, k)))
+    y = F.conv2d(x, wgt, stride=s, padding=((top, bottom), (left, right)))
+    yt = TF.conv2d(TF.pad(xt, (left, right, top, bottom)), wgt_t, stride=s)
+    close(y.numpy(), yt, "conv2d forward")
+    backward_both(y, yt, rng)
+    close(x.grad, xt.grad, "conv2d dx")
+    close(wgt.grad, wgt_t.grad, "conv2d dw")
+
+
+@settings(max_examples=30, deadline=None)
 @given(size=st.integers(1, 7), c=st.integers(1, 9), alpha=st.sampled_from([1e-4, 0.1, 0.5, 2.0]),
        beta=st.sampled_from([0.75, 0.5, 1.3]), k=st.sampled_from([2.0, 1.0, 0.5]), seed=st.integers(0, 2**16))
 def test_local_response_norm_matches_torch_with_alpha_times_size(cpu_backend, size, c, alpha, beta, k, seed):

@@ -9,5 +9,6 @@ from .autograd import Function, no_grad
 from .device import Device, device, get_backend
 from .random import manual_seed
 from .tensor import Tensor, tensor
+from .torch_io import load_torch
 
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ import numpy as np
 from . import random as tn_random
 from .autograd import Function
 from .device import as_device, transfer
-from .shapes import conv_output_size, pair
+from .shapes import conv_output_size, padding_sides, pair, side_padding
 from .tensor import Tensor
 
 
@@ -36,10 +36,13 @@ def _check_same_dtype(op, **tensors):
 
 
 def _check_window_fits(size, kernel, padding, op, axis):
-    """The window must fit the padded input, else conv_output_size would be below 1."""
-    if kernel > size + 2 * padding:
+    """The window must fit the padded input, else conv_output_size would be below 1.
+    padding: an int or a per-side pair (before, after)."""
+    before, after = side_padding(padding)
+    if kernel > size + before + after:
+        pad = f"2*{before}" if before == after else f"{before} + {after}"
         raise ValueError(f"{op}: kernel {axis} {kernel} is larger than the padded input {axis} "
-                         f"{size} + 2*{padding} = {size + 2 * padding}")
+                         f"{size} + {pad} = {size + before + after}")
 
 
 # ================================================================= convolution
@@ -101,7 +104,17 @@ class Conv2d(Function):
 def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
     """2-D convolution (cross-correlation, as in every framework) of x (N, C, H, W) with
     w (oc, C/groups, kh, kw) and optional bias b (oc,). Output (N, oc, oh, ow) with
-    oh = (H - kh + 2*ph) // sh + 1 (and likewise ow). Math and backward: see Conv2d."""
+    oh = (H + top + bottom - kh) // sh + 1 (and likewise ow; shapes.conv_output_size).
+    Math and backward: see Conv2d.
+
+    padding: P, PyTorch's (ph, pw), or per side ((top, bottom), (left, right)) (shapes.padding_sides).
+    A paper summary's "padding [1, 2]" (one before, two after) is ((1, 2), (1, 2)): conv1 on 224 px
+    then gives (224 - 11 + 1 + 2) // 4 + 1 = 55 exactly.
+
+    How per-side padding is done: im2col pads symmetrically (min(top, bottom) rows on both sides,
+    free inside the gather); the rest, (top - min, bottom - min), is an explicit differentiable
+    zero-pad (`pad2d`) before it. The asymmetric case is rare (one layer of one seed), so the
+    kernels of every backend stay as they are and the extra copy of the input costs little."""
     op = "conv2d"
     _check_tensor(x, "input", op, 4)
     _check_tensor(w, "weight", op, 4)
@@ -109,7 +122,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
         _check_tensor(b, "bias", op, 1)
     _check_same_dtype(op, input=x, weight=w, bias=b)
     stride = pair(stride, "stride", op, 1)
-    padding = pair(padding, "padding", op, 0)
+    sides = padding_sides(padding, op)
     if not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     oc, cg, kh, kw = w.shape
@@ -123,9 +136,35 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1):
                          f"(groups={groups}, weight.shape={w.shape})")
     if b is not None and b.shape != (oc,):
         raise ValueError(f"{op}: bias has shape {b.shape}, expected ({oc},)")
-    _check_window_fits(x.shape[2], kh, padding[0], op, "height")
-    _check_window_fits(x.shape[3], kw, padding[1], op, "width")
-    return Conv2d.apply(x, w, b, stride=stride, padding=padding, groups=int(groups))
+    _check_window_fits(x.shape[2], kh, sides[0], op, "height")
+    _check_window_fits(x.shape[3], kw, sides[1], op, "width")
+    symmetric = tuple(min(axis) for axis in sides)                       # (ph, pw) for im2col
+    rest = tuple((before - m, after - m) for (before, after), m in zip(sides, symmetric))
+    if rest != ((0, 0), (0, 0)):
+        x = pad2d(x, rest)
+    return Conv2d.apply(x, w, b, stride=stride, padding=symmetric, groups=int(groups))
+
+
+class Pad2d(Function):
+    """y = x with zero rows and columns added: (N, C, H, W) -> (N, C, top + H + bottom, left + W + right).
+    dx = the slice of dy where x sits (the adjoint of padding with zeros is cropping)."""
+
+    @staticmethod
+    def forward(ctx, x, sides):
+        (top, bottom), (left, right) = sides
+        ctx.crop = (slice(None), slice(None), slice(top, top + x.shape[2]), slice(left, left + x.shape[3]))
+        return ctx.xp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (ctx.xp.ascontiguousarray(dy[ctx.crop]),)
+
+
+def pad2d(x, padding):
+    """Zero-pad the two image axes of x (N, C, H, W); padding in conv2d's forms (P, (ph, pw) or
+    ((top, bottom), (left, right)))."""
+    _check_tensor(x, "input", "pad2d", 4)
+    return Pad2d.apply(x, sides=padding_sides(padding, "pad2d"))
 
 
 # ================================================================= pooling
@@ -161,6 +200,43 @@ def max_pool2d(x, kernel_size, stride=None):
     _check_window_fits(x.shape[2], kernel_size, 0, op, "height")
     _check_window_fits(x.shape[3], kernel_size, 0, op, "width")
     return MaxPool2d.apply(x, k=int(kernel_size), s=int(stride))
+
+
+class AdaptiveAvgPool2d(Function):
+    """y[n, c, i, j] = mean of x[n, c, start_i:end_i, start_j:end_j],
+    start_i = floor(i * H / oh), end_i = ceil((i + 1) * H / oh)   (likewise j over W)
+    Backward: each window hands dy / (its area) to every pixel it covers."""
+
+    @staticmethod
+    def forward(ctx, x, oh, ow):
+        ctx.x_shape = x.shape
+        return ctx.be.adaptive_avgpool_forward(x, oh, ow)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (ctx.be.adaptive_avgpool_backward(dy, ctx.x_shape),)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average-pool x (N, C, H, W) to (N, C, oh, ow) whatever H and W are, as PyTorch's
+    AdaptiveAvgPool2d: output row i averages input rows floor(i*H/oh) .. ceil((i+1)*H/oh) - 1
+    (windows overlap when H is not a multiple of oh, and repeat rows when oh > H).
+    torchvision's AlexNet pools conv5's maps to 6 x 6 this way, so any input of at least
+    63 px reaches fc6 with 256*6*6 = 9216 features; at 224 px the maps already are 6 x 6 and
+    the pooling is the identity.
+
+    output_size: an int (square) or a pair (oh, ow); None in the pair keeps that input side."""
+    op = "adaptive_avg_pool2d"
+    _check_tensor(x, "input", op, 4)
+    size = (output_size, output_size) if isinstance(output_size, numbers.Integral) or output_size is None \
+        else tuple(output_size)
+    if len(size) != 2:
+        raise ValueError(f"{op}: output_size must be an int or a pair (oh, ow), got {output_size!r}")
+    size = tuple(x.shape[2 + a] if s is None else s for a, s in enumerate(size))
+    pair(size, "output_size", op, 1)
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{op}: input has an empty {x.shape[2]} x {x.shape[3]} plane (shape {x.shape})")
+    return AdaptiveAvgPool2d.apply(x, oh=int(size[0]), ow=int(size[1]))
 
 
 # ================================================================= local response normalization

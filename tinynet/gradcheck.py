@@ -195,6 +195,17 @@ def _conv_stride4(rng, device, dtype):  # conv1's shape of problem: big kernel, 
     return lambda x, w: F.conv2d(x, w, stride=4, padding=2), [x, w]
 
 
+def _conv_per_side(rng, device, dtype):  # per-side padding: more before on one axis, more after on the other
+    x = _t(rng.standard_normal((2, 2, 7, 6)), device, dtype)
+    w = _t(rng.standard_normal((3, 2, 3, 3)), device, dtype)
+    return lambda x, w: F.conv2d(x, w, stride=2, padding=((2, 1), (1, 3))), [x, w]
+
+
+def _adaptive_pool(rng, device, dtype):  # overlapping windows (13 -> 6) and repeated pixels (3 -> 5)
+    x = _t(rng.standard_normal((2, 3, 13, 3)), device, dtype)
+    return lambda x: F.adaptive_avg_pool2d(x, (6, 5)), [x]
+
+
 def _pool(rng, device, dtype):
     x = _t(_distinct(rng, (2, 3, 7, 8)), device, dtype)
     return lambda x: F.max_pool2d(x, 3, 2), [x]
@@ -265,7 +276,8 @@ def _network(rng, device, dtype):
 
 
 CASES = {
-    "conv2d": _conv, "conv2d_stride4": _conv_stride4, "max_pool2d": _pool,
+    "conv2d": _conv, "conv2d_stride4": _conv_stride4, "conv2d_per_side_padding": _conv_per_side,
+    "max_pool2d": _pool, "adaptive_avg_pool2d": _adaptive_pool,
     "local_response_norm": _lrn, "relu": _relu, "dropout": _dropout, "linear": _linear,
     "softmax_cross_entropy": _xent, "shape_ops": _shapes, "to": _to, "network": _network,
 }

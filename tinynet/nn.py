@@ -187,6 +187,15 @@ def _draw(layer, fan_in, weight_std, bias_value):
             layer.bias.data[...] = bias_value
 
 
+def xavier_uniform(shape, fan_in, fan_out, dtype=np.float32, rng=None):
+    """U(-a, a) with a = sqrt(6 / (fan_in + fan_out)): Glorot and Bengio 2010, as PyTorch's
+    nn.init.xavier_uniform_ (a conv's fans are in_ch/groups * kh * kw and out_ch * kh * kw).
+    d2l's AlexNet recipe starts from it."""
+    rng = rng or tn_random.host_rng()
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-bound, bound, shape).astype(dtype)
+
+
 class Conv2d(Module):
     """Convolution layer; weight (out_ch, in_ch/groups, kh, kw), bias (out_ch,).
 
@@ -253,6 +262,20 @@ class MaxPool2d(Module):
         return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride})"
 
 
+class AdaptiveAvgPool2d(Module):
+    """Average-pool to a fixed output size (see functional.adaptive_avg_pool2d)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def __repr__(self):
+        return f"AdaptiveAvgPool2d(output_size={self.output_size})"
+
+
 class LocalResponseNorm(Module):
     """The paper's LRN (alpha not divided by size; see functional.local_response_norm).
 
@@ -273,6 +296,17 @@ class LocalResponseNorm(Module):
         y = F.local_response_norm(F.reshape(x, (n * self.groups, c // self.groups, h, w)),
                                   self.size, self.alpha, self.beta, self.k)
         return F.reshape(y, (n, c, h, w))
+
+    @classmethod
+    def from_torch(cls, size, alpha=1e-4, beta=0.75, k=1.0):
+        """The layer that computes PyTorch's `torch.nn.LocalResponseNorm(size, alpha, beta, k)`.
+
+        PyTorch (like Caffe) averages the squares over the window, b_i = a_i / (k + alpha/size *
+        sum a_j^2)^beta, with k = 1 by default; the paper and tinynet sum them. So PyTorch's alpha
+        becomes alpha / size here: LocalResponseNorm(size=5) in a PyTorch listing is alpha = 1e-4/5
+        = 2e-5, k = 1.0. This is the one place where the two conventions meet; the window is the
+        same in both (size//2 channels before, (size-1)//2 after)."""
+        return cls(size=size, alpha=alpha / size, beta=beta, k=k)
 
     def __repr__(self):
         return (f"LocalResponseNorm(size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

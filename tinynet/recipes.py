@@ -37,11 +37,23 @@ DATASETS = {"fashion-mnist": (28, 1), "cifar10": (32, 3), "imagefolder": (224, 3
 # net underfits in so few epochs, so dropout 0.5 costs accuracy; 0.25 keeps the layer at work
 # for a few tenths of a point. The paper nets keep the paper's recipe (section 5): batch 128,
 # lr 0.01, dropout 0.5, lr divided by 10 when the test loss stalls.
+#
+# The seeds' nets (issue 15) keep their own recipes. torchvision's references/classification trains
+# AlexNet with SGD lr 0.01 (its README: the 0.1 of the batch-norm nets is too high without batch
+# norm), momentum 0.9, weight decay 1e-4, batch 256 (32 on each of 8 GPUs), 90 epochs, lr / 10
+# every 30. d2l's (section 8.1): plain SGD (no momentum, no weight decay), lr 0.01, batch 128,
+# 10 epochs, a constant lr, Xavier-uniform weights (its init_cnn).
 DEFAULTS = {
     "alexnet-small": dict(width=24, dropout=0.25, epochs=9, batch_size=32, lr=0.02, lr_schedule="step", lr_step=7),
     "paper": dict(width=None, dropout=0.5, epochs=30, batch_size=128, lr=0.01, lr_schedule="plateau", lr_step=30),
+    "torchvision": dict(width=None, dropout=0.5, epochs=90, batch_size=256, lr=0.01, lr_schedule="step", lr_step=30,
+                        momentum=0.9, weight_decay=1e-4),
+    "d2l": dict(width=None, dropout=0.5, epochs=10, batch_size=128, lr=0.01, lr_schedule="constant", lr_step=10,
+                momentum=0.0, weight_decay=0.0, init="xavier"),
 }
+# What a model's DEFAULTS leave open: the paper's momentum and weight decay (section 5), He init.
 COMMON_DEFAULTS = dict(momentum=0.9, weight_decay=5e-4, init="kaiming")
+LR_SCHEDULES = ("step", "plateau", "constant")
 
 
 class SetupError(Exception):
@@ -56,13 +68,15 @@ class ModelRecipe:
 
     build(args, classes, in_channels, device, towers) -> Module, from the recipe's args (dropout,
     init, dtype, image_size, width); image_size / in_channels: what the net sees, None for the
-    data set's own; towers: the net spans two devices (--devices); width: it takes --width."""
+    data set's own; towers: the net spans two devices (--devices); width: it takes --width;
+    inits: the --init values its builder knows."""
     build: Callable
     defaults: dict
     image_size: Optional[int] = 224
     in_channels: Optional[int] = 3
     towers: bool = False
     width: bool = False
+    inits: tuple = models.INITS
 
 
 def _alexnet_small(args, classes, in_channels, device, towers):
@@ -85,12 +99,38 @@ def _alexnet2012(args, classes, in_channels, device, towers):
                               dropout=args.dropout)
 
 
+def _torchvision(lrn):
+    """The builder of torchvision's layout (lrn: the tutorial's two LocalResponseNorm layers)."""
+    def build(args, classes, in_channels, device, towers):
+        side = paper_net_side(args.image_size)   # conv1 11/4 pad 2, three 3/2 pools: torchvision's too
+        if side < 1:
+            raise SetupError(f"--image-size {args.image_size}: torchvision's AlexNet needs 63 px or more "
+                             f"(conv5's maps must survive three 3/2 max-pools before the adaptive pooling)")
+        return models.alexnet_torchvision(classes, lrn=lrn, dropout=args.dropout, device=device,
+                                          dtype=np.dtype(args.dtype), init=args.init)
+    return build
+
+
+def _d2l(args, classes, in_channels, device, towers):
+    try:
+        return models.alexnet_d2l(classes, image_size=args.image_size, in_channels=in_channels, dropout=args.dropout,
+                                  device=device, dtype=np.dtype(args.dtype), init=args.init)
+    except ValueError as err:   # an image too small for its windows
+        raise SetupError(str(err)) from None
+
+
 MODELS = {
     "alexnet-small": ModelRecipe(_alexnet_small, DEFAULTS["alexnet-small"], image_size=None, in_channels=None,
                                  width=True),
     "alexnet": ModelRecipe(_alexnet, DEFAULTS["paper"]),
     "alexnet2012": ModelRecipe(_alexnet2012, DEFAULTS["paper"], towers=True),
+    # the seeds' nets: torchvision's sees 224 x 224 x 3 (grey repeated, as the paper nets do), d2l's
+    # 224 x 224 in the data set's own channels (one for Fashion-MNIST, as d2l trains it)
+    "torchvision": ModelRecipe(_torchvision(lrn=False), DEFAULTS["torchvision"], inits=models.SEED_INITS),
+    "torchvision-lrn": ModelRecipe(_torchvision(lrn=True), DEFAULTS["torchvision"], inits=models.SEED_INITS),
+    "d2l": ModelRecipe(_d2l, DEFAULTS["d2l"], in_channels=None, inits=models.SEED_INITS),
 }
+INIT_CHOICES = tuple(dict.fromkeys(i for recipe in MODELS.values() for i in recipe.inits))  # every --init value
 
 
 def model_defaults(model):
@@ -104,9 +144,11 @@ def apply_defaults(args):
     recipe = MODELS[args.model]
     if args.width is not None and not recipe.width:
         raise SetupError(f"--width is for alexnet-small; {args.model} has the paper's channel counts")
-    for name, value in recipe.defaults.items():
-        if getattr(args, name) is None:
+    for name, value in {**COMMON_DEFAULTS, **recipe.defaults}.items():
+        if getattr(args, name, None) is None:
             setattr(args, name, value)
+    if args.init not in recipe.inits:
+        raise SetupError(f"--init {args.init}: {args.model} knows {', '.join(recipe.inits)}")
     if args.image_size is None:
         args.image_size = recipe.image_size or DATASETS[args.dataset][0]
     return args
@@ -140,7 +182,10 @@ def _check_paper_size(size):
 
 def make_scheduler(args, optimizer):
     """args.lr_schedule 'step': lr / 10 every args.lr_step epochs; 'plateau': lr / 10 when the
-    test loss has not improved for args.patience epochs (the paper's, section 5)."""
+    test loss has not improved for args.patience epochs (the paper's, section 5); 'constant':
+    None, the lr never changes (d2l's)."""
+    if args.lr_schedule == "constant":
+        return None
     if args.lr_schedule == "step":
         return optim.StepLR(optimizer, step_size=args.lr_step, gamma=0.1)
     return optim.ReduceLROnPlateau(optimizer, factor=0.1, patience=args.patience)

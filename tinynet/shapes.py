@@ -33,6 +33,33 @@ def side_padding(padding):
     return int(before), int(after)
 
 
+def padding_sides(padding, op="conv2d"):
+    """A convolution's padding in its three accepted forms -> ((top, bottom), (left, right)):
+
+        P                                 P on every side
+        (ph, pw)                          PyTorch's form: ph above and below, pw left and right
+        ((top, bottom), (left, right))    each side its own
+
+    A paper summary's "padding [1, 2]" (one before, two after, on both axes) is ((1, 2), (1, 2)); a
+    flat pair keeps PyTorch's meaning so that PyTorch code ports unchanged. Errors name `op`."""
+    def ints(values):
+        return isinstance(values, (tuple, list)) and len(values) == 2 and \
+            all(isinstance(v, numbers.Integral) for v in values)
+
+    if isinstance(padding, numbers.Integral):
+        sides = ((padding, padding), (padding, padding))
+    elif ints(padding):
+        sides = ((padding[0], padding[0]), (padding[1], padding[1]))
+    elif isinstance(padding, (tuple, list)) and len(padding) == 2 and all(ints(axis) for axis in padding):
+        sides = tuple(tuple(axis) for axis in padding)
+    else:
+        raise TypeError(f"{op}: padding must be an int, a pair (ph, pw) or a pair of pairs "
+                        f"((top, bottom), (left, right)), got {padding!r}")
+    if any(v < 0 for axis in sides for v in axis):
+        raise ValueError(f"{op}: padding must be non-negative, got {padding!r}")
+    return tuple((int(before), int(after)) for before, after in sides)
+
+
 def conv_output_size(size, kernel, stride=1, padding=0):
     """(W + P_before + P_after - F) // S + 1 for a line of `size` pixels (see the module docstring).
 
@@ -51,3 +78,15 @@ def arithmetic(size, kernel, stride=1, padding=0):
     else:
         pad = f" + {before} + {after}"
     return out, f"({size} - {kernel}{pad}) // {stride} + 1 = {out}"
+
+
+def adaptive_windows(size, out):
+    """The windows of adaptive pooling from `size` pixels to `out` (PyTorch's AdaptiveAvgPool2d):
+
+        start_i = floor(i * size / out),   end_i = ceil((i + 1) * size / out),   0 <= i < out
+
+    Neighbouring windows overlap when `size` is not a multiple of `out`, and repeat pixels when
+    out > size. Returns (starts, ends), two lists of ints; window i is [starts[i], ends[i])."""
+    starts = [i * size // out for i in range(out)]
+    ends = [-(-(i + 1) * size // out) for i in range(out)]
+    return starts, ends

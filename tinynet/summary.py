@@ -20,6 +20,11 @@ bytes each crossing moves per image: forward the activation, backward its gradie
     python -m tinynet.summary alexnet [--image-size 224] [--num-classes 1000] [--json]
     python -m tinynet.summary alexnet2012
     python -m tinynet.summary alexnet-small --image-size 28 --num-classes 10
+    python -m tinynet.summary torchvision [--image-size 256]    (also torchvision-lrn)
+    python -m tinynet.summary d2l
+
+Per-side padding ((top, bottom), (left, right)) shows both sides: (224 - 11 + 1 + 2) // 4 + 1 = 55.
+Adaptive average pooling shows its windows: floor(i*H/oh) .. ceil((i+1)*H/oh).
 """
 import argparse
 import json
@@ -29,21 +34,22 @@ import numpy as np
 
 from . import nn
 from .models import AlexNet2012
-from .shapes import arithmetic, pair
+from .shapes import adaptive_windows, arithmetic, padding_sides, pair
 
-MODELS = ("alexnet", "alexnet2012", "alexnet-small")
+MODELS = ("alexnet", "alexnet2012", "alexnet-small", "torchvision", "torchvision-lrn", "d2l")
 COLUMNS = ("layer", "device", "output", "arithmetic", "params", "MACs", "bytes")
 
 
 # ================================================================= the arithmetic of one layer
 
 def _window(name, shape, kernel, stride, padding):
-    """(C, H, W) through a k x k window moved by s over an input padded by p: (oh, ow, text)."""
+    """(C, H, W) through a k x k window moved by s over an input padded by p (an int, (ph, pw) or
+    ((top, bottom), (left, right))): (oh, ow, text)."""
     _, h, w = shape
-    (kh, kw), (sh, sw), (ph, pw) = (pair(kernel, "kernel_size", name, 1), pair(stride, "stride", name, 1),
-                                    pair(padding, "padding", name, 0))
-    oh, text_h = arithmetic(h, kh, sh, ph)
-    ow, text_w = arithmetic(w, kw, sw, pw)
+    (kh, kw), (sh, sw) = pair(kernel, "kernel_size", name, 1), pair(stride, "stride", name, 1)
+    sides_h, sides_w = padding_sides(padding, name)
+    oh, text_h = arithmetic(h, kh, sh, sides_h)
+    ow, text_w = arithmetic(w, kw, sw, sides_w)
     if oh < 1 or ow < 1:
         raise ValueError(f"summary: {name} gets a {h} x {w} input, too small for its {kh} x {kw} window "
                          f"({text_h if oh < 1 else text_w})")
@@ -85,6 +91,25 @@ def _pool(name, shape, kernel, stride, device, itemsize):
     return _row(name, "MaxPool2d", device, (shape[0], oh, ow), text, itemsize=itemsize)
 
 
+def _adaptive_side(size, out):
+    """One side of adaptive pooling and the text of its windows, e.g. (6, '7 -> 6: windows of 2 px, overlapping')."""
+    starts, ends = adaptive_windows(size, out)
+    lengths = sorted({e - b for b, e in zip(starts, ends)})
+    overlap = any(e > b for e, b in zip(ends[:-1], starts[1:]))
+    text = f"{size} -> {out}: windows of {' or '.join(map(str, lengths))} px" + (", overlapping" if overlap else "")
+    return out, text
+
+
+def _adaptive(name, layer, shape, device, itemsize):
+    size = layer.output_size
+    oh, ow = (size, size) if isinstance(size, int) else size
+    oh, ow = oh or shape[1], ow or shape[2]           # None keeps that side
+    oh, text_h = _adaptive_side(shape[1], oh)
+    ow, text_w = _adaptive_side(shape[2], ow)
+    text = text_h if text_h == text_w else f"H: {text_h}; W: {text_w}"
+    return _row(name, "AdaptiveAvgPool2d", device, (shape[0], oh, ow), text, itemsize=itemsize)
+
+
 def _flatten(name, shape, device, itemsize):
     n = int(np.prod(shape))
     return _row(name, "Flatten", device, (n,), f"{'*'.join(str(s) for s in shape)} = {n}", itemsize=itemsize)
@@ -102,6 +127,8 @@ def _layer_row(name, layer, shape, device, itemsize):
         return _linear(name, layer, shape, device, itemsize)
     if isinstance(layer, nn.MaxPool2d):
         return _pool(name, shape, layer.kernel_size, layer.stride, device, itemsize)
+    if isinstance(layer, nn.AdaptiveAvgPool2d):
+        return _adaptive(name, layer, shape, device, itemsize)
     if isinstance(layer, nn.Flatten):
         return _flatten(name, shape, device, itemsize)
     if isinstance(layer, nn.LocalResponseNorm):
@@ -112,7 +139,8 @@ def _layer_row(name, layer, shape, device, itemsize):
     if isinstance(layer, (nn.ReLU, nn.Dropout)):
         return _same(name, type(layer).__name__, shape, device, itemsize)
     raise TypeError(f"summary: layer {name!r} is a {type(layer).__name__}, which summary does not know; "
-                    "expected Conv2d, Linear, MaxPool2d, LocalResponseNorm, ReLU, Dropout or Flatten")
+                    "expected Conv2d, Linear, MaxPool2d, AdaptiveAvgPool2d, LocalResponseNorm, ReLU, Dropout, "
+                    "Flatten or a Sequential of them")
 
 
 # ================================================================= walking a model
@@ -141,12 +169,22 @@ def summary(model, input_shape):
 def _sequential(model, shape, itemsize):
     device = model.parameters()[0].device
     rows = [_row("input", "Input", device, shape, "", itemsize=itemsize)]
+    _children(model, "", shape, device, itemsize, rows)
+    return rows
+
+
+def _children(model, prefix, shape, device, itemsize, rows):
+    """Append the rows of a Sequential's layers; a nested Sequential (torchvision's `features`,
+    `classifier`) adds its own rows named as its parameters are ("features.0"). Returns the output shape."""
     for name, layer in model.named_children():
+        if isinstance(layer, nn.Sequential):
+            shape = _children(layer, f"{prefix}{name}.", shape, device, itemsize, rows)
+            continue
         own = layer.parameters()
         device = own[0].device if own else device  # a layer without parameters runs where its input is
-        rows.append(_layer_row(name, layer, shape, device, itemsize))
+        rows.append(_layer_row(prefix + name, layer, shape, device, itemsize))
         shape = tuple(rows[-1]["shape"])
-    return rows
+    return shape
 
 
 def _towers(model, shape, itemsize):
@@ -241,10 +279,18 @@ def format_summary(rows, title=None):
 
 def build(model_name, image_size=None, num_classes=None):
     """(model, input_shape) for a model named on the command line, with its default sizes:
-    alexnet and alexnet2012 take 3 x 224 x 224 and 1000 classes, alexnet-small 1 x 28 x 28 and 10."""
+    alexnet, alexnet2012 and torchvision(-lrn) take 3 x 224 x 224 and 1000 classes, alexnet-small
+    1 x 28 x 28 and 10, d2l 1 x 224 x 224 and 10."""
     from . import models
     if model_name not in MODELS:
         raise ValueError(f"summary: unknown model {model_name!r}, expected one of {MODELS}")
+    if model_name == "d2l":
+        size, classes = image_size or 224, num_classes or 10
+        return models.alexnet_d2l(num_classes=classes, image_size=size), (1, size, size)
+    if model_name.startswith("torchvision"):
+        size, classes = image_size or 224, num_classes or 1000
+        net = models.alexnet_torchvision(num_classes=classes, lrn=model_name == "torchvision-lrn")
+        return net, (3, size, size)
     if model_name == "alexnet-small":
         size, classes = image_size or 28, num_classes or 10
         return models.alexnet_small(num_classes=classes, image_size=size), (1, size, size)
@@ -258,7 +304,7 @@ def main(argv=None):
     parser.add_argument("model", choices=MODELS)
     parser.add_argument("--image-size", type=int, default=None,
                         help="input side in pixels (default 224; 28 for alexnet-small)")
-    parser.add_argument("--num-classes", type=int, default=None, help="default 1000; 10 for alexnet-small")
+    parser.add_argument("--num-classes", type=int, default=None, help="default 1000; 10 for alexnet-small and d2l")
     parser.add_argument("--json", action="store_true", help="print the rows and totals as JSON")
     args = parser.parse_args(argv)
     try:

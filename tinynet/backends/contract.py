@@ -74,6 +74,20 @@ class Backend(Protocol):
             dx[n, c, h, w] = sum of dy[n, c, y, x] over the windows (y, x) whose argmax is (h, w)
         computed as a gather (one input pixel at a time), so it is deterministic."""
 
+    # ------------------------------------------------------------ adaptive average pooling
+    def adaptive_avgpool_forward(self, x, oh, ow):
+        """PyTorch's AdaptiveAvgPool2d: x (N, C, H, W) -> y (N, C, oh, ow),
+
+            y[n, c, i, j] = mean of x[n, c, start_i:end_i, start_j:end_j]
+            start_i = floor(i * H / oh), end_i = ceil((i + 1) * H / oh)   (likewise j over W)
+
+        windows overlap when H is not a multiple of oh and repeat pixels when oh > H
+        (tinynet.shapes.adaptive_windows)."""
+
+    def adaptive_avgpool_backward(self, dy, x_shape):
+        """dy (N, C, oh, ow) -> dx (N, C, H, W) = x_shape: each input pixel receives
+        dy / (window area) from every window that covers it, as a gather (no atomics)."""
+
     # ------------------------------------------------------------ local response normalization
     def lrn_forward(self, x, size, alpha, beta, k):
         """The paper's LRN across channels (section 3.3; alpha NOT divided by size):

@@ -130,6 +130,7 @@ if not _tf32:
 _KERNELS = {
     "im2col.cu": (("im2col", False), ("col2im", True)),
     "pool.cu": (("maxpool_forward", True), ("maxpool_backward", True)),
+    "adaptive_pool.cu": (("adaptive_avgpool_forward", True), ("adaptive_avgpool_backward", True)),
     "lrn.cu": (("lrn_forward", True), ("lrn_backward", True)),
     "elementwise.cu": (("cols_to_nchw", True), ("nchw_to_cols", True), ("relu_forward", True),
                        ("relu_backward", True), ("dropout_mask", True)),
@@ -319,6 +320,47 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
         dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
         _launch("maxpool_backward", "pool.cu", "maxpool_backward", dx, (dy, argmax, dx), sizes=(dy.size,),
                 ints=dict(H=h, W=w, k=k, s=s, oh=oh, ow=ow))
+    return dx
+
+
+# ---------------------------------------------------------------- adaptive average pooling
+
+def _launch_adaptive(kernel, out, args, sizes):
+    """kernel<T, I> of adaptive_pool.cu with one thread per element of `out` (ceil(out.size / 256)
+    blocks of 256); the arguments: `args` (arrays), out.size as an I, then H, W, oh, ow in `sizes`.
+    Called through _kernel directly, as im2col is, so that it does not depend on _launch's form."""
+    if out.size == 0:
+        return
+    it, ix = _index(*(a.size for a in args))
+    h, w, oh, ow = sizes
+    dims = _int32(kernel, H=h, W=w, oh=oh, ow=ow)
+    _int32(kernel, rows_times_oh=(h + 1) * oh, cols_times_ow=(w + 1) * ow)  # products the kernel forms in int
+    expression = f"{kernel}<{_ctype(kernel, out.dtype)}, {it}>"
+    _kernel("adaptive_pool.cu", expression)(((out.size + _THREADS - 1) // _THREADS,), (_THREADS,),
+                                            (*args, ix(out.size), *dims))
+
+
+def adaptive_avgpool_forward(x, oh, ow):
+    """x (N, C, H, W) -> y (N, C, oh, ow): the mean of each adaptive window"""
+    _ctype("adaptive_avgpool_forward", x.dtype)
+    n, c, h, w = x.shape
+    with _on(x):
+        x = _c(x)
+        y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
+        _launch_adaptive("adaptive_avgpool_forward", y, (x, y), (h, w, oh, ow))
+    return y
+
+
+def adaptive_avgpool_backward(dy, x_shape):
+    """dy (N, C, oh, ow) -> dx (N, C, H, W): each pixel gathers dy / area of the windows covering it"""
+    _ctype("adaptive_avgpool_backward", dy.dtype)
+    n, c, h, w = x_shape
+    oh, ow = dy.shape[2:]
+    _expect_shape("adaptive_avgpool_backward", "dy", dy, (n, c, oh, ow))
+    with _on(dy):
+        dy = _c(dy)
+        dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
+        _launch_adaptive("adaptive_avgpool_backward", dx, (dy, dx), (h, w, oh, ow))
     return dx
 
 

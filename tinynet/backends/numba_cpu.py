@@ -28,6 +28,7 @@ from tinynet._kernels import ensure_kernels_package  # noqa: E402
 ensure_kernels_package()
 
 from tinynet.shapes import conv_output_size  # noqa: E402
+from tinynet.kernels.cpu import adaptive_pool as _adaptive_pool  # noqa: E402
 from tinynet.kernels.cpu import elementwise as _elementwise  # noqa: E402
 from tinynet.kernels.cpu import im2col as _im2col  # noqa: E402
 from tinynet.kernels.cpu import loss as _loss  # noqa: E402
@@ -126,6 +127,23 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
     """-> dx (N, C, H, W): each input pixel sums dy of the windows it won (k, s are implied by argmax)"""
     dx = np.empty(tuple(x_shape), dtype=dy.dtype)
     _launch(_pool.maxpool_backward, _c(dy), np.ascontiguousarray(argmax, dtype=np.int64), dx)
+    return dx
+
+
+# ---------------------------------------------------------------- adaptive average pooling
+
+def adaptive_avgpool_forward(x, oh, ow):
+    """x (N, C, H, W) -> y (N, C, oh, ow): the mean of each adaptive window"""
+    n, c = x.shape[:2]
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    _launch(_adaptive_pool.adaptive_avgpool_forward, _c(x), y)
+    return y
+
+
+def adaptive_avgpool_backward(dy, x_shape):
+    """dy (N, C, oh, ow) -> dx (N, C, H, W): each pixel gathers dy / area of the windows covering it"""
+    dx = np.empty(tuple(x_shape), dtype=dy.dtype)
+    _launch(_adaptive_pool.adaptive_avgpool_backward, _c(dy), dx)
     return dx
 
 

@@ -9,7 +9,7 @@ formulas) is written as code in contract.py; each function here implements one e
 """
 import numpy as np
 
-from tinynet.shapes import conv_output_size
+from tinynet.shapes import adaptive_windows, conv_output_size
 
 name = "reference"
 xp = np
@@ -126,6 +126,44 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
             cols[:, i, j, 0] = np.where(at_ij, dy, 0).reshape(n * c, oh, ow)
     dx = col2im(cols.reshape(n * c * k * k, oh * ow), (1, n * c, h, w), k, k, (s, s), (0, 0))
     return dx.reshape(n, c, h, w)
+
+
+# ---------------------------------------------------------------- adaptive average pooling
+
+def _adaptive_avg_matrix(size, out, dtype):
+    """The (out, size) matrix that averages each adaptive window of a line:
+
+        A[i, h] = 1 / (end_i - start_i)  if start_i <= h < end_i, else 0
+        start_i = floor(i * size / out),  end_i = ceil((i + 1) * size / out)   (shapes.adaptive_windows)
+    """
+    starts, ends = adaptive_windows(size, out)
+    h = np.arange(size)[None, :]
+    inside = (np.array(starts)[:, None] <= h) & (h < np.array(ends)[:, None])   # (out, size)
+    return (inside / inside.sum(axis=1, keepdims=True)).astype(dtype)
+
+
+def adaptive_avgpool_forward(x, oh, ow):
+    """y[n, c, i, j] = mean of x[n, c, start_i:end_i, start_j:end_j]   (PyTorch's AdaptiveAvgPool2d)
+
+    The mean over a rectangle is the mean over its rows of the mean over its columns, so the
+    pooling is separable: y[n, c] = A_h @ x[n, c] @ A_w^T with A the averaging matrices above.
+    x: (N, C, H, W) -> y: (N, C, oh, ow)
+    """
+    a_h = _adaptive_avg_matrix(x.shape[2], oh, x.dtype)   # (oh, H)
+    a_w = _adaptive_avg_matrix(x.shape[3], ow, x.dtype)   # (ow, W)
+    return np.ascontiguousarray(a_h @ x @ a_w.T)          # (N, C, oh, ow)
+
+
+def adaptive_avgpool_backward(dy, x_shape):
+    """The adjoint of a product of matrices is the product of their transposes, in reverse:
+        dx[n, c] = A_h^T @ dy[n, c] @ A_w
+    i.e. each input pixel receives dy / (window area) from every window that covers it.
+    dy: (N, C, oh, ow) -> dx: (N, C, H, W)
+    """
+    oh, ow = dy.shape[2:]
+    a_h = _adaptive_avg_matrix(x_shape[2], oh, dy.dtype)  # (oh, H)
+    a_w = _adaptive_avg_matrix(x_shape[3], ow, dy.dtype)  # (ow, W)
+    return np.ascontiguousarray(a_h.T @ dy @ a_w)         # (N, C, H, W)
 
 
 # ---------------------------------------------------------------- local response normalization

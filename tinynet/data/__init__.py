@@ -26,7 +26,7 @@ class DataError(ValueError):
 # (`from . import DataError`), so it must exist before they are loaded.
 from .idx import FASHION_MNIST_CLASSES, load_fashion_mnist, read_idx  # noqa: E402
 from .cifar10 import CIFAR10_CLASSES, load_cifar10  # noqa: E402
-from .imagefolder import ImageFolder  # noqa: E402
+from .imagefolder import ImageFolder, imagenet_classes  # noqa: E402
 from .loader import ArrayDataset, DataLoader  # noqa: E402
 from . import transforms  # noqa: E402
 
@@ -38,6 +38,7 @@ __all__ = [
     "CIFAR10_CLASSES",
     "load_cifar10",
     "ImageFolder",
+    "imagenet_classes",
     "ArrayDataset",
     "DataLoader",
     "transforms",

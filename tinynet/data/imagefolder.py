@@ -144,3 +144,16 @@ def _resize_shorter_side(img, size):
     # Pillow's BILINEAR widens its filter when shrinking, so downscaling is anti-aliased.
     from PIL import Image
     return img.resize(new_size, Image.Resampling.BILINEAR)
+
+
+def imagenet_classes():
+    """The 1000 ImageNet (ILSVRC-2012) class names in class-index order, as torchvision's weights
+    number them: 0 tench, 1 goldfish, ..., 207 golden retriever, 281 tabby cat, ..., 999 toilet tissue.
+    From tinynet/data/imagenet_classes.txt (one short WordNet name per line; the two names the
+    usual list repeats are told apart: 134 crane (bird) / 517 crane (machine), 638 maillot /
+    639 maillot (tank suit))."""
+    path = Path(__file__).with_name("imagenet_classes.txt")
+    names = path.read_text().splitlines()
+    if len(names) != 1000:
+        raise DataError(f"{path}: {len(names)} class names, expected 1000")
+    return names

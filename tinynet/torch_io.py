@@ -1,0 +1,247 @@
+"""Read PyTorch checkpoints (`torch.save(model.state_dict(), path)`) without PyTorch, safely.
+
+    state = tn.load_torch("alexnet-owt-7be5be79.pth")     # {name: numpy.ndarray}
+    model.load_state_dict(state)
+
+A `.pth` file of the zip format (PyTorch >= 1.6) is a zip archive:
+
+    <name>/data.pkl          a pickle of the state_dict: an OrderedDict of tensor "rebuild records"
+    <name>/data/<key>        the raw bytes of storage <key>, one file per storage
+    <name>/byteorder         "little" or "big": the byte order the storages were written in
+                             (absent in older files, which are little-endian)
+
+A pickle is a small program: its GLOBAL opcode imports any name, and REDUCE calls it, so
+`pickle.load` of a hostile file can run `os.system("...")`. This module never uses the real
+pickle machinery for names: `_StateDictUnpickler.find_class` answers only the names a state_dict
+needs, with our own harmless stand-ins, and refuses every other name before anything is called:
+
+    collections.OrderedDict                   the state_dict itself (and its _metadata)
+    torch._utils._rebuild_tensor_v2           -> _rebuild_tensor: a NumPy array from a storage
+    torch._utils._rebuild_tensor_v3           the same for dtypes without a storage class (uint16,
+                                              uint32, uint64): an untyped (byte) storage and a dtype
+    torch.storage.UntypedStorage              -> a storage of bytes
+    torch._utils._rebuild_parameter           -> the tensor inside an nn.Parameter
+    torch.FloatStorage, torch.HalfStorage...  -> the NumPy dtype of a storage
+    torch.float32, torch.float16, ...         -> the same dtypes, as newer files may name them
+
+Storages arrive through pickle's persistent ids, ('storage', <dtype>, <key>, <location>, <numel>),
+and are read from <name>/data/<key> as NumPy arrays in the recorded byte order. A tensor is the
+view (storage_offset, size, stride) of its storage, the same as NumPy's as_strided; every view is
+checked to lie inside its storage (a hostile file could otherwise make as_strided read foreign
+memory) and then copied, so each returned array owns its data and is C-contiguous.
+
+bfloat16, which NumPy lacks, is widened to float32 exactly (its 16 bits are the top half of a
+float32). Only the zip format is read; the legacy format (`_use_new_zipfile_serialization=False`)
+gets an error that says how to convert it.
+
+The other direction needs no help: `torch_model.load_state_dict({k: torch.from_numpy(v) for k, v
+in model.state_dict().items()})`.
+"""
+import collections
+import io
+import os
+import pickle
+import zipfile
+
+import numpy as np
+
+# PyTorch's storage classes and dtypes -> NumPy dtypes (byte order applied when read).
+# "bfloat16" is read as uint16 and widened to float32 (see _widen_bfloat16).
+_STORAGE_DTYPES = {
+    "DoubleStorage": "f8", "FloatStorage": "f4", "HalfStorage": "f2", "BFloat16Storage": "bfloat16",
+    "LongStorage": "i8", "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1",
+    "ByteStorage": "u1", "BoolStorage": "?",
+    "ComplexDoubleStorage": "c16", "ComplexFloatStorage": "c8",
+}
+_TORCH_DTYPES = {
+    "float64": "f8", "double": "f8", "float32": "f4", "float": "f4", "float16": "f2", "half": "f2",
+    "bfloat16": "bfloat16", "int64": "i8", "long": "i8", "int32": "i4", "int": "i4",
+    "int16": "i2", "short": "i2", "int8": "i1", "uint8": "u1", "bool": "?",
+    "uint16": "u2", "uint32": "u4", "uint64": "u8",
+    "complex128": "c16", "complex64": "c8",
+}
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A .pth whose pickle asks for something a state_dict never holds (and might run code)."""
+
+
+# Everything find_class hands out is immutable: a hostile pickle can BUILD (set attributes) on any
+# object it can reach, and must not be able to change what the next file loads.
+
+class _StorageType(str):
+    """What `torch.FloatStorage` (or `torch.float32`) becomes here: the NumPy code of its
+    element type ('f4', ..., or 'bfloat16'), an immutable string."""
+
+    __slots__ = ()
+
+    def numpy_dtype(self, byteorder):
+        if self == "bfloat16":
+            return np.dtype(np.uint16).newbyteorder(byteorder)
+        return np.dtype(str(self)).newbyteorder(byteorder)
+
+
+class _Frozen:
+    """A stand-in function whose attributes cannot be set."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn):
+        object.__setattr__(self, "_fn", fn)
+
+    def __setattr__(self, name, value):
+        raise UnsafeCheckpointError(f"load_torch: the pickle tried to set {name!r} on {self._fn.__name__}; refused")
+
+    def __call__(self, *args, **kwargs):
+        return self._fn(*args, **kwargs)
+
+
+def _storage(storage):
+    """(array, record name, byte order) of a storage that persistent_load made; an error otherwise."""
+    if not (isinstance(storage, tuple) and len(storage) == 3 and isinstance(storage[0], np.ndarray)):
+        raise ValueError(f"load_torch: a tensor record names {type(storage).__name__} as its storage, "
+                         "expected a storage record")
+    return storage
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype,
+                       metadata=None):
+    """torch._utils._rebuild_tensor_v3's stand-in: the storage holds bytes and `dtype` says what
+    they are; view them as that type, then as _rebuild_tensor does."""
+    array, what, byteorder = _storage(storage)
+    if not isinstance(dtype, _StorageType):
+        raise ValueError(f"load_torch: tensor of storage {what} has dtype {dtype!r}, which NumPy cannot hold")
+    typed = dtype.numpy_dtype(byteorder)
+    array = array[:array.size - array.size % typed.itemsize].view(typed)
+    if dtype == "bfloat16":
+        array = _widen_bfloat16(array)
+    return _rebuild_tensor((array, what, byteorder), storage_offset, size, stride)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                    metadata=None):
+    """torch._utils._rebuild_tensor_v2's stand-in: the view (offset, size, stride) of a storage
+    (all counted in elements), copied into a C-contiguous NumPy array."""
+    array, what, _ = _storage(storage)
+    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    offset = int(storage_offset)
+    if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
+        raise ValueError(f"load_torch: tensor record with size {size}, stride {stride}, offset {offset} "
+                         f"is not a valid view of storage {what}")
+    if 0 not in size:
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= array.size:
+            raise ValueError(f"load_torch: tensor of size {size}, stride {stride}, offset {offset} reaches "
+                             f"element {last} of storage {what}, which holds {array.size}: the file is damaged")
+    itemsize = array.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(array[offset:] if array.size else array, shape=size,
+                                           strides=tuple(s * itemsize for s in stride), writeable=False)
+    out = np.array(view, order="C")                       # a copy that owns its data (0-d stays 0-d)
+    if out.dtype.byteorder not in ("=", "|"):
+        out = out.astype(out.dtype.newbyteorder("="))    # native order, for every later computation
+    return out
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
+    """torch._utils._rebuild_parameter's stand-in: a Parameter is its tensor's values."""
+    return data
+
+
+_ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,   # a C type: its attributes are fixed
+            ("torch._utils", "_rebuild_tensor_v2"): _Frozen(_rebuild_tensor),
+            ("torch._utils", "_rebuild_tensor_v3"): _Frozen(_rebuild_tensor_v3),
+            ("torch.storage", "UntypedStorage"): _StorageType("u1"),
+            ("torch._utils", "_rebuild_parameter"): _Frozen(_rebuild_parameter)}
+_ALLOWED.update({("torch", name): _StorageType(code) for name, code in _STORAGE_DTYPES.items()})
+_ALLOWED.update({("torch", name): _StorageType(code) for name, code in _TORCH_DTYPES.items()})
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    """An unpickler that knows only the names of `_ALLOWED` and reads storages from the archive."""
+
+    def __init__(self, data, archive, prefix, byteorder, path):
+        super().__init__(io.BytesIO(data))
+        self.archive, self.prefix, self.byteorder, self.path = archive, prefix, byteorder, path
+        self.storages = {}
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise UnsafeCheckpointError(
+                f"load_torch: {self.path} asks for the global {module}.{name}, which a state_dict never "
+                "needs; refused (a .pth file is a pickle, and a pickle can run any command)") from None
+
+    def persistent_load(self, pid):
+        """('storage', dtype, key, location, numel) -> (the storage as a 1-D NumPy array, its name,
+        the byte order); numel counts elements of dtype (bytes for an UntypedStorage)."""
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType)):
+            raise pickle.UnpicklingError(f"load_torch: {self.path} holds an unknown persistent record {pid!r}")
+        _, kind, key, _location, numel = pid
+        key = str(key)
+        if key not in self.storages:
+            dtype = kind.numpy_dtype(self.byteorder)
+            record = f"{self.prefix}data/{key}"
+            try:
+                raw = self.archive.read(record)
+            except KeyError:
+                raise ValueError(f"load_torch: {self.path} lacks {record}: the file is incomplete") from None
+            count = int(numel)
+            if count < 0 or len(raw) < count * dtype.itemsize:
+                raise ValueError(f"load_torch: {record} in {self.path} has {len(raw)} bytes, but its "
+                                 f"{count} elements of {dtype} need {count * dtype.itemsize}: the file is damaged")
+            array = np.frombuffer(raw, dtype=dtype, count=count)
+            if kind == "bfloat16":
+                array = _widen_bfloat16(array)
+            self.storages[key] = (array, record, self.byteorder)
+        return self.storages[key]
+
+
+def _widen_bfloat16(bits):
+    """bfloat16 (as uint16 bit patterns) -> float32: the 16 bits become the top half of a float32."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def load_torch(path):
+    """Read a PyTorch state_dict file (the zip format of torch.save) -> {name: numpy.ndarray}.
+
+    No PyTorch needed, and nothing in the file is executed: see the module docstring for the
+    names the restricted unpickler accepts. Raises ValueError for a damaged, truncated or legacy
+    file, UnsafeCheckpointError (a pickle.UnpicklingError) for a pickle that asks for any other name."""
+    path = os.fspath(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80":  # a bare pickle: torch.save's legacy format
+            raise ValueError(f"load_torch: {path} is in PyTorch's legacy (pre-1.6) format; re-save it with "
+                             "torch.save(torch.load(path), new_path) to get the zip format") from None
+        raise ValueError(f"load_torch: {path} is not a PyTorch zip checkpoint (truncated or not a .pth "
+                         "written by torch.save)") from None
+    with archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise ValueError(f"load_torch: {path} has {len(pickles)} <name>/data.pkl records, expected one")
+        prefix = pickles[0][:-len("data.pkl")]
+        try:
+            order = archive.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in \
+                archive.namelist() else "little"
+            if order not in ("little", "big"):
+                raise ValueError(f"load_torch: {path} records byte order {order!r}, expected 'little' or 'big'")
+            data = archive.read(pickles[0])
+            unpickler = _StateDictUnpickler(data, archive, prefix, "<" if order == "little" else ">", path)
+            state = unpickler.load()
+        except UnsafeCheckpointError:
+            raise
+        except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, OSError, AttributeError, TypeError) as err:
+            # AttributeError, TypeError: a pickle that calls or builds the allowed names wrongly
+            raise ValueError(f"load_torch: {path} is damaged or truncated ({err})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"load_torch: {path} holds a {type(state).__name__}, not a state_dict")
+    bad = [k for k, v in state.items() if not isinstance(v, np.ndarray)]
+    if bad:
+        raise ValueError(f"load_torch: {path} maps {bad[:3]} to values that are not tensors; "
+                         "expected a state_dict (torch.save(model.state_dict(), path))")
+    return dict(state)
