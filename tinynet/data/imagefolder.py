@@ -148,7 +148,7 @@ def _resize_shorter_side(img, size):
 
 def imagenet_classes():
     """The 1000 ImageNet (ILSVRC-2012) class names in class-index order, as torchvision's weights
-    number them: 0 tench, 1 goldfish, ..., 207 golden retriever, 281 tabby cat, ..., 999 toilet tissue.
+    number them: 0 tench, 1 goldfish, ..., 207 golden retriever, 281 tabby, ..., 999 toilet tissue.
     From tinynet/data/imagenet_classes.txt (one short WordNet name per line; the two names the
     usual list repeats are told apart: 134 crane (bird) / 517 crane (machine), 638 maillot /
     639 maillot (tank suit))."""
