@@ -113,13 +113,18 @@ def backward(root, grad):
     """Run every recorded backward from root, in reverse topological order, and accumulate the
     gradients of leaf tensors into their .grad. The graph is freed as it is walked."""
     grads = {id(root): grad}
+    given = set()  # ids of the arrays already stored as a leaf's .grad in this walk
     for t in _topological_order(root):
         g = grads.pop(id(t), None)
         if g is None:
             continue
         node = t._node
         if node is None:  # a leaf: accumulate
-            t.grad = g if t.grad is None else t.grad + g
+            if t.grad is not None:
+                t.grad = t.grad + g
+            else:  # Add hands one dy to both inputs: two leaves must not share (and mutate) one array
+                t.grad = g.copy() if id(g) in given else g
+            given.add(id(t.grad))
             continue
         if node.ctx is None:
             raise RuntimeError("backward through a graph a second time: its saved arrays were freed "

@@ -30,11 +30,17 @@ def _pair(value, name, op, minimum):
 
 
 def _check_tensor(x, name, op, ndim=None):
+    """x is a float Tensor; with ndim, an `ndim`-D batch of at least one example."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
+    if x.dtype not in (np.float32, np.float64):  # a raw Tensor(int array); tn.tensor() always makes floats
+        raise TypeError(f"{op}: {name} has dtype {x.dtype}, expected float32 or float64 (convert with tn.tensor)")
     if ndim is not None and x.ndim != ndim:
         layout = {4: " (N, C, H, W)", 2: " (N, features)"}.get(ndim, "")
         raise ValueError(f"{op}: {name} must be {ndim}-D{layout}, got shape {x.shape}")
+    if ndim is not None and x.size == 0:  # the kernels' reshapes would fail deep inside Numba
+        what = f"a batch of 0 {'images' if ndim == 4 else 'rows'}" if x.shape[0] == 0 else "an empty axis"
+        raise ValueError(f"{op}: {name} has shape {x.shape}, {what}; expected at least 1 along every axis")
 
 
 def _check_same_dtype(op, **tensors):
