@@ -113,3 +113,37 @@ def test_a_small_net_learns_a_separable_problem():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_load_state_dict_checks_every_entry_before_copying_any():
+    net = small_net()
+    before = net.state_dict()
+    for bad in ({"fc.bias": np.zeros(4)},                             # a shape that differs
+                {"fc.bias": np.array(["a", "b", "c"])},                # not numbers
+                {"fc.bias": np.zeros(3, np.int64)}):                   # integers are not weights
+        state = {k: v + 1 for k, v in before.items()}
+        state.update(bad)
+        with pytest.raises(ValueError, match=r"load_state_dict: fc.bias has (shape \(4,\)|dtype)"):
+            net.load_state_dict(state)
+        for name, value in net.state_dict().items():  # conv1.* come first: they must be untouched
+            np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "flipped", "pickle", "text"])
+def test_load_of_a_damaged_file_names_it_and_says_what_to_do(tmp_path, damage):
+    net = small_net()
+    good = tmp_path / "good.npz"
+    net.save(good)
+    raw = good.read_bytes()
+    middle = len(raw) // 2
+    content = {"empty": b"", "truncated": raw[:middle],
+               "flipped": raw[:middle] + bytes([raw[middle] ^ 0xFF]) + raw[middle + 1:],  # "Bad CRC-32"
+               "pickle": b"\x80\x04K\x01.",                                              # pickle.dumps(1)
+               "text": b"not an npz file\n"}[damage]
+    path = tmp_path / "w.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        net.load(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message and "damaged or not an .npz" in message and "save it again" in message

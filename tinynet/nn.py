@@ -8,6 +8,8 @@ existing arrays, keeping their dtype and device.
 import math
 import os
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -118,12 +120,14 @@ class Module:
         return {name: p.numpy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state, strict=True):
-        """Copy values into the existing parameters (their dtype and device stay)."""
+        """Copy values into the existing parameters (their dtype and device stay). All or nothing:
+        every key, shape and dtype is checked before the first value is copied."""
         params = dict(self.named_parameters())
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params))
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        values = {}
         for name, p in params.items():
             if name not in state:
                 continue
@@ -131,6 +135,12 @@ class Module:
             if tuple(value.shape) != p.shape:
                 raise ValueError(f"load_state_dict: {name} has shape {tuple(value.shape)} in the state "
                                  f"but {p.shape} in the module")
+            if value.dtype.kind != "f":
+                raise ValueError(f"load_state_dict: {name} has dtype {value.dtype} in the state, "
+                                 f"expected floats (the module holds {p.dtype})")
+            values[name] = value
+        for name, value in values.items():
+            p = params[name]
             with p.device.context():
                 p.data[...] = p.device.xp.asarray(value.astype(p.dtype, copy=False))
         return self
@@ -140,8 +150,23 @@ class Module:
         save_npz(path, self.state_dict())
 
     def load(self, path):
+        """Load the parameters that save() wrote (a damaged file: one ValueError naming it)."""
+        return self.load_state_dict(load_npz(path))
+
+
+def load_npz(path):
+    """{name: array} of an .npz file such as save_npz writes, read in full (so every member's
+    CRC is checked now). A file that is empty, cut short, altered or not an .npz at all raises
+    one ValueError that names it, instead of zipfile's, EOFError's or NumPy's pickle message."""
+    try:
         with np.load(path) as f:
-            return self.load_state_dict({k: f[k] for k in f.files})
+            return {name: f[name] for name in f.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as err:
+        reason = " ".join(f"{type(err).__name__}: {err}".split())  # one line, whatever NumPy says
+        if "pickle" in reason:  # NumPy suggests allow_pickle=True: never for a file that should hold arrays
+            reason = "it holds no arrays: it is a pickle or text"
+        raise ValueError(f"{os.fspath(path)} is damaged or not an .npz written by tinynet ({reason}); "
+                         "save it again, or pick another file") from err
 
 
 def save_npz(path, arrays):
