@@ -289,6 +289,53 @@ def test_lrn_backward_equals_reference(setting, dtype, data):
                  reference.lrn_backward(dy, x, y, scale, size, alpha, beta), dtype)
 
 
+def assert_same_non_finite_then_close(actual, expected, dtype):
+    """NaN and +-inf at exactly the same places, the finite rest equal up to rounding."""
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    inf = np.isinf(expected)
+    np.testing.assert_array_equal(actual[inf], expected[inf])
+    finite = np.isfinite(expected)
+    assert_close(np.where(finite, actual, 0), np.where(finite, expected, 0), dtype)
+
+
+def with_non_finite(data, a):
+    """A copy of `a` with 1 to 3 of its elements set to NaN, +inf or -inf."""
+    a = a.copy()
+    at = data.draw(st.lists(st.integers(0, a.size - 1), min_size=1, max_size=3))
+    a.flat[at] = [data.draw(st.sampled_from([np.nan, np.inf, -np.inf])) for _ in at]
+    return a
+
+
+@FEW
+@given(setting=lrn_setting(), dtype=DTYPES, data=st.data())
+def test_lrn_forward_keeps_a_non_finite_input_inside_its_windows(setting, dtype, data):
+    # A running window sum that adds inf and later subtracts it gets inf - inf = NaN, which then
+    # stays in every later channel: only the outputs whose window holds the value may change.
+    shape, size, alpha, beta, k = setting
+    x = with_non_finite(data, data.draw(arrays(shape, dtype)))
+    before, after = size // 2, (size - 1) // 2
+    bad = ~np.isfinite(x)
+    window_holds_bad = np.stack([bad[:, max(0, c - before):c + after + 1].any(axis=1)
+                                 for c in range(shape[1])], axis=1)
+    for backend in (reference, numba_cpu):
+        y, scale = backend.lrn_forward(x, size, alpha, beta, k)
+        np.testing.assert_array_equal(~np.isfinite(scale), window_holds_bad, err_msg=backend.name)
+    y_ref, scale_ref = reference.lrn_forward(x, size, alpha, beta, k)
+    assert_same_non_finite_then_close(scale, scale_ref, dtype)
+    assert_same_non_finite_then_close(y, y_ref, dtype)
+
+
+@FEW
+@given(setting=lrn_setting(), dtype=DTYPES, data=st.data())
+def test_lrn_backward_keeps_a_non_finite_gradient_inside_its_windows(setting, dtype, data):
+    shape, size, alpha, beta, k = setting
+    x = data.draw(arrays(shape, dtype))
+    y, scale = reference.lrn_forward(x, size, alpha, beta, k)
+    dy = with_non_finite(data, data.draw(arrays(shape, dtype)))
+    assert_same_non_finite_then_close(numba_cpu.lrn_backward(dy, x, y, scale, size, alpha, beta),
+                                      reference.lrn_backward(dy, x, y, scale, size, alpha, beta), dtype)
+
+
 # ---------------------------------------------------------------- elementwise
 
 SHAPES = st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple)
