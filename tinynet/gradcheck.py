@@ -178,6 +178,13 @@ def _lrn(rng, device, dtype):
     return lambda x: F.local_response_norm(x, size=5, alpha=0.5, beta=0.75, k=2.0), [x]
 
 
+def _lrn_even(rng, device, dtype):
+    """Size 4: the window (2 channels before, 1 after) is lopsided, so a backward that sums the
+    forward window instead of the mirrored one fails here, while odd sizes cannot tell them apart."""
+    x = _t(rng.standard_normal((2, 7, 3, 3)), device, dtype)
+    return lambda x: F.local_response_norm(x, size=4, alpha=0.5, beta=0.75, k=2.0), [x]
+
+
 def _relu(rng, device, dtype):
     x = _t(_away_from_zero(rng, (3, 5, 4)), device, dtype)
     return F.relu, [x]
@@ -241,6 +248,7 @@ CASES = {
     "conv2d": _conv, "conv2d_stride4": _conv_stride4, "max_pool2d": _pool,
     "local_response_norm": _lrn, "relu": _relu, "dropout": _dropout, "linear": _linear,
     "softmax_cross_entropy": _xent, "shape_ops": _shapes, "to": _to, "network": _network,
+    "local_response_norm_even_size": _lrn_even,
 }
 
 
