@@ -204,3 +204,16 @@ def test_the_walkthrough_table_is_the_summary_of_alexnet(alexnet):
     doc = (Path(__file__).resolve().parent.parent / "docs" / "walkthrough.md").read_text()
     pasted = re.search(r"```text\n(layer .*?)```", doc, re.DOTALL).group(1).rstrip()
     assert pasted == format_summary(summary(alexnet, (3, 224, 224)))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["alexnet", "--num-classes", "0"], "alexnet: num_classes=0, expected a positive int"),
+    (["alexnet-small", "--num-classes", "0"], "alexnet_small: num_classes=0, expected a positive int"),
+    (["alexnet-small", "--image-size", "0"], "alexnet_small: image_size=0, expected a positive int"),
+])
+def test_cli_refuses_a_size_of_zero_with_one_line_and_exit_2(argv, message, capsys):
+    # before: "--num-classes 0" was read as "not given" and printed the 1000-class table
+    with pytest.raises(SystemExit) as exit_info:
+        tn_summary.main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == message + "\n"
