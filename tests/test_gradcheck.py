@@ -59,3 +59,14 @@ def test_cli_exits_nonzero_when_a_layer_fails(monkeypatch, capsys):
     code = gradcheck.main(["--backend", "reference", "--layer", "relu"])
     assert code == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_cli_asked_for_a_backend_that_cannot_run_here_says_so_in_one_line_and_exits_2(capsys):
+    if "cupy" in backends.available("cuda"):
+        pytest.skip("CuPy and a GPU are present")
+    # before: the ImportError's traceback
+    with pytest.raises(SystemExit) as exit_info:
+        gradcheck.main(["--backend", "cupy", "--layer", "relu"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gradcheck: --backend cupy cannot run here: ") and err.count("\n") == 1

@@ -271,6 +271,13 @@ def main(argv=None):
     parser.add_argument("--layer", choices=sorted(CASES), action="append", help="layer(s) to check (default: all)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     args = parser.parse_args(argv)
+    for name in args.backend or ():  # a backend asked for by name must run here: say so now, in one line
+        try:
+            module = backends.load(name)
+            if name == "cupy":
+                module.check_available()  # CuPy imports, but is there a GPU?
+        except (ImportError, RuntimeError) as err:
+            parser.exit(2, f"gradcheck: --backend {name} cannot run here: {str(err).splitlines()[0]}\n")
     names = args.backend or backends.available("cpu") + backends.available("cuda")
     layers = args.layer or list(CASES)
     tol = TOLERANCE[args.dtype]
