@@ -1,4 +1,7 @@
 """Modules and the optimizer: state round-trips, dtype and device moves, the paper's SGD rule."""
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -147,3 +150,49 @@ def test_load_of_a_damaged_file_names_it_and_says_what_to_do(tmp_path, damage):
     message = str(info.value)
     assert "\n" not in message
     assert str(path) in message and "damaged or not an .npz" in message and "save it again" in message
+
+
+# ---------------------------------------------------------------- save_npz: a file that survives a crash
+
+def test_save_npz_fsyncs_the_file_before_the_rename_and_then_the_folder(tmp_path, monkeypatch):
+    synced = []  # (what was synced, whether w.npz existed yet)
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        what = "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        synced.append((what, (tmp_path / "w.npz").exists()))
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    nn.save_npz(tmp_path / "w.npz", {"a": np.arange(3)})
+    # the data reaches the disk before the new name does, and the new name is made durable too
+    assert synced == [("file", False), ("folder", True)]
+
+
+def test_save_npz_writes_with_the_users_umask_not_0600(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        nn.save_npz(tmp_path / "w.npz", {"a": np.arange(3)})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "w.npz").stat().st_mode & 0o777 == 0o644  # mkstemp's would be 0o600
+
+
+def test_save_npz_removes_the_temporaries_a_killed_save_of_the_same_file_left(tmp_path):
+    stale = tmp_path / "w.npz.tmp-4194305-0badc0de"           # a save of w.npz killed mid-write
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / "other.npz.tmp-4194305-0badc0de"       # another file's: not ours to remove
+    other.write_bytes(b"someone else's")
+    nn.save_npz(tmp_path / "w.npz", {"a": np.arange(3)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.npz.tmp-4194305-0badc0de", "w.npz"]
+
+
+def test_save_npz_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    nn.save_npz(tmp_path / "w.npz", {"a": np.arange(3)})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        nn.save_npz(tmp_path / "w.npz", {"a": np.arange(5)})
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+    np.testing.assert_array_equal(nn.load_npz(tmp_path / "w.npz")["a"], np.arange(3))

@@ -7,7 +7,7 @@ existing arrays, keeping their dtype and device.
 """
 import math
 import os
-import tempfile
+import secrets
 import zipfile
 import zlib
 
@@ -170,18 +170,42 @@ def load_npz(path):
 
 
 def save_npz(path, arrays):
-    """np.savez to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    """np.savez to a temporary file beside `path`, then rename: a crash never leaves half a file.
+
+    Durable: the temporary is fsync'ed before the rename (else after a power loss the new name may
+    point at data that never reached the disk) and the folder after it (else the rename itself
+    may be lost). The file gets the user's umask, as any file they write (mkstemp's would be 0600).
+    One process writes a given file (rank 0 of one run), so a `<name>.tmp-*` beside it is left
+    from a save that was killed mid-write: it is removed here, before it piles up."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
+    for entry in os.listdir(folder):
+        if entry.startswith(name + ".tmp-"):
+            os.unlink(os.path.join(folder, entry))
+    tmp = os.path.join(folder, f"{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 minus the umask
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder):
+    """Make a rename in `folder` durable (POSIX; Windows cannot open a folder and needs nothing)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # ================================================================= layers
