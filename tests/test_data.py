@@ -140,6 +140,13 @@ def test_missing_files_in_data_dir_raise_data_error_naming_dir_and_files(tmp_pat
     assert "train-images-idx3-ubyte.gz" in message and "train-labels-idx1-ubyte.gz" in message
 
 
+def test_data_dir_that_is_a_file_says_so(tmp_path):
+    # before: "(the folder does not exist)" about a file that does exist
+    path = write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((2, 28, 28)))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz \(that is a file, not a folder\)$"):
+        load_fashion_mnist(path)
+
+
 def test_label_out_of_range_raises_data_error_naming_the_file(tmp_path):
     write_fake_fashion_mnist(tmp_path, n=4, labels=[0, 9, 10, 3])
     with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: label 10 at index 2 .*0\.\.9"):

@@ -140,7 +140,8 @@ def load_fashion_mnist(data_dir=None, train=True):
             raise DataError(
                 f"data_dir={str(data_dir)!r}: Fashion-MNIST files not found; expected "
                 f"{names[0]}.gz and {names[1]}.gz (or the same names without .gz) in {folder}"
-                + ("" if folder.is_dir() else " (the folder does not exist)")
+                + ("" if folder.is_dir() else " (that is a file, not a folder)" if folder.exists()
+                   else " (the folder does not exist)")
             )
     else:
         paths = (_find_files(SYSTEM_DIR, names) or _find_files(cache_dir(), names)
