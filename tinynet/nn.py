@@ -154,10 +154,11 @@ class Module:
         return self.load_state_dict(load_npz(path))
 
 
-def load_npz(path):
+def load_npz(path, remedy="save it again, or pick another file"):
     """{name: array} of an .npz file such as save_npz writes, read in full (so every member's
     CRC is checked now). A file that is empty, cut short, altered or not an .npz at all raises
-    one ValueError that names it, instead of zipfile's, EOFError's or NumPy's pickle message."""
+    one ValueError that names it and ends in `remedy` (what to do), instead of zipfile's,
+    EOFError's or NumPy's pickle message."""
     try:
         with np.load(path) as f:
             return {name: f[name] for name in f.files}
@@ -166,7 +167,7 @@ def load_npz(path):
         if "pickle" in reason:  # NumPy suggests allow_pickle=True: never for a file that should hold arrays
             reason = "it holds no arrays: it is a pickle or text"
         raise ValueError(f"{os.fspath(path)} is damaged or not an .npz written by tinynet ({reason}); "
-                         "save it again, or pick another file") from err
+                         f"{remedy}") from err
 
 
 def save_npz(path, arrays):
