@@ -19,6 +19,7 @@ Exit status: 0 done, 1 the loss diverged (NaN/inf), 2 a setup error (missing dat
 flag), 130 interrupted by Ctrl-C (a checkpoint was saved: --resume continues).
 """
 import argparse
+import math
 import os
 import sys
 import time
@@ -29,7 +30,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 import tinynet as tn  # noqa: E402
 from tinynet import config, recipes, train  # noqa: E402
+from tinynet.data import DataError  # noqa: E402
 from tinynet.recipes import COMMON_DEFAULTS, INIT_CHOICES, LR_SCHEDULES, SetupError  # noqa: E402
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -42,7 +51,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_Help)
+    p = _OneLineParser(prog="train_alexnet.py", description=__doc__.split("\n\n")[0], formatter_class=_Help)
     add = p.add_argument
     add("--device", default="cpu", help="cpu, cuda or cuda:N: where batches and the net live")
     add("--devices", default=None, help="d0,d1: the two towers of alexnet2012 (default cpu:0,cpu:1 or cuda:0,cuda:1)")
@@ -92,14 +101,46 @@ def parse_args(argv=None):
         recipes.apply_defaults(args)
     except SetupError as err:
         p.error(str(err))
-    for name in ("epochs", "batch_size", "lr_step", "workers"):
-        if getattr(args, name) < (0 if name == "workers" else 1):
-            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.lr <= 0:
-        p.error(f"--lr must be positive, got {args.lr}")
-    if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) > 0):
-        p.error(f"--threads must be a positive count or auto, got {args.threads!r}")
+    problem = check_flags(args)
+    if problem:
+        p.error(problem)
     return args
+
+
+def check_flags(args):
+    """The first flag no run can have, as one line, or None. Checked before any data is read or
+    model built, so a typo costs no loading time (NaN fails every comparison, so each range is
+    written as the condition the value must meet)."""
+    whole = {"epochs": 1, "batch_size": 1, "lr_step": 1, "workers": 0, "seed": 0, "patience": 0,
+             "width": 1, "image_size": 1, "limit_train": 1, "limit_test": 1}
+    for name, minimum in whole.items():
+        value = getattr(args, name)
+        if value is not None and not value >= minimum:
+            return f"--{name.replace('_', '-')} {value}: expected an integer >= {minimum}"
+    ranges = {"lr": (0, math.inf, "a positive number"), "weight_decay": (0, math.inf, "a number >= 0"),
+              "momentum": (0, 1, "a number in [0, 1)"), "dropout": (0, 1, "a probability in [0, 1)")}
+    for name, (low, high, expected) in ranges.items():
+        value = getattr(args, name)
+        inside = low < value < high if name == "lr" else low <= value < high
+        if not inside:
+            return f"--{name.replace('_', '-')} {value}: expected {expected}"
+    if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) > 0):
+        return f"--threads {args.threads!r}: expected a positive count or auto"
+    if args.data is not None and not os.path.isdir(args.data):
+        what = "a file" if os.path.exists(args.data) else "not there"
+        return f"--data {args.data}: {what}; expected the folder that holds the data set"
+    return None
+
+
+# Flags that steer how a run goes or where it finds its files, not what it computes: a resume may
+# change them (a data folder may move; --dataset names what it holds).
+RUN_CONTROL = ("epochs", "resume", "eval_only", "checkpoint", "json_log", "data", "profile", "no_progress",
+               "workers", "threads", "device", "devices")
+
+
+def run_settings(args):
+    """The flags that define the run, stored in its checkpoint: a resume must repeat them."""
+    return {name: value for name, value in sorted(vars(args).items()) if name not in RUN_CONTROL}
 
 
 def thread_count(flag):
@@ -167,7 +208,8 @@ def main(argv=None):
                             scheduler=recipes.make_scheduler(args, optimizer),
                             checkpoint_dir=args.checkpoint or os.path.join("checkpoints", run_name),
                             json_log=json_log, progress=not args.no_progress, preprocess=preprocess,
-                            ten_crop=args.ten_crop, crop_size=crop_size, profile=args.profile)
+                            ten_crop=args.ten_crop, crop_size=crop_size, profile=args.profile,
+                            settings=run_settings(args))
     if args.eval_only:
         try:
             trainer.load()
@@ -183,7 +225,7 @@ def main(argv=None):
     except train.TrainingDiverged as err:
         print(f"train_alexnet.py: {err}", file=sys.stderr)
         return 1
-    except train.CheckpointMismatch as err:  # --resume with a checkpoint of another run
+    except (train.CheckpointError, train.LogNotWritable, DataError) as err:  # found once training runs
         print(f"train_alexnet.py: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once

@@ -350,6 +350,55 @@ def test_lrn_backward_equals_reference(backend, setting, dtype, data):
                          atol32=1e-5)   # dx is a difference of two O(1) terms
 
 
+def assert_same_non_finite_then_close(backend, actual, expected, dtype):
+    """NaN and +-inf at exactly the same places, the finite rest equal up to rounding."""
+    actual = backend.get(actual)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    inf = np.isinf(expected)
+    np.testing.assert_array_equal(actual[inf], expected[inf])
+    finite = np.isfinite(expected)
+    backend.assert_close(backend.put(np.where(finite, actual, 0)), np.where(finite, expected, 0), dtype)
+
+
+def with_non_finite(data, a):
+    """A copy of `a` with 1 to 3 of its elements set to NaN, +inf or -inf."""
+    a = a.copy()
+    at = data.draw(st.lists(st.integers(0, a.size - 1), min_size=1, max_size=3))
+    a.flat[at] = [data.draw(st.sampled_from([np.nan, np.inf, -np.inf])) for _ in at]
+    return a
+
+
+@SETTINGS
+@given(setting=lrn_setting(), dtype=DTYPES, data=st.data())
+def test_lrn_forward_keeps_a_non_finite_input_inside_its_windows(backend, setting, dtype, data):
+    # A running window sum that adds inf and later subtracts it gets inf - inf = NaN, which then
+    # stays in every later channel: only the outputs whose window holds the value may change.
+    shape, size, alpha, beta, k = setting
+    x = with_non_finite(data, data.draw(arrays(shape, dtype)))
+    before, after = size // 2, (size - 1) // 2
+    bad = ~np.isfinite(x)
+    window_holds_bad = np.stack([bad[:, max(0, c - before):c + after + 1].any(axis=1)
+                                 for c in range(shape[1])], axis=1)
+    y_ref, scale_ref = ref.lrn_forward(x, size, alpha, beta, k)
+    np.testing.assert_array_equal(~np.isfinite(scale_ref), window_holds_bad)
+    y, scale = backend.be.lrn_forward(backend.put(x), size, alpha, beta, k)
+    np.testing.assert_array_equal(~np.isfinite(backend.get(scale)), window_holds_bad)
+    assert_same_non_finite_then_close(backend, scale, scale_ref, dtype)
+    assert_same_non_finite_then_close(backend, y, y_ref, dtype)
+
+
+@SETTINGS
+@given(setting=lrn_setting(), dtype=DTYPES, data=st.data())
+def test_lrn_backward_keeps_a_non_finite_gradient_inside_its_windows(backend, setting, dtype, data):
+    shape, size, alpha, beta, k = setting
+    x = data.draw(arrays(shape, dtype))
+    y, scale = ref.lrn_forward(x, size, alpha, beta, k)
+    dy = with_non_finite(data, data.draw(arrays(shape, dtype)))
+    dx = backend.be.lrn_backward(backend.put(dy), backend.put(x), backend.put(y), backend.put(scale),
+                                 size, alpha, beta)
+    assert_same_non_finite_then_close(backend, dx, ref.lrn_backward(dy, x, y, scale, size, alpha, beta), dtype)
+
+
 # ---------------------------------------------------------------- elementwise
 
 SHAPES = st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple)

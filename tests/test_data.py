@@ -140,6 +140,13 @@ def test_missing_files_in_data_dir_raise_data_error_naming_dir_and_files(tmp_pat
     assert "train-images-idx3-ubyte.gz" in message and "train-labels-idx1-ubyte.gz" in message
 
 
+def test_data_dir_that_is_a_file_says_so(tmp_path):
+    # before: "(the folder does not exist)" about a file that does exist
+    path = write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((2, 28, 28)))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz \(that is a file, not a folder\)$"):
+        load_fashion_mnist(path)
+
+
 def test_label_out_of_range_raises_data_error_naming_the_file(tmp_path):
     write_fake_fashion_mnist(tmp_path, n=4, labels=[0, 9, 10, 3])
     with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: label 10 at index 2 .*0\.\.9"):
@@ -151,6 +158,24 @@ def test_image_and_label_counts_must_match(tmp_path):
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(4))
     with pytest.raises(DataError, match=r"5 images .*train-labels-idx1-ubyte.gz holds 4 labels"):
         load_fashion_mnist(tmp_path)
+
+
+def test_idx_files_holding_zero_images_raise_data_error_naming_the_file(tmp_path):
+    # before: "Mean of empty slice" warnings, then a traceback from evaluate
+    write_fake_fashion_mnist(tmp_path, n=0)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: the header says 0 images; expected at least 1"):
+        load_fashion_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("dims", [(2**22, 2**21, 2**21),      # the product 2**64 wraps to 0 in int64
+                                  (2**31, 2**31, 2**31)],     # 2**93: int64 overflows to garbage
+                         ids=["wraps-to-0", "overflows"])
+def test_idx_header_with_huge_dimensions_is_a_size_error_naming_the_file(tmp_path, dims):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes((0x0803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims) + b"\0" * 8)
+    size = 16 + dims[0] * dims[1] * dims[2]
+    with pytest.raises(DataError, match=rf"train-images-idx3-ubyte: file is truncated: 24 bytes .*needs {size} bytes"):
+        read_idx(path, idx.IMAGES_MAGIC)
 
 
 def test_offline_without_a_copy_says_how_to_get_fashion_mnist(no_system_copy):
@@ -318,6 +343,26 @@ def test_unreadable_jpeg_is_skipped_counted_and_warned_once(image_root):
     x, y = batches[0]
     assert x.shape == (3, 3, 24, 24) and y.tolist() == [0, 0, 1]
     assert ds.skipped == 3
+
+
+def test_a_data_set_whose_every_image_is_unreadable_is_a_data_error_naming_the_folder(image_root):
+    # before: the epoch yielded no batch and training "succeeded" with loss 0.0000 and 0 img/s
+    for path in (image_root / "train").glob("*/*.*"):
+        if path.suffix != ".txt":
+            path.write_bytes(b"\xff\xd8 garbage, not a JPEG")
+    ds = ImageFolder(image_root, "train", resize=32)
+    crop = functools.partial(transforms.alexnet_train, size=24)
+    for workers in (0, 2):
+        loader = DataLoader(ds, batch_size=2, transform=crop, workers=workers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnreadableImageWarning)
+            with pytest.raises(DataError, match=rf"no readable example in epoch 0 .*{image_root}"):
+                list(loader)
+
+
+def test_a_data_loader_over_zero_samples_is_refused():
+    with pytest.raises(DataError, match=r"DataLoader: the data set holds 0 samples; expected at least 1"):
+        DataLoader((np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def t(*shape, **kw):
     (lambda: F.adaptive_avg_pool2d(t(1, 3, 8, 8), (6, 0)), ValueError, r"output_size must be positive, got \(6, 0\)"),
     (lambda: F.adaptive_avg_pool2d(t(1, 3, 8, 8), (6, 6, 6)), ValueError,
      r"output_size must be an int or a pair \(oh, ow\), got \(6, 6, 6\)"),
-    (lambda: F.adaptive_avg_pool2d(t(1, 3, 0, 8), 6), ValueError, r"input has an empty 0 x 8 plane"),
+    (lambda: F.adaptive_avg_pool2d(t(1, 3, 0, 8), 6), ValueError, r"input has shape \(1, 3, 0, 8\), an empty axis"),
     (lambda: F.max_pool2d(t(1, 1, 2, 2), 3), ValueError, "kernel height 3 is larger than the padded input height 2"),
     (lambda: F.max_pool2d(t(1, 1, 5, 5), 3, stride=0), ValueError, "stride must be a positive int, got 0"),
     (lambda: F.max_pool2d(t(5, 5), 3), ValueError, "input must be 4-D"),
@@ -83,3 +83,70 @@ def test_cuda_without_cupy_or_gpu_fails_with_one_line():
     with pytest.raises((ImportError, RuntimeError)) as info:
         tn.tensor(np.ones(2), device="cuda")
     assert "\n" not in str(info.value).strip() and ("CuPy" in str(info.value) or "GPU" in str(info.value))
+
+
+# ---------------------------------------------------------------- what a new user ran into (issue 14)
+
+@pytest.mark.parametrize("value, what", [
+    (None, "NoneType"),
+    (np.array([1.0, None], dtype=object), r"ndarray of dtype object"),
+    ({}, "dict"),
+    ("3.0", "str"),
+])
+def test_tensor_of_something_that_is_not_numbers_is_a_type_error(value, what):
+    # before: None and None inside an object array became NaN, {} failed inside NumPy
+    with pytest.raises(TypeError, match=rf"tensor: expected numbers .*got {what}"):
+        tn.tensor(value)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: F.conv2d(x, t(2, 3, 3, 3)),
+    lambda x: F.max_pool2d(x, 2),
+    lambda x: F.local_response_norm(x),
+    lambda x: F.relu(x),
+    lambda x: F.linear(F.reshape(x, (1, -1)), t(2, 3 * 8 * 8)),
+])
+def test_an_integer_tensor_through_a_float_op_names_its_dtype(call):
+    x = tn.Tensor(np.ones((1, 3, 8, 8), np.int64), "cpu")  # made raw: tn.tensor would convert to float32
+    with pytest.raises(TypeError, match=r"input has dtype int64, expected float32 or float64"):
+        call(x)
+
+
+@pytest.mark.parametrize("call, op", [
+    (lambda x: F.conv2d(x, t(2, 3, 3, 3)), "conv2d"),
+    (lambda x: F.max_pool2d(x, 2), "max_pool2d"),
+    (lambda x: F.local_response_norm(x), "local_response_norm"),
+])
+def test_a_batch_of_zero_images_names_the_op_and_the_shape(call, op):
+    # before: conv2d and LRN died inside a Numba reshape, max-pooling returned an empty output
+    with pytest.raises(ValueError, match=rf"{op}: input has shape \(0, 3, 8, 8\), a batch of 0 images"):
+        call(t(0, 3, 8, 8))
+
+
+@pytest.mark.parametrize("call, op", [
+    (lambda x: F.linear(x, t(2, 5)), "linear"),
+    (lambda x: F.softmax_cross_entropy(x, np.zeros(0, np.int64)), "softmax_cross_entropy"),
+])
+def test_a_batch_of_zero_rows_names_the_op_and_the_shape(call, op):
+    # before: linear returned an empty output and the loss of no example was NaN
+    with pytest.raises(ValueError, match=rf"{op}: (input|logits) has shape \(0, 5\), a batch of 0 rows"):
+        call(t(0, 5))
+
+
+@pytest.mark.parametrize("make_output", [lambda x: x, lambda x: x + t(2, 3), lambda x: F.reshape(x, (6,))],
+                         ids=["leaf", "add", "reshape"])
+def test_a_leaf_gradient_does_not_alias_the_array_given_to_backward(make_output):
+    x = t(2, 3, requires_grad=True)
+    y = make_output(x)
+    g = np.ones(y.shape, np.float32)
+    y.backward(g)
+    expected = x.grad.copy()
+    g[...] = 100.0  # the caller reuses its buffer: the gradient must not change
+    np.testing.assert_array_equal(x.grad, expected)
+
+
+def test_two_leaves_never_share_one_gradient_array():
+    a, b = t(2, 3, requires_grad=True), t(2, 3, requires_grad=True)
+    (a + b).backward(np.ones((2, 3), np.float32))  # Add hands the same dy to both inputs
+    a.grad[...] = 7.0
+    np.testing.assert_array_equal(b.grad, np.ones((2, 3), np.float32))

@@ -92,3 +92,14 @@ def test_network_check_still_fails_a_wrong_gradient_and_forgets_earlier_checks()
     again, _ = gradcheck.check_direction(lambda x, w: tn.functional.relu(tn.functional.linear(x, w)), [x, w])
     assert good < 1e-8 and bad > 1e-2
     assert again < 1e-8  # the gradients of the checks before are not added to this one
+
+
+def test_cli_asked_for_a_backend_that_cannot_run_here_says_so_in_one_line_and_exits_2(capsys):
+    if "cupy" in backends.available("cuda"):
+        pytest.skip("CuPy and a GPU are present")
+    # before: the ImportError's traceback
+    with pytest.raises(SystemExit) as exit_info:
+        gradcheck.main(["--backend", "cupy", "--layer", "relu"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gradcheck: --backend cupy cannot run here: ") and err.count("\n") == 1

@@ -116,3 +116,19 @@ def test_small_net_fits_28_and_32_pixel_inputs():
         net = alexnet_small(10, in_channels=channels, image_size=size)
         y = net(tn.tensor(np.zeros((2, channels, size, size), np.float32)))
         assert y.shape == (2, 10)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: alexnet(num_classes=0), r"alexnet: num_classes=0, expected a positive int"),
+    (lambda: alexnet(dropout=1), r"alexnet: dropout=1, expected a probability in \[0, 1\)"),
+    (lambda: alexnet2012(dropout=1.0), r"alexnet2012: dropout=1.0, expected a probability"),
+    (lambda: alexnet2012(num_classes=-3), r"alexnet2012: num_classes=-3, expected a positive int"),
+    (lambda: alexnet_small(dropout=float("nan")), r"alexnet_small: dropout=nan, expected a probability"),
+    (lambda: alexnet_small(width=0), r"alexnet_small: width=0, expected a positive int"),
+    (lambda: alexnet_small(width=-4), r"alexnet_small: width=-4, expected a positive int"),
+    (lambda: alexnet_small(num_classes=2.5), r"alexnet_small: num_classes=2.5, expected a positive int"),
+])
+def test_builders_refuse_settings_no_net_can_have_before_drawing_weights(build, message):
+    # before: alexnet2012 and alexnet_small accepted dropout=1 and num_classes=0, width=0 divided by zero
+    with pytest.raises(ValueError, match=message):
+        build()

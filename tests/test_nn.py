@@ -1,4 +1,7 @@
 """Modules and the optimizer: state round-trips, dtype and device moves, the paper's SGD rule."""
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -121,3 +124,83 @@ def test_a_small_net_learns_a_separable_problem():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_load_state_dict_checks_every_entry_before_copying_any():
+    net = small_net()
+    before = net.state_dict()
+    for bad in ({"fc.bias": np.zeros(4)},                             # a shape that differs
+                {"fc.bias": np.array(["a", "b", "c"])},                # not numbers
+                {"fc.bias": np.zeros(3, np.int64)}):                   # integers are not weights
+        state = {k: v + 1 for k, v in before.items()}
+        state.update(bad)
+        with pytest.raises(ValueError, match=r"load_state_dict: fc.bias has (shape \(4,\)|dtype)"):
+            net.load_state_dict(state)
+        for name, value in net.state_dict().items():  # conv1.* come first: they must be untouched
+            np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "flipped", "pickle", "text"])
+def test_load_of_a_damaged_file_names_it_and_says_what_to_do(tmp_path, damage):
+    net = small_net()
+    good = tmp_path / "good.npz"
+    net.save(good)
+    raw = good.read_bytes()
+    middle = len(raw) // 2
+    content = {"empty": b"", "truncated": raw[:middle],
+               "flipped": raw[:middle] + bytes([raw[middle] ^ 0xFF]) + raw[middle + 1:],  # "Bad CRC-32"
+               "pickle": b"\x80\x04K\x01.",                                              # pickle.dumps(1)
+               "text": b"not an npz file\n"}[damage]
+    path = tmp_path / "w.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        net.load(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message and "damaged or not an .npz" in message and "save it again" in message
+
+
+# ---------------------------------------------------------------- save_npz: a file that survives a crash
+
+def test_save_npz_fsyncs_the_file_before_the_rename_and_then_the_folder(tmp_path, monkeypatch):
+    synced = []  # (what was synced, whether w.npz existed yet)
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        what = "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        synced.append((what, (tmp_path / "w.npz").exists()))
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    nn.save_npz(tmp_path / "w.npz", {"a": np.arange(3)})
+    # the data reaches the disk before the new name does, and the new name is made durable too
+    assert synced == [("file", False), ("folder", True)]
+
+
+def test_save_npz_writes_with_the_users_umask_not_0600(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        nn.save_npz(tmp_path / "w.npz", {"a": np.arange(3)})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "w.npz").stat().st_mode & 0o777 == 0o644  # mkstemp's would be 0o600
+
+
+def test_save_npz_removes_the_temporaries_a_killed_save_of_the_same_file_left(tmp_path):
+    stale = tmp_path / "w.npz.tmp-4194305-0badc0de"           # a save of w.npz killed mid-write
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / "other.npz.tmp-4194305-0badc0de"       # another file's: not ours to remove
+    other.write_bytes(b"someone else's")
+    nn.save_npz(tmp_path / "w.npz", {"a": np.arange(3)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.npz.tmp-4194305-0badc0de", "w.npz"]
+
+
+def test_save_npz_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    nn.save_npz(tmp_path / "w.npz", {"a": np.arange(3)})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        nn.save_npz(tmp_path / "w.npz", {"a": np.arange(5)})
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+    np.testing.assert_array_equal(nn.load_npz(tmp_path / "w.npz")["a"], np.arange(3))

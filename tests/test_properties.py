@@ -101,3 +101,18 @@ def test_non_contiguous_inputs_give_the_same_results(cpu_backend, seed, groups):
         outs.append((h.numpy(), x.grad))
     np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-12)
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-12)
+
+
+def test_max_pool_ties_go_to_the_first_maximum_in_row_major_order(cpu_backend):
+    # Hand-computed, so a tie rule changed in every backend at once still fails here. PyTorch's
+    # rule (its CPU kernel takes a value only when it is greater): the first maximum wins.
+    x = tn.tensor(np.array([[1, 3, 3],
+                            [3, 2, 3],
+                            [0, 3, 1]], np.float64).reshape(1, 1, 3, 3), requires_grad=True)
+    y = F.max_pool2d(x, 2, 1)                     # four 2x2 windows, each with maximum 3 twice
+    np.testing.assert_array_equal(y.numpy(), np.full((1, 1, 2, 2), 3.0))
+    y.backward(np.array([[1, 2], [4, 8]], np.float64).reshape(1, 1, 2, 2))
+    # window (0,0) -> x[0,1]; (0,1) -> x[0,1]; (1,0) -> x[1,0]; (1,1) -> x[1,2]
+    np.testing.assert_array_equal(x.grad.reshape(3, 3), [[0, 1 + 2, 0],
+                                                          [4, 0, 8],
+                                                          [0, 0, 0]])

@@ -271,3 +271,16 @@ def test_per_side_padding_shows_both_sides():
     assert row["arithmetic"] == "(224 - 11 + 1 + 2) // 4 + 1 = 55"
     net = tn.nn.Sequential(conv1=tn.nn.Conv2d(3, 4, 3, padding=((0, 1), (2, 2))))
     assert summary(net, (3, 10, 10))[1]["arithmetic"] == "H: (10 - 3 + 0 + 1) // 1 + 1 = 9; W: (10 - 3 + 2*2) // 1 + 1 = 12"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["alexnet", "--num-classes", "0"], "alexnet: num_classes=0, expected a positive int"),
+    (["alexnet-small", "--num-classes", "0"], "alexnet_small: num_classes=0, expected a positive int"),
+    (["alexnet-small", "--image-size", "0"], "alexnet_small: image_size=0, expected a positive int"),
+])
+def test_cli_refuses_a_size_of_zero_with_one_line_and_exit_2(argv, message, capsys):
+    # before: "--num-classes 0" was read as "not given" and printed the 1000-class table
+    with pytest.raises(SystemExit) as exit_info:
+        tn_summary.main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == message + "\n"

@@ -21,11 +21,17 @@ from .tensor import Tensor
 # ================================================================= argument checks
 
 def _check_tensor(x, name, op, ndim=None):
+    """x is a float Tensor; with ndim, an `ndim`-D batch of at least one example."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
+    if x.dtype not in (np.float32, np.float64):  # a raw Tensor(int array); tn.tensor() always makes floats
+        raise TypeError(f"{op}: {name} has dtype {x.dtype}, expected float32 or float64 (convert with tn.tensor)")
     if ndim is not None and x.ndim != ndim:
         layout = {4: " (N, C, H, W)", 2: " (N, features)"}.get(ndim, "")
         raise ValueError(f"{op}: {name} must be {ndim}-D{layout}, got shape {x.shape}")
+    if ndim is not None and x.size == 0:  # the kernels' reshapes would fail deep inside Numba
+        what = f"a batch of 0 {'images' if ndim == 4 else 'rows'}" if x.shape[0] == 0 else "an empty axis"
+        raise ValueError(f"{op}: {name} has shape {x.shape}, {what}; expected at least 1 along every axis")
 
 
 def _check_same_dtype(op, **tensors):
@@ -234,8 +240,6 @@ def adaptive_avg_pool2d(x, output_size):
         raise ValueError(f"{op}: output_size must be an int or a pair (oh, ow), got {output_size!r}")
     size = tuple(x.shape[2 + a] if s is None else s for a, s in enumerate(size))
     pair(size, "output_size", op, 1)
-    if x.shape[2] < 1 or x.shape[3] < 1:
-        raise ValueError(f"{op}: input has an empty {x.shape[2]} x {x.shape[3]} plane (shape {x.shape})")
     return AdaptiveAvgPool2d.apply(x, oh=int(size[0]), ow=int(size[1]))
 
 

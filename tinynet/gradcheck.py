@@ -216,6 +216,13 @@ def _lrn(rng, device, dtype):
     return lambda x: F.local_response_norm(x, size=5, alpha=0.5, beta=0.75, k=2.0), [x]
 
 
+def _lrn_even(rng, device, dtype):
+    """Size 4: the window (2 channels before, 1 after) is lopsided, so a backward that sums the
+    forward window instead of the mirrored one fails here, while odd sizes cannot tell them apart."""
+    x = _t(rng.standard_normal((2, 7, 3, 3)), device, dtype)
+    return lambda x: F.local_response_norm(x, size=4, alpha=0.5, beta=0.75, k=2.0), [x]
+
+
 def _relu(rng, device, dtype):
     x = _t(_away_from_zero(rng, (3, 5, 4)), device, dtype)
     return F.relu, [x]
@@ -280,6 +287,7 @@ CASES = {
     "max_pool2d": _pool, "adaptive_avg_pool2d": _adaptive_pool,
     "local_response_norm": _lrn, "relu": _relu, "dropout": _dropout, "linear": _linear,
     "softmax_cross_entropy": _xent, "shape_ops": _shapes, "to": _to, "network": _network,
+    "local_response_norm_even_size": _lrn_even,
 }
 
 
@@ -302,6 +310,13 @@ def main(argv=None):
     parser.add_argument("--layer", choices=sorted(CASES), action="append", help="layer(s) to check (default: all)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     args = parser.parse_args(argv)
+    for name in args.backend or ():  # a backend asked for by name must run here: say so now, in one line
+        try:
+            module = backends.load(name)
+            if name == "cupy":
+                module.check_available()  # CuPy imports, but is there a GPU?
+        except (ImportError, RuntimeError) as err:
+            parser.exit(2, f"gradcheck: --backend {name} cannot run here: {str(err).splitlines()[0]}\n")
     names = args.backend or backends.available("cpu") + backends.available("cuda")
     layers = args.layer or list(CASES)
     tol = TOLERANCE[args.dtype]

@@ -7,7 +7,9 @@ existing arrays, keeping their dtype and device.
 """
 import math
 import os
-import tempfile
+import secrets
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -118,12 +120,14 @@ class Module:
         return {name: p.numpy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state, strict=True):
-        """Copy values into the existing parameters (their dtype and device stay)."""
+        """Copy values into the existing parameters (their dtype and device stay). All or nothing:
+        every key, shape and dtype is checked before the first value is copied."""
         params = dict(self.named_parameters())
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params))
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        values = {}
         for name, p in params.items():
             if name not in state:
                 continue
@@ -131,6 +135,12 @@ class Module:
             if tuple(value.shape) != p.shape:
                 raise ValueError(f"load_state_dict: {name} has shape {tuple(value.shape)} in the state "
                                  f"but {p.shape} in the module")
+            if value.dtype.kind != "f":
+                raise ValueError(f"load_state_dict: {name} has dtype {value.dtype} in the state, "
+                                 f"expected floats (the module holds {p.dtype})")
+            values[name] = value
+        for name, value in values.items():
+            p = params[name]
             with p.device.context():
                 p.data[...] = p.device.xp.asarray(value.astype(p.dtype, copy=False))
         return self
@@ -140,23 +150,63 @@ class Module:
         save_npz(path, self.state_dict())
 
     def load(self, path):
+        """Load the parameters that save() wrote (a damaged file: one ValueError naming it)."""
+        return self.load_state_dict(load_npz(path))
+
+
+def load_npz(path, remedy="save it again, or pick another file"):
+    """{name: array} of an .npz file such as save_npz writes, read in full (so every member's
+    CRC is checked now). A file that is empty, cut short, altered or not an .npz at all raises
+    one ValueError that names it and ends in `remedy` (what to do), instead of zipfile's,
+    EOFError's or NumPy's pickle message."""
+    try:
         with np.load(path) as f:
-            return self.load_state_dict({k: f[k] for k in f.files})
+            return {name: f[name] for name in f.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as err:
+        reason = " ".join(f"{type(err).__name__}: {err}".split())  # one line, whatever NumPy says
+        if "pickle" in reason:  # NumPy suggests allow_pickle=True: never for a file that should hold arrays
+            reason = "it holds no arrays: it is a pickle or text"
+        raise ValueError(f"{os.fspath(path)} is damaged or not an .npz written by tinynet ({reason}); "
+                         f"{remedy}") from err
 
 
 def save_npz(path, arrays):
-    """np.savez to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    """np.savez to a temporary file beside `path`, then rename: a crash never leaves half a file.
+
+    Durable: the temporary is fsync'ed before the rename (else after a power loss the new name may
+    point at data that never reached the disk) and the folder after it (else the rename itself
+    may be lost). The file gets the user's umask, as any file they write (mkstemp's would be 0600).
+    One process writes a given file (rank 0 of one run), so a `<name>.tmp-*` beside it is left
+    from a save that was killed mid-write: it is removed here, before it piles up."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
+    for entry in os.listdir(folder):
+        if entry.startswith(name + ".tmp-"):
+            os.unlink(os.path.join(folder, entry))
+    tmp = os.path.join(folder, f"{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 minus the umask
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder):
+    """Make a rename in `folder` durable (POSIX; Windows cannot open a folder and needs nothing)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # ================================================================= layers

@@ -285,16 +285,19 @@ def build(model_name, image_size=None, num_classes=None):
     if model_name not in MODELS:
         raise ValueError(f"summary: unknown model {model_name!r}, expected one of {MODELS}")
     if model_name == "d2l":
-        size, classes = image_size or 224, num_classes or 10
+        size = 224 if image_size is None else image_size  # "is None", not "or": 0 must reach the builder's check
+        classes = 10 if num_classes is None else num_classes
         return models.alexnet_d2l(num_classes=classes, image_size=size), (1, size, size)
     if model_name.startswith("torchvision"):
-        size, classes = image_size or 224, num_classes or 1000
+        size = 224 if image_size is None else image_size
+        classes = 1000 if num_classes is None else num_classes
         net = models.alexnet_torchvision(num_classes=classes, lrn=model_name == "torchvision-lrn")
         return net, (3, size, size)
-    if model_name == "alexnet-small":
-        size, classes = image_size or 28, num_classes or 10
+    small = model_name == "alexnet-small"
+    size = (28 if small else 224) if image_size is None else image_size
+    classes = (10 if small else 1000) if num_classes is None else num_classes
+    if small:
         return models.alexnet_small(num_classes=classes, image_size=size), (1, size, size)
-    size, classes = image_size or 224, num_classes or 1000
     make = models.alexnet if model_name == "alexnet" else models.alexnet2012
     return make(num_classes=classes), (3, size, size)
 

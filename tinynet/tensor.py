@@ -73,8 +73,8 @@ class Tensor:
             grad = xp.ones(self.data.shape, dtype=self.dtype)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
-            with self.device.context():
-                grad = xp.asarray(grad, dtype=self.dtype)
+            with self.device.context():  # a copy: the caller may reuse its buffer, and a leaf keeps grad as .grad
+                grad = xp.array(grad, dtype=self.dtype, copy=True)
             if grad.shape != self.data.shape:
                 raise ValueError(f"backward(): gradient has shape {tuple(grad.shape)} but the tensor has shape {self.shape}")
         _run_backward(self, grad)
@@ -88,8 +88,15 @@ def tensor(array, device="cpu", requires_grad=False, dtype=None):
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"tensor: dtype {dtype} not supported, expected float32 or float64")
-    if hasattr(array, "get") and dev.type == "cpu":  # a cupy array to the host
-        array = array.get()
+    on_gpu = hasattr(array, "get") and hasattr(array, "dtype")  # a cupy array (a dict has .get too)
+    if on_gpu and dev.type == "cpu":  # to the host
+        array, on_gpu = array.get(), False
+    if not on_gpu:  # host data: only numbers (None and dicts would become NaN or a NumPy riddle)
+        host = np.asarray(array)
+        if host.dtype.kind not in "biuf":
+            held = f"ndarray of dtype {host.dtype}" if isinstance(array, np.ndarray) else type(array).__name__
+            raise TypeError(f"tensor: expected numbers (an array, a nested list or a scalar), got {held}")
+        array = host
     with dev.context():
         data = dev.xp.array(array, dtype=dtype, copy=True)
     return Tensor(data, dev, requires_grad=requires_grad)
@@ -120,13 +127,18 @@ def _run_backward(root, grad):
 
     A tensor's _node (an autograd.Node) holds the Function that made it, its ctx and its inputs."""
     grads = {id(root): grad}
+    given = set()  # ids of the arrays already stored as a leaf's .grad in this walk
     for t in _topological_order(root):
         g = grads.pop(id(t), None)
         if g is None:
             continue
         node = t._node
         if node is None:  # a leaf: accumulate
-            t.grad = g if t.grad is None else t.grad + g
+            if t.grad is not None:
+                t.grad = t.grad + g
+            else:  # Add hands one dy to both inputs: two leaves must not share (and mutate) one array
+                t.grad = g.copy() if id(g) in given else g
+            given.add(id(t.grad))
             continue
         if node.ctx is None:
             raise RuntimeError("backward through a graph a second time: its saved arrays were freed "

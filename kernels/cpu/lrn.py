@@ -17,7 +17,9 @@ window does not drift in float32):
         window -= term[c - behind]       (the channel leaving it, if >= 0)
 
 Each term (x^2 forward, dy*y/scale backward) is computed once, kept in a ring buffer of `size`
-rows, and subtracted later from that buffer: 2 adds per element instead of `size`.
+rows, and subtracted later from that buffer: 2 adds per element instead of `size`. A NaN or inf
+cannot be subtracted out again (inf - inf = NaN): where a sum stops being finite it is summed
+anew from the ring (see _leave), so it stays inside the windows that hold it.
 For beta = 0.75 (the paper's value) s^(-beta) = 1 / (sqrt(s) * sqrt(sqrt(s))): square roots
 vectorise, pow() does not.
 """
@@ -72,9 +74,7 @@ def lrn_forward(x, size, alpha, beta, k, y, scale):
                 yc[q] *= xc[q]
             leave = ch - behind
             if leave >= 0:
-                sq = ring[leave % size]
-                for q in range(m):
-                    window[q] -= sq[q]
+                _leave(ring, leave, min(ch + ahead, c - 1), window)
 
 
 @njit(parallel=True, cache=True, fastmath=False)
@@ -108,9 +108,29 @@ def lrn_backward(dy, x, y, scale, size, alpha, beta, dx):
                 out[q] = gc[q] * pw[q] - coef * xc[q] * window[q]
             leave = ch - behind
             if leave >= 0:
-                sq = ring[leave % size]
-                for q in range(m):
-                    window[q] -= sq[q]
+                _leave(ring, leave, min(ch + ahead, c - 1), window)
+
+
+@njit(cache=True, inline="always")
+def _leave(ring, leave, last, window):
+    """Channel `leave` leaves the running window sum: window[q] -= its term, kept in the ring.
+    A NaN or inf never leaves a running sum (inf - inf = NaN), so if any sum is no longer finite
+    it is summed again from the ring over the channels still inside, leave+1 .. last (at most
+    size-1 of them, all still in the ring): a non-finite input then changes exactly the outputs
+    whose window holds it, as in the reference. The test is one or-reduction that vectorises
+    with the subtraction; the re-summing runs only while a non-finite term is near."""
+    size = ring.shape[0]
+    sq = ring[leave % size]
+    not_finite = False
+    for q in range(window.shape[0]):
+        window[q] -= sq[q]
+        not_finite |= window[q] - window[q] != 0.0   # NaN for NaN and +-inf, 0 otherwise
+    if not_finite:
+        for q in range(window.shape[0]):
+            total = 0.0
+            for j in range(leave + 1, last + 1):
+                total += ring[j % size, q]
+            window[q] = total
 
 
 @njit(cache=True, inline="always")

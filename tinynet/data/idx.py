@@ -20,6 +20,7 @@ Where Fashion-MNIST is looked for, in order:
 
 import gzip
 import hashlib
+import math
 import os
 import sys
 import tempfile
@@ -104,7 +105,7 @@ def read_idx(path, expected_magic=None):
         raise DataError(f"{path}: the header announces {ndim} dimensions but the file ends after "
                         f"{len(raw)} bytes (a header of {header_size} bytes was expected)")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected_size = header_size + int(np.prod(dims, dtype=np.int64))
+    expected_size = header_size + math.prod(dims)  # Python ints: int64 would wrap (2**22 * 2**21 * 2**21 = 0)
     if len(raw) != expected_size:
         what = "truncated" if len(raw) < expected_size else "longer than its header says"
         raise DataError(f"{path}: file is {what}: {len(raw)} bytes (uncompressed), but a header with "
@@ -140,7 +141,8 @@ def load_fashion_mnist(data_dir=None, train=True):
             raise DataError(
                 f"data_dir={str(data_dir)!r}: Fashion-MNIST files not found; expected "
                 f"{names[0]}.gz and {names[1]}.gz (or the same names without .gz) in {folder}"
-                + ("" if folder.is_dir() else " (the folder does not exist)")
+                + ("" if folder.is_dir() else " (that is a file, not a folder)" if folder.exists()
+                   else " (the folder does not exist)")
             )
     else:
         paths = (_find_files(SYSTEM_DIR, names) or _find_files(cache_dir(), names)
@@ -149,6 +151,8 @@ def load_fashion_mnist(data_dir=None, train=True):
 
     images = read_idx(images_path, IMAGES_MAGIC)  # (N, 28, 28)
     labels = read_idx(labels_path, LABELS_MAGIC)  # (N,)
+    if len(images) == 0:
+        raise DataError(f"{images_path}: the header says 0 images; expected at least 1")
     if images.shape[1:] != (28, 28):
         raise DataError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, "
                         "expected 28x28 for Fashion-MNIST")

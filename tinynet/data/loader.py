@@ -41,6 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import DataError
+
 ORDER_SPAWN_KEY = (1,)         # tags the stream that shuffles an epoch
 AUGMENTATION_SPAWN_KEY = (2,)  # tags the per-sample streams of the transform
 
@@ -63,6 +65,9 @@ class ArrayDataset:
 
     def __getitem__(self, index):
         return self.images[index], self.labels[index]
+
+    def __repr__(self):
+        return f"ArrayDataset({len(self)} samples of shape {tuple(np.shape(self.images)[1:])})"
 
 
 class DataLoader:
@@ -99,6 +104,8 @@ class DataLoader:
         if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
             raise TypeError(f"DataLoader: data is a {type(data).__name__}, expected a tuple "
                             "(images, labels) or a data set with __len__ and __getitem__")
+        if len(data) == 0:
+            raise DataError(f"DataLoader: the data set holds 0 samples; expected at least 1 ({data!r})")
         _check_int("batch_size", batch_size, minimum=1)
         _check_int("prefetch", prefetch, minimum=1)
         _check_int("workers", workers, minimum=0)
@@ -197,9 +204,22 @@ class DataLoader:
         _check_int("start", start, minimum=0)
         self.wait_seconds = 0.0
         batches = self.batch_indices(epoch)[start:]
-        if self.workers == 0:
-            return self._iterate_here(batches, epoch)
-        return self._iterate_prefetched(batches, epoch)
+        iterate = self._iterate_here if self.workers == 0 else self._iterate_prefetched
+        return self._at_least_one_readable(iterate(batches, epoch), start == 0 and bool(batches), epoch)
+
+    def _at_least_one_readable(self, batches, expected_some, epoch):
+        """The batches, passed through. A whole epoch in which not one sample could be read
+        (every image unreadable) is a DataError, not an epoch of 0 images."""
+        yielded = False
+        try:
+            for batch in batches:
+                yielded = True
+                yield batch
+        finally:
+            batches.close()  # a consumer that stops early shuts the worker threads down now
+        if expected_some and not yielded:
+            raise DataError(f"DataLoader: no readable example in epoch {epoch} of {self.dataset!r}: "
+                            "every sample failed to load (see the warnings above)")
 
     def _iterate_here(self, batches, epoch):
         for indices in batches:

@@ -16,6 +16,8 @@ The layers (section 3.5), for a 224 x 224 x 3 input:
 The paper's 224 with conv1 padding 2 gives (224 - 11 + 2*2) // 4 + 1 = 55; Caffe uses 227
 without padding for the same 55.
 """
+import numbers
+
 import numpy as np
 
 from .. import functional as F
@@ -74,6 +76,15 @@ def _layer_makers(init, device, dtype):
     return conv, fc
 
 
+def _check_arguments(builder, dropout, **counts):
+    """Refuse settings no net can have, in the builder's words, before any weight is drawn."""
+    for name, value in counts.items():
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{builder}: {name}={value!r}, expected a positive int")
+    if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:  # NaN fails both comparisons
+        raise ValueError(f"{builder}: dropout={dropout!r}, expected a probability in [0, 1)")
+
+
 def _lrn(groups=1):
     """Section 3.3: k=2, n=5, alpha=1e-4, beta=0.75. With groups=2 each tower normalizes its own
     maps, as each GPU did in the paper, so the grouped net equals the two-tower net exactly."""
@@ -88,6 +99,7 @@ def _pool():
 def alexnet(num_classes=1000, groups=2, device="cpu", init="kaiming", dropout=0.5, dtype=np.float32):
     """The paper's AlexNet on one device. groups=2 keeps the two-GPU connectivity (conv2, conv4,
     conv5 see only their own tower's maps); groups=1 is the 'one-GPU' variant of section 7."""
+    _check_arguments("alexnet", dropout, num_classes=num_classes, groups=groups)
     conv, fc = _layer_makers(init, device, dtype)
     return nn.Sequential(
         conv1=conv("conv1", 3, 96, 11, stride=4, padding=2), relu1=nn.ReLU(), lrn1=_lrn(groups), pool1=_pool(),
@@ -111,6 +123,8 @@ def alexnet_small(num_classes=10, in_channels=1, image_size=28, width=32, device
 
     For 28 x 28: conv1 5x5 pad 2 -> 28, pool -> 13, conv2 -> 13, pool -> 6, conv3..5 -> 6, pool -> 2.
     """
+    _check_arguments("alexnet_small", dropout, num_classes=num_classes, in_channels=in_channels,
+                     image_size=image_size, width=width)
     c1, c2, c3, c5, wide = width, 2 * width, 3 * width, 2 * width, 16 * width
     side = image_size  # the convs keep the side (padding (F - 1) / 2); the three 3/2 max-pools shrink it
     for _ in range(3):
@@ -181,6 +195,7 @@ class AlexNet2012(nn.Module):
     def __init__(self, num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5,
                  dtype=np.float32):
         super().__init__()
+        _check_arguments("alexnet2012", dropout, num_classes=num_classes)
         if len(devices) != 2:
             raise ValueError(f"alexnet2012: devices must name two devices, got {devices!r}")
         self.devices = tuple(as_device(d) for d in devices)

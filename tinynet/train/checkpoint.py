@@ -8,6 +8,8 @@ the optimizer's velocities ("velocity/<i>") and a JSON "meta" record:
     epochs             how many epochs the run was asked for
     loader             the training loader's seed and batch size (the batch order follows from them)
     ranks              how many processes trained together (each saw its share of every batch)
+    settings           the run's settings as its command line gave them (model, width, data,
+                       batch size, lr, schedule, ...): a resume with other settings is refused
     rng                tn.random's generator states at that position (dropout masks)
     schedule, scheduler  the schedule's class name and state
     sums               the partial epoch's running sums (loss, correct, images, seconds, wait)
@@ -22,19 +24,24 @@ of schedule, the same batch size and number of processes; otherwise it would be 
 """
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import random as tn_random
-from ..nn import save_npz
+from ..nn import load_npz, save_npz
 
 CHECKPOINT_NAME = "checkpoint.npz"
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointMismatch(ValueError):
-    """The checkpoint to resume from was written by another run (the message names the setting)."""
+class CheckpointError(ValueError):
+    """The checkpoint cannot be used: damaged, or its folder cannot be written (one line, naming it)."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """The checkpoint to resume from was written by another run (the message names the settings)."""
 
 
 def save_checkpoint(path, model, optimizer, meta):
@@ -53,17 +60,23 @@ def save_checkpoint(path, model, optimizer, meta):
 
 
 def load_checkpoint(path):
-    """{"model": state_dict, "optimizer": SGD state_dict, "meta": the rest} from save_checkpoint."""
+    """{"model": state_dict, "optimizer": SGD state_dict, "meta": the rest} from save_checkpoint.
+    A damaged file (empty, cut short, altered) or one that is not a checkpoint: CheckpointError."""
+    remedy = ("move it away to start the run afresh, or resume from a copy "
+              "(a checkpoint is only replaced once the next one is whole)")
     try:
-        with np.load(path) as f:
-            meta = json.loads(str(f["meta"]))
-            model = {k[len("model/"):]: f[k] for k in f.files if k.startswith("model/")}
-            velocity = [f[f"velocity/{i}"] if f"velocity/{i}" in f.files else None
-                        for i in range(meta["num_velocities"])]
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"load_checkpoint: {path} is not a readable tinynet checkpoint "
-                         f"({type(err).__name__}: {err})") from err
-    return {"model": model, "optimizer": dict(meta["optimizer"], velocity=velocity), "meta": meta}
+        arrays = load_npz(path, remedy)
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {err}") from err
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        velocity = [arrays.get(f"velocity/{i}") for i in range(meta["num_velocities"])]
+        optimizer = dict(meta["optimizer"], velocity=velocity)
+    except (KeyError, TypeError, ValueError) as err:  # an .npz, but not one save_checkpoint wrote
+        raise CheckpointError(f"checkpoint {path} is not a tinynet checkpoint (its meta record is missing "
+                              f"or incomplete: {type(err).__name__}: {err}); {remedy}") from err
+    model = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    return {"model": model, "optimizer": optimizer, "meta": meta}
 
 
 def zero_sums():
@@ -89,10 +102,23 @@ class Checkpoint:
     model, optimizer, scheduler (or None) and loader (the training DataLoader) are the run's
     stateful objects; `ranks` is the number of processes training together."""
 
-    def __init__(self, folder, model, optimizer, scheduler, loader, ranks=1):
-        self.path = os.path.join(os.fspath(folder), CHECKPOINT_NAME)
+    def __init__(self, folder, model, optimizer, scheduler, loader, ranks=1, settings=None):
+        self.folder = os.fspath(folder)
+        self.path = os.path.join(self.folder, CHECKPOINT_NAME)
         self.model, self.optimizer, self.scheduler, self.loader = model, optimizer, scheduler, loader
         self.ranks = ranks
+        self.settings = dict(settings or {})
+
+    def check_writable(self):
+        """CheckpointError now, before any training, unless a file can be written in the folder
+        (it may be a regular file, read-only, or on a file system that takes no files)."""
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.folder):
+                pass
+        except OSError as err:
+            raise CheckpointError(f"checkpoint folder {self.folder} cannot be written "
+                                  f"({err.strerror or err}); pick another with --checkpoint DIR") from err
 
     def exists(self):
         return os.path.exists(self.path)
@@ -109,6 +135,7 @@ class Checkpoint:
             "rng": rng_state if rng_state is not None else tn_random.get_state(),
             "schedule": None if self.scheduler is None else type(self.scheduler).__name__,
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "settings": self.settings,
             "sums": {k: float(v) for k, v in progress.sums.items()},
             "history": progress.history,
         }
@@ -135,6 +162,13 @@ class Checkpoint:
     def _check(self, ckpt):
         """CheckpointMismatch naming the setting when the checkpoint was written by a different run."""
         meta = ckpt["meta"]
+        theirs = meta.get("settings", {})
+        differ = [f"{name} {theirs[name]!r} (this run: {ours!r})" for name, ours in self.settings.items()
+                  if name in theirs and theirs[name] != ours]
+        if differ:
+            raise CheckpointMismatch(f"resume: {self.path} was written with other settings: {', '.join(differ)}; "
+                                     "resume with the checkpoint's settings, or start a new run in another "
+                                     "--checkpoint folder")
         expected = {name: tuple(value.shape) for name, value in self.model.state_dict().items()}
         found = {name: tuple(value.shape) for name, value in ckpt["model"].items()}
         if found != expected:

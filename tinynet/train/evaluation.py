@@ -49,7 +49,7 @@ def evaluate(model, loader, device, ten_crop=False, crop_size=None, preprocess=N
                     loss_sum = loss_sum + loss.astype(np.float64) * len(yb)
                     scores = logits.data
                 classes = scores.shape[1]
-                correct = correct + (scores.argmax(axis=1) == labels).sum()
+                correct = correct + _count_topk(xp, scores, labels, 1)
                 if classes > 5:
                     correct5 = correct5 + _count_topk(xp, scores, labels, 5)
                 n += len(yb)
@@ -72,7 +72,12 @@ def _softmax(xp, z):
 
 
 def _count_topk(xp, scores, labels, k):
-    """How many rows have their label among the k highest scores: the label's rank (the number
-    of classes scored strictly higher) is below k."""
-    picked = xp.take_along_axis(scores, labels[:, None], axis=1)    # (N, 1)
-    return ((scores > picked).sum(axis=1) < k).sum()
+    """How many rows (N, classes) have their label among their k best scores. The label's rank
+    is its place in a stable descending sort: the classes scored higher, plus the equal ones
+    listed before it (so k=1 is argmax, and a row of equal scores is not a hit for every label).
+    A row holding a NaN or inf ranks nothing and is never a hit (every comparison with NaN is
+    False, so its label would otherwise come first)."""
+    picked = xp.take_along_axis(scores, labels[:, None], axis=1)                  # (N, 1)
+    before = xp.arange(scores.shape[1])[None, :] < labels[:, None]                # (N, classes)
+    rank = (scores > picked).sum(axis=1) + ((scores == picked) & before).sum(axis=1)
+    return ((rank < k) & xp.isfinite(scores).all(axis=1)).sum()

@@ -38,6 +38,21 @@ def format_epoch(record, epochs):
             f"{record['seconds']:.1f} s  data wait {record['data_wait_fraction']:.1%}  lr {record['lr']:g}")
 
 
+class LogNotWritable(ValueError):
+    """The JSON log cannot be written (one line naming the file)."""
+
+
+def check_writable(path):
+    """LogNotWritable now, before any training, unless `path` can be opened for appending (its
+    folder is made if missing; an existing log is left as it is)."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        open(path, "a").close()
+    except OSError as err:
+        raise LogNotWritable(f"JSON log {path} cannot be written ({err.strerror or err}); "
+                             "pick another with --json-log FILE") from err
+
+
 def truncate(path):
     """Start the JSON log afresh (a run that does not resume)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -45,9 +60,12 @@ def truncate(path):
 
 
 def append_json_line(path, record):
+    """One line of JSON; never a bare NaN or Infinity, which JSON does not have (the loop stops
+    on a non-finite loss before it logs, so allow_nan=False only guards that promise)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    line = json.dumps(record, allow_nan=False)
     with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(line + "\n")
 
 
 class _NoBar:

@@ -50,6 +50,9 @@ class Trainer:
             one rank the loaders are sharded: loader.shard(comm.rank, comm.size).
         checkpoint_dir: folder of checkpoint.npz; None saves nothing (and resume is impossible).
         json_log: file that gets one JSON line per epoch (appended to when resuming).
+            Both are checked writable when fit() starts, before any training.
+        settings: the run's settings (a JSON-able dict, e.g. the command line's flags that
+            define the run); stored in the checkpoint, and a resume with other values is refused.
         progress: show a tqdm bar with loss, accuracy and images/s.
         log_every: steps between reads of the running loss to the host (and NaN checks);
             default 1 on a CPU (a read costs nothing there), 20 on a GPU.
@@ -61,7 +64,7 @@ class Trainer:
 
     def __init__(self, model, optimizer, train_loader, test_loader, device, epochs, *, scheduler=None,
                  comm=None, checkpoint_dir=None, json_log=None, progress=True, log_every=None,
-                 preprocess=None, ten_crop=False, crop_size=None, profile=False, print_fn=print):
+                 preprocess=None, ten_crop=False, crop_size=None, profile=False, settings=None, print_fn=print):
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Trainer: epochs={epochs!r}, expected an int >= 1")
         self.comm = comm or SingleProcess()
@@ -73,7 +76,8 @@ class Trainer:
         self.device = as_device(device)
         self.epochs = epochs
         self.checkpoint = (None if checkpoint_dir is None else
-                           Checkpoint(checkpoint_dir, model, optimizer, scheduler, self.train_loader, self.comm.size))
+                           Checkpoint(checkpoint_dir, model, optimizer, scheduler, self.train_loader, self.comm.size,
+                                      settings))
         self.json_log = None if json_log is None else os.fspath(json_log)
         self.progress = progress and self.comm.is_main
         self.log_every = log_every or (1 if self.device.type == "cpu" else 20)
@@ -107,6 +111,11 @@ class Trainer:
     def fit(self, resume=False):
         """Train from the start, or from the checkpoint when `resume` is set and one exists.
         Returns the history (one log dict per epoch). self.status says how it ended."""
+        if self.comm.is_main:  # an output that cannot be written is found now, not after an epoch
+            if self.checkpoint is not None:
+                self.checkpoint.check_writable()
+            if self.json_log:
+                log.check_writable(self.json_log)
         if resume:
             self._resume()
         elif self.json_log and self.comm.is_main:
@@ -133,7 +142,11 @@ class Trainer:
         if self.checkpoint.exists():
             self.load()
             epoch, step = self.position
-            self.print(f"resumed from {self.checkpoint_path}: epoch {epoch + 1}, step {step}")
+            if epoch >= self.epochs:
+                self.print(f"resume: {self.checkpoint_path} is a finished run ({epoch} epochs done, this run "
+                           f"asks for {self.epochs}): nothing to train; pass a larger --epochs to train on")
+            else:
+                self.print(f"resumed from {self.checkpoint_path}: epoch {epoch + 1}, step {step}")
         else:
             self.print(f"resume: no checkpoint at {self.checkpoint_path}; starting from scratch")
 
@@ -215,13 +228,16 @@ class Trainer:
             return
         where = (f"step {last_step}" if first_step == last_step else
                  f"one of steps {first_step}..{last_step} (the loss is read every {self.log_every} steps)")
+        self._diverged(f"the loss is {value} at epoch {epoch + 1}, {where} of {len(self.train_loader)}")
+
+    def _diverged(self, what):
+        """Raise TrainingDiverged: what went wrong, and which checkpoint is the last good one."""
         last = self.history[-1]["epoch"] if self.history else None
         kept = (f"The last good checkpoint, {self.checkpoint_path} (end of epoch {last}), is kept"
                 if self.checkpoint and last is not None and self.checkpoint.exists()
                 else "No checkpoint had been written yet")
         self.status = "diverged"
-        raise TrainingDiverged(f"training diverged: the loss is {value} at epoch {epoch + 1}, {where} "
-                               f"of {len(self.train_loader)}; stopped. {kept}. Try a lower learning "
+        raise TrainingDiverged(f"training diverged: {what}; stopped. {kept}. Try a lower learning "
                                f"rate (lr is {self.optimizer.lr:g}).")
 
     def _save_interrupted(self, rng_state):
@@ -237,19 +253,23 @@ class Trainer:
                    f"{self.checkpoint_path}; run again with --resume to continue")
 
     def _end_epoch(self, epoch):
-        """Evaluate, step the schedule, log the epoch and write the checkpoint."""
+        """Evaluate, step the schedule, write the checkpoint, then log the epoch (a failed save
+        leaves no log line that a resume would write a second time). A test loss that is NaN or
+        inf is divergence: that epoch is neither checkpointed nor logged."""
         t0 = time.perf_counter()
         test = evaluate(self.model, self.test_loader, self.device, self.ten_crop, self.crop_size,
                         self.preprocess, comm=self.comm)
+        if not math.isfinite(test["loss"]):
+            self._diverged(f"the test loss is {test['loss']} after epoch {epoch + 1}")
         record = log.epoch_record(epoch, self.state.sums, test, time.perf_counter() - t0, self.optimizer.lr)
         if self.scheduler is not None:
             self.scheduler.step(test["loss"])
         self.state = Progress((epoch + 1, 0), zero_sums(), self.history + [record])
         if self.comm.is_main:
-            if self.json_log:
-                log.append_json_line(self.json_log, record)
             if self.checkpoint is not None:
                 self.checkpoint.save(self.state, self.epochs)
+            if self.json_log:
+                log.append_json_line(self.json_log, record)
         self.print(log.format_epoch(record, self.epochs))
 
 
