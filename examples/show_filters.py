@@ -50,10 +50,10 @@ def untrained_state(model_name, init, seed):
     tn.manual_seed(seed)
     if model_name == "alexnet-small":
         return tn.models.alexnet_small(init=init).state_dict()
-    # only conv1 is drawn (the rest of the 61-million-parameter net is not needed here); it is
-    # the first layer drawn, so it equals the whole net's conv1 at the same seed
-    conv1 = tn.nn.Conv2d(3, 96, 11, stride=4, padding=2, **tn.models.init_values(init, "conv1"))
-    return {"conv1.weight": conv1.weight.numpy()}
+    # only conv1 is drawn: the rest of the 61-million-parameter net is not needed here
+    w = tn.nn.Conv2d(3, 96, 11, stride=4, padding=2)
+    tn.models.init_weights(tn.nn.Sequential(conv1=w), init)
+    return {"conv1.weight": w.weight.numpy()}
 
 
 def tile(filters, columns, gap=1):
