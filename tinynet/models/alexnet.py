@@ -22,6 +22,7 @@ from .. import functional as F
 from .. import nn
 from .. import random as tn_random
 from ..device import device as as_device
+from ..shapes import conv_output_size
 
 INITS = ("kaiming", "paper", "caffe")
 # Layers whose biases the paper sets to 1 (section 5) "to accelerate the early stages of
@@ -112,19 +113,36 @@ def alexnet_small(num_classes=10, in_channels=1, image_size=28, width=32, device
 
 # ================================================================= the two towers
 
-class Tower(nn.Module):
-    """One GPU's half of Figure 2: half the kernels of every layer, all on one device."""
+# The paper's channels per tower (Figure 2): conv1 48, conv2 128, conv3 192, conv4 192, conv5 128,
+# fc6 and fc7 2048. Smaller towers of the same shape keep tests fast (tinynet.distributed's).
+PAPER_TOWER_CHANNELS = (48, 128, 192, 192, 128, 2048)
 
-    def __init__(self, device, dtype):
+
+def pool5_side(image_size):
+    """The side of pool5's maps for an image_size x image_size input: conv1 11/4 pad 2, then the
+    three 3/2 max-pools (conv2..conv5 keep the side). 224 -> 55 -> 27 -> 13 -> 6."""
+    side = conv_output_size(image_size, 11, 4, 2)
+    for _ in range(3):
+        side = conv_output_size(side, 3, 2)
+    return side
+
+
+class Tower(nn.Module):
+    """One GPU's half of Figure 2: half the kernels of every layer, all on one device.
+
+    channels: (conv1, conv2, conv3, conv4, conv5, fc) of this tower; side: pool5's map side."""
+
+    def __init__(self, device, dtype, channels=PAPER_TOWER_CHANNELS, side=6):
         super().__init__()
+        c1, c2, c3, c4, c5, fc = channels
         kw = dict(device=device, dtype=dtype)
-        self.conv1 = nn.Conv2d(3, 48, 11, stride=4, padding=2, **kw)
-        self.conv2 = nn.Conv2d(48, 128, 5, padding=2, **kw)
-        self.conv3 = nn.Conv2d(256, 192, 3, padding=1, **kw)   # reads both towers' conv2 maps
-        self.conv4 = nn.Conv2d(192, 192, 3, padding=1, **kw)
-        self.conv5 = nn.Conv2d(192, 128, 3, padding=1, **kw)
-        self.fc6 = nn.Linear(2 * 128 * 6 * 6, 2048, **kw)       # reads both towers
-        self.fc7 = nn.Linear(2 * 2048, 2048, **kw)              # reads both towers
+        self.conv1 = nn.Conv2d(3, c1, 11, stride=4, padding=2, **kw)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2, **kw)
+        self.conv3 = nn.Conv2d(2 * c2, c3, 3, padding=1, **kw)   # reads both towers' conv2 maps
+        self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, **kw)
+        self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, **kw)
+        self.fc6 = nn.Linear(2 * c5 * side * side, fc, **kw)      # reads both towers
+        self.fc7 = nn.Linear(2 * fc, fc, **kw)                    # reads both towers
 
 
 class AlexNet2012(nn.Module):
@@ -135,17 +153,26 @@ class AlexNet2012(nn.Module):
     (differentiable: its backward copies the gradient back), and the bytes it moves in the
     forward are counted in `crossing_bytes`. The backward sends back the gradient of every
     crossing except the input image's copy to the second device, which needs no gradient.
+
+    forward() is written once for the towers held here (`towers`, on `devices`) and three
+    crossings: `_inputs` (the image for each tower), `_gather` (both towers' activations for each
+    tower held here) and `_classify` (fc8 on the first tower's side). In this class both towers
+    live in one process; tinynet.distributed.TowerProcessAlexNet2012 holds one tower per process
+    and crosses by MPI with the same forward.
     """
 
     def __init__(self, num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5,
-                 dtype=np.float32):
+                 dtype=np.float32, channels=PAPER_TOWER_CHANNELS, image_size=224):
         super().__init__()
         if len(devices) != 2:
             raise ValueError(f"alexnet2012: devices must name two devices, got {devices!r}")
+        side = pool5_side(image_size)
+        if side < 1:
+            raise ValueError(f"alexnet2012: image_size {image_size} is too small for conv1 and three 3/2 max-pools")
         self.devices = tuple(as_device(d) for d in devices)
-        self.tower0 = Tower(self.devices[0], dtype)
-        self.tower1 = Tower(self.devices[1], dtype)
-        self.fc8 = nn.Linear(2 * 2048, num_classes, device=self.devices[0], dtype=dtype)
+        self.tower0 = Tower(self.devices[0], dtype, channels, side)
+        self.tower1 = Tower(self.devices[1], dtype, channels, side)
+        self.fc8 = nn.Linear(2 * channels[-1], num_classes, device=self.devices[0], dtype=dtype)
         self.dropout = dropout
         self.crossing_bytes = 0
         init_weights(self, init)
@@ -160,37 +187,47 @@ class AlexNet2012(nn.Module):
             self.crossing_bytes += x.size * x.dtype.itemsize
         return x.to(device)
 
-    def _gather(self, parts, device):
-        """Both towers' activations, concatenated on `device` (channels or features)."""
-        return F.concat([self._cross(p, device) for p in parts], axis=1)
+    def _inputs(self, x):
+        """The image on each tower's device."""
+        return [self._cross(x, dev) for dev in self.devices]
+
+    def _gather(self, parts):
+        """For each tower: both towers' activations concatenated on its device (channels or features)."""
+        return [F.concat([self._cross(p, dev) for p in parts], axis=1) for dev in self.devices]
+
+    def _classify(self, parts):
+        """fc8 on the first device, reading both towers' fc7 units."""
+        return self.fc8(F.concat([self._cross(p, self.devices[0]) for p in parts], axis=1))
 
     def forward(self, x):
         self.crossing_bytes = 0
-        d, (t0, t1) = self.devices, self.towers
         pool = lambda h: F.max_pool2d(h, 3, 2)
         lrn = lambda h: F.local_response_norm(h, 5, 1e-4, 0.75, 2.0)
+        towers = self.towers
         # conv1, conv2: each tower alone
-        h = [self._cross(x, dev) for dev in d]
-        h = [pool(lrn(F.relu(t.conv1(hi)))) for t, hi in zip(self.towers, h)]    # (N, 48, 27, 27)
-        h = [pool(lrn(F.relu(t.conv2(hi)))) for t, hi in zip(self.towers, h)]    # (N, 128, 13, 13)
+        h = self._inputs(x)
+        h = [pool(lrn(F.relu(t.conv1(hi)))) for t, hi in zip(towers, h)]       # (N, 48, 27, 27)
+        h = [pool(lrn(F.relu(t.conv2(hi)))) for t, hi in zip(towers, h)]       # (N, 128, 13, 13)
         # conv3 reads the maps of both towers
-        h = [F.relu(t.conv3(self._gather(h, dev))) for t, dev in zip(self.towers, d)]  # (N, 192, 13, 13)
-        h = [F.relu(t.conv4(hi)) for t, hi in zip(self.towers, h)]                # (N, 192, 13, 13)
-        h = [F.flatten(pool(F.relu(t.conv5(hi)))) for t, hi in zip(self.towers, h)]  # (N, 128*6*6)
+        h = [F.relu(t.conv3(g)) for t, g in zip(towers, self._gather(h))]      # (N, 192, 13, 13)
+        h = [F.relu(t.conv4(hi)) for t, hi in zip(towers, h)]                   # (N, 192, 13, 13)
+        h = [F.flatten(pool(F.relu(t.conv5(hi)))) for t, hi in zip(towers, h)]  # (N, 128*6*6)
         # fc6, fc7 read both towers; fc8 reads both and lives on the first device. Dropout acts
         # on a tower's own units before they cross, so a dropped unit is dropped for every reader.
         drop = lambda h: F.dropout(h, self.dropout, self.training)
         h = [drop(hi) for hi in h]
-        h = [F.relu(t.fc6(self._gather(h, dev))) for t, dev in zip(self.towers, d)]  # (N, 2048)
+        h = [F.relu(t.fc6(g)) for t, g in zip(towers, self._gather(h))]       # (N, 2048)
         h = [drop(hi) for hi in h]
-        h = [F.relu(t.fc7(self._gather(h, dev))) for t, dev in zip(self.towers, d)]  # (N, 2048)
-        return self.fc8(self._gather(h, d[0]))                                   # (N, num_classes)
+        h = [F.relu(t.fc7(g)) for t, g in zip(towers, self._gather(h))]       # (N, 2048)
+        return self._classify(h)                                                # (N, num_classes)
 
 
-def alexnet2012(num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5, dtype=np.float32):
+def alexnet2012(num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5, dtype=np.float32,
+                channels=PAPER_TOWER_CHANNELS, image_size=224):
     """The paper's two-tower AlexNet, tower i on devices[i]. With one GPU pass
-    devices=("cuda:0", "cuda:0"): both towers then share it and nothing crosses."""
-    return AlexNet2012(num_classes, devices, init, dropout, dtype)
+    devices=("cuda:0", "cuda:0"): both towers then share it and nothing crosses.
+    channels and image_size make smaller nets of the same shape (tests); the defaults are the paper's."""
+    return AlexNet2012(num_classes, devices, init, dropout, dtype, channels, image_size)
 
 
 # ================================================================= grouped <-> two towers
