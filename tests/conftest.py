@@ -1,4 +1,7 @@
-"""Shared fixtures: the CPU backends to run every kernel-level test on, and the gpu marker."""
+"""Shared fixtures: the CPU backends to run every kernel-level test on, and the gpu and mpi markers."""
+import importlib.util
+import shutil
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -26,3 +29,22 @@ def cpu_backend(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def mpi_missing():
+    """Why tests marked `mpi` cannot run here (None when mpirun and mpi4py are both present)."""
+    if shutil.which("mpirun") is None:
+        return "needs mpirun (apt-get install -y openmpi-bin libopenmpi-dev)"
+    if importlib.util.find_spec("mpi4py") is None:
+        return 'needs mpi4py (pip install -e ".[mpi]")'
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `mpi` run in the default run where mpirun exists, and skip with the reason elsewhere."""
+    reason = mpi_missing()
+    if reason is None:
+        return
+    for item in items:
+        if "mpi" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))

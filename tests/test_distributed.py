@@ -1,0 +1,123 @@
+"""tinynet.distributed: data parallel over MPI and the two towers as two processes.
+
+The `mpi` tests start `mpirun -n 2` in a subprocess (tests/mpi_jobs.py holds the jobs) with a
+timeout, and compare what the ranks wrote with a one-process run. They run in the default test
+run where mpirun and mpi4py exist and skip, saying so, elsewhere (tests/conftest.py).
+"""
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tinynet import distributed
+from tinynet.distributed import launch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JOBS = os.path.join(ROOT, "tests", "mpi_jobs.py")
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
+
+
+def mpirun(n, args, timeout=120):
+    """Run `python args...` on n ranks; the CompletedProcess (a hang fails the test at `timeout`)."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = MPIRUN + ["-n", str(n), "-x", "PYTHONPATH", sys.executable] + list(args)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def run_job(n, job, out, timeout=120):
+    result = mpirun(n, [JOBS, job, str(out)], timeout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def ranks_and_one(npz):
+    """{name: (value on the ranks, value in one process)} from a job's npz."""
+    names = [k[len("one/"):] for k in npz.files if k.startswith("one/")]
+    assert names and sorted(names) == sorted(k[len("ranks/"):] for k in npz.files if k.startswith("ranks/"))
+    return {k: (npz[f"ranks/{k}"], npz[f"one/{k}"]) for k in names}
+
+
+# ================================================================= without a launcher
+
+def test_launcher_is_found_from_its_environment():
+    assert launch.launcher_size({"OMPI_COMM_WORLD_SIZE": "4"}) == 4
+    assert launch.launcher_size({"PMI_SIZE": "2"}) == 2
+    assert launch.launcher_size({"HOME": "/root"}) is None
+
+
+def test_distributed_without_a_launcher_says_how_to_launch():
+    with pytest.raises(distributed.DistributedError, match=r"--distributed needs an MPI launcher .* mpirun -n 2"):
+        launch.require_launcher("--distributed", environ={})
+
+
+def test_missing_mpi4py_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)   # makes `from mpi4py import MPI` raise ImportError
+    with pytest.raises(distributed.DistributedError,
+                       match=r'needs mpi4py.*apt-get install -y openmpi-bin libopenmpi-dev && pip install -e "\.\[mpi\]"'):
+        launch.import_mpi()
+
+
+def test_towers_need_a_group_of_two():
+    class Three:
+        size, rank = 3, 0
+    with pytest.raises(ValueError, match="need a group of 2 ranks, got 3"):
+        distributed.TowerProcessAlexNet2012(None, Three())
+
+
+# ================================================================= on two ranks
+
+@pytest.mark.mpi
+def test_gradients_are_averaged_in_buckets_and_metrics_summed(tmp_path):
+    run_job(2, "collectives", tmp_path)
+    r = np.load(tmp_path / "collectives.npz")
+    assert r["size"] == 2 and r["buckets"].tolist() == [2, 1]
+    # rank k's gradient of parameter i is (k + 1)(i + 1); parameter 1 has none on rank 1 (zero)
+    np.testing.assert_array_equal(r["grad0"], np.full(3, (1 + 2) / 2))
+    np.testing.assert_array_equal(r["grad1"], np.full((2, 2), (2 + 0) / 2))
+    np.testing.assert_array_equal(r["grad2"], np.full(5, (3 + 6) / 2))
+    np.testing.assert_array_equal(r["sums"], [0 + 1, 2])
+
+
+@pytest.mark.mpi
+def test_data_parallel_equals_one_process(tmp_path):
+    """Two ranks with global batch 8 (4 images each) take the same SGD steps as one process with
+    batch 8: float64, no dropout, weights equal to 1e-9 after 3 steps (rank 1 starts from
+    scrambled weights, so this also proves the broadcast)."""
+    run_job(2, "data", tmp_path)
+    r = np.load(tmp_path / "data.npz")
+    assert r["buckets"] > 1
+    for name, (ranks, one) in ranks_and_one(r).items():
+        np.testing.assert_allclose(ranks, one, rtol=0, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("job", ["towers", "towers-dropout"])
+def test_towers_on_two_ranks_equal_the_one_process_net(tmp_path, job):
+    """Figure 2 as two processes: after 3 SGD steps (float64) the union of the two ranks' weights
+    equals the one-process two-tower net's, and both ranks saw its losses. With dropout 0.5 too:
+    tower r on cpu:r draws its masks from the same generator in both setups."""
+    run_job(2, job, tmp_path)
+    r = np.load(tmp_path / "towers.npz")
+    np.testing.assert_allclose(r["losses"], r["reference_losses"], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(r["losses1"], r["losses"])
+    for name, (ranks, one) in ranks_and_one(r).items():
+        np.testing.assert_allclose(ranks, one, rtol=0, atol=1e-9, err_msg=name)
+    # the bytes the ranks send are the one-process crossings less the input image's copy
+    assert sum(r["sent"]) == r["reference_crossing"] - r["input_bytes"]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("how", ["exception", "kill"])
+def test_a_failing_rank_ends_the_job(tmp_path, how):
+    """Rank 1 raises (or is killed) while rank 0 waits in a collective: the job ends within seconds."""
+    start = time.monotonic()
+    result = mpirun(2, [JOBS, f"fail-{how}", str(tmp_path)], timeout=60)
+    elapsed = time.monotonic() - start
+    assert result.returncode != 0
+    assert not (tmp_path / "rank0-passed-the-collective").exists()
+    assert elapsed < 30, f"the job took {elapsed:.0f} s to end"
+    if how == "exception":
+        assert "rank 1 of 2 failed (RuntimeError); aborting every rank of the job" in result.stderr
