@@ -21,6 +21,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,13 +40,15 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--out", default=None, help="JSON file for the results")
     p.add_argument("--worker", default=None, choices=MODELS, help=argparse.SUPPRESS)  # inside mpirun
+    p.add_argument("--result", default=None, help=argparse.SUPPRESS)                  # rank 0's JSON record
     return p.parse_args(argv)
 
 
 # ================================================================= one rank of a job
 
 def worker(args):
-    """Runs inside mpirun: time data-parallel steps of args.worker; rank 0 prints one JSON line."""
+    """Runs inside mpirun: time data-parallel steps of args.worker; rank 0 writes its JSON record
+    to args.result (a file: the ranks' stdout streams interleave)."""
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
@@ -84,7 +87,7 @@ def worker(args):
             reduce_bytes.append(comm.stats.bytes)
     if comm.rank == 0:
         step = statistics.median(steps)
-        print(json.dumps({
+        Path(args.result).write_text(json.dumps({
             "model": args.worker, "ranks": comm.size, "threads_per_rank": int(os.environ.get("NUMBA_NUM_THREADS", 0)),
             "global_batch": args.batch_size, "parameters": model.num_parameters(),
             "step_ms": 1000 * step, "images_per_s": args.batch_size / step,
@@ -96,15 +99,22 @@ def worker(args):
 
 def run_job(args, model, ranks, threads):
     """One mpirun job; its rank 0's JSON record."""
+    with tempfile.TemporaryDirectory() as folder:
+        result = Path(folder) / "result.json"
+        run = _mpirun(args, model, ranks, threads, result)
+        if run.returncode != 0 or not result.exists():
+            raise SystemExit(f"bench_distributed.py: the {ranks}-rank job failed:\n{run.stdout}{run.stderr}")
+        return json.loads(result.read_text())
+
+
+def _mpirun(args, model, ranks, threads, result):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.update({name: str(threads) for name in THREAD_VARIABLES})
     cmd = MPIRUN + ["-n", str(ranks), "-x", "PYTHONPATH"] + [arg for name in THREAD_VARIABLES for arg in ("-x", name)]
     cmd += [sys.executable, str(Path(__file__).resolve()), "--worker", model, "--batch-size", str(args.batch_size),
-            "--width", str(args.width), "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if run.returncode != 0:
-        raise SystemExit(f"bench_distributed.py: the {ranks}-rank job failed:\n{run.stdout}{run.stderr}")
-    return json.loads([line for line in run.stdout.splitlines() if line.startswith("{")][-1])
+            "--width", str(args.width), "--steps", str(args.steps), "--warmup", str(args.warmup),
+            "--result", str(result)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True)
 
 
 def main(argv=None):

@@ -111,6 +111,28 @@ def job_towers_dropout(out):
     job_towers(out, dropout=0.5)
 
 
+def job_towers_data(out):
+    """2k ranks: k data-parallel replicas of the two towers (global batch 8) against one process."""
+    MPI = distributed.import_mpi()
+    tower_mpi, data_mpi = distributed.tower_groups(MPI.COMM_WORLD)
+    towers = distributed.MPICommunicator(tower_mpi)
+    data = distributed.MPICommunicator(data_mpi)
+    x, y = images(8 * STEPS, (3, 67, 67))
+    make = lambda: tn.models.alexnet2012(10, dropout=0, dtype=np.float64, **SMALL_TOWERS)  # noqa: E731
+    tn.manual_seed(0)
+    model = distributed.TowerProcessAlexNet2012(make(), towers)
+    data.broadcast_parameters(model.parameters())
+    train_steps(model, x, y, 8, comm=data)
+    state = model.full_state_dict()     # replica 0's two ranks hold the whole net
+    if MPI.COMM_WORLD.Get_rank() == 0:
+        tn.manual_seed(0)
+        reference = make()
+        train_steps(reference, x, y, 8)
+        np.savez(os.path.join(out, "towers-data.npz"), groups=[towers.size, data.size],
+                 **{f"ranks/{k}": v for k, v in state.items()},
+                 **{f"one/{k}": v for k, v in reference.state_dict().items()})
+
+
 def job_fail(out, how):
     """Rank 1 fails after a first all-reduce while rank 0 waits in a second: the job must end."""
     comm = distributed.MPICommunicator()
@@ -125,7 +147,7 @@ def job_fail(out, how):
 
 
 JOBS = {"data": job_data, "collectives": job_collectives, "towers": job_towers,
-        "towers-dropout": job_towers_dropout,
+        "towers-dropout": job_towers_dropout, "towers-data": job_towers_data,
         "fail-exception": lambda out: job_fail(out, "exception"), "fail-kill": lambda out: job_fail(out, "kill")}
 
 if __name__ == "__main__":

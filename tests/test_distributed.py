@@ -4,6 +4,7 @@ The `mpi` tests start `mpirun -n 2` in a subprocess (tests/mpi_jobs.py holds the
 timeout, and compare what the ranks wrote with a one-process run. They run in the default test
 run where mpirun and mpi4py exist and skip, saying so, elsewhere (tests/conftest.py).
 """
+import json
 import os
 import subprocess
 import sys
@@ -110,6 +111,16 @@ def test_towers_on_two_ranks_equal_the_one_process_net(tmp_path, job):
 
 
 @pytest.mark.mpi
+def test_towers_and_data_parallel_compose_on_four_ranks(tmp_path):
+    """4 ranks = 2 replicas x 2 towers, global batch 8 (4 per replica): the one-process net's steps."""
+    run_job(4, "towers-data", tmp_path)
+    r = np.load(tmp_path / "towers-data.npz")
+    assert r["groups"].tolist() == [2, 2]
+    for name, (ranks, one) in ranks_and_one(r).items():
+        np.testing.assert_allclose(ranks, one, rtol=0, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.mpi
 @pytest.mark.parametrize("how", ["exception", "kill"])
 def test_a_failing_rank_ends_the_job(tmp_path, how):
     """Rank 1 raises (or is killed) while rank 0 waits in a collective: the job ends within seconds."""
@@ -121,3 +132,19 @@ def test_a_failing_rank_ends_the_job(tmp_path, how):
     assert elapsed < 30, f"the job took {elapsed:.0f} s to end"
     if how == "exception":
         assert "rank 1 of 2 failed (RuntimeError); aborting every rank of the job" in result.stderr
+
+
+@pytest.mark.mpi
+def test_bench_distributed_runs_at_a_tiny_size(tmp_path):
+    """The benchmark's two jobs run; each rank of the 2-rank job hands every gradient to the
+    all-reduce once a step (4 bytes x parameters), the 1-rank job nothing."""
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_distributed.py"), "--models",
+                          "alexnet-small", "--width", "4", "--batch-size", "8", "--steps", "1", "--warmup", "0",
+                          "--out", str(out)], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    one, two = json.loads(out.read_text())["results"]
+    assert (one["ranks"], one["threads_per_rank"], two["ranks"], two["threads_per_rank"]) == (1, 2, 2, 1)
+    assert one["allreduce_bytes_per_rank"] == 0
+    assert two["allreduce_bytes_per_rank"] == 4 * two["parameters"] > 0
+    assert two["images_per_s"] == pytest.approx(8 / (two["step_ms"] / 1000))
