@@ -24,10 +24,10 @@ def images(n, shape, seed=0, classes=10):
     return rng.standard_normal((n,) + shape), rng.integers(0, classes, n)
 
 
-def train_steps(model, x, y, batch, comm=None, steps=STEPS, lr=0.05):
+def train_steps(model, x, y, batch, comm=None, steps=STEPS, lr=0.05, opt=None):
     """`steps` SGD steps over consecutive global batches of x; with `comm`, this rank takes its
     contiguous slice of each global batch and the gradients are averaged over the ranks."""
-    opt = tn.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    opt = opt or tn.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     losses = []
     for step in range(steps):
         lo, hi = step * batch, (step + 1) * batch
@@ -90,17 +90,32 @@ def job_towers(out, dropout=0.0):
     make = lambda: tn.models.alexnet2012(10, dropout=dropout, dtype=np.float64, **SMALL_TOWERS)  # noqa: E731
     tn.manual_seed(0)
     model = distributed.TowerProcessAlexNet2012(make(), comm)
-    losses = train_steps(model, x, y, 4)
-    state = model.full_state_dict()
+    opt = tn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    losses = train_steps(model, x, y, 4, opt=opt)
+    state, opt_state = model.gather_state(opt)
     sent = model.crossing_bytes
+    # the one-process state loads back into a fresh pair of ranks: every weight and velocity
+    tn.manual_seed(1)
+    fresh = distributed.TowerProcessAlexNet2012(make(), comm)
+    fresh_opt = tn.optim.SGD(fresh.parameters())
+    full, full_opt = comm.mpi.bcast((state, opt_state), root=0)
+    fresh.load_state_dict(full)
+    fresh_opt.load_state_dict(fresh.local_optimizer_state(full_opt))
+    reloaded = [np.array_equal(a.data, b.data) for a, b in zip(fresh.parameters(), model.parameters())]
+    reloaded += [np.array_equal(a, b) for a, b in zip(fresh_opt.velocity, opt.velocity)]
     if comm.rank == 1:
-        comm.mpi.send((losses, sent), dest=0)
+        comm.mpi.send((losses, sent, all(reloaded)), dest=0)
         return
-    losses1, sent1 = comm.mpi.recv(source=1)
+    losses1, sent1, reloaded1 = comm.mpi.recv(source=1)
     tn.manual_seed(0)
     reference = make()
-    reference_losses = train_steps(reference, x, y, 4)
+    reference_opt = tn.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    reference_losses = train_steps(reference, x, y, 4, opt=reference_opt)
+    velocities = {f"velocity{i}": v for i, v in enumerate(opt_state["velocity"])}
+    velocities.update({f"reference_velocity{i}": v for i, v in enumerate(reference_opt.state_dict()["velocity"])})
     np.savez(os.path.join(out, "towers.npz"), losses=losses, losses1=losses1, reference_losses=reference_losses,
+             names=list(state), reference_names=list(reference.state_dict()), **velocities,
+             reloaded=[all(reloaded), reloaded1],
              sent=[sent, sent1], reference_crossing=reference.crossing_bytes,
              input_bytes=x[:4].size * 8,
              **{f"ranks/{k}": v for k, v in state.items()},
@@ -123,7 +138,7 @@ def job_towers_data(out):
     model = distributed.TowerProcessAlexNet2012(make(), towers)
     data.broadcast_parameters(model.parameters())
     train_steps(model, x, y, 8, comm=data)
-    state = model.full_state_dict()     # replica 0's two ranks hold the whole net
+    state, _ = model.gather_state(tn.optim.SGD(model.parameters()))   # replica 0's two ranks hold the whole net
     if MPI.COMM_WORLD.Get_rank() == 0:
         tn.manual_seed(0)
         reference = make()

@@ -106,6 +106,13 @@ def test_towers_on_two_ranks_equal_the_one_process_net(tmp_path, job):
     np.testing.assert_array_equal(r["losses1"], r["losses"])
     for name, (ranks, one) in ranks_and_one(r).items():
         np.testing.assert_allclose(ranks, one, rtol=0, atol=1e-9, err_msg=name)
+    # rank 0 holds the one-process checkpoint format: names and velocities in the one-process order
+    assert r["names"].tolist() == r["reference_names"].tolist()
+    velocities = sorted(k for k in r.files if k.startswith("velocity"))
+    assert len(velocities) == len(r["names"])
+    for k in velocities:
+        np.testing.assert_allclose(r[k], r["reference_" + k], rtol=0, atol=1e-9, err_msg=k)
+    assert r["reloaded"].tolist() == [True, True]   # and loads back, weights and velocities, on each rank
     # the bytes the ranks send are the one-process crossings less the input image's copy
     assert sum(r["sent"]) == r["reference_crossing"] - r["input_bytes"]
 

@@ -119,7 +119,9 @@ class TowerProcessAlexNet2012(AlexNet2012):
     same initial weights): this rank keeps its own tower (and fc8) and drops the rest, so the
     two-process net starts where the one-process net starts. Parameter names are the
     one-process net's ("tower1.conv3.weight" lives on rank 1): the union of the ranks'
-    state_dicts is the one-process state_dict (full_state_dict gathers it on rank 0).
+    state_dicts is the one-process state_dict. gather_state writes the one-process checkpoint
+    format on rank 0; load_state_dict and local_optimizer_state read it back on each rank, so a
+    net trained in two processes loads in one and the other way round.
 
     device: where this rank's tower computes, default the model's device for that tower
     (cpu:r by default, so dropout masks come from the same per-device generator as in one process).
@@ -163,20 +165,39 @@ class TowerProcessAlexNet2012(AlexNet2012):
         logits = self.fc8(joined) if self.rank == 0 else joined       # (N, classes) on rank 0
         return broadcast_from_root(logits, self.comm, root=0)         # (N, classes) on both
 
-    def full_state_dict(self):
-        """Collective: the one-process net's state_dict on rank 0 (both towers and fc8), None on rank 1."""
-        parts = self.comm.mpi.gather(self.state_dict(), root=0)
-        if self.rank != 0:
-            return None
-        merged = {}
-        for part in parts:
-            merged.update(part)
-        return merged
+    # ------------------------------------------------------------ state in the one-process format
+    def one_process_names(self):
+        """The one-process net's parameter names in its order: tower0's, tower1's, then fc8's."""
+        tower = [name for name, _ in self.towers[0].named_parameters()]
+        return [f"tower{t}.{name}" for t in (0, 1) for name in tower] + ["fc8.weight", "fc8.bias"]
 
-    def load_full_state_dict(self, state):
-        """Take this rank's parameters from a one-process state_dict (every rank reads it)."""
-        own = {name: value for name, value in state.items() if name in dict(self.named_parameters())}
-        return self.load_state_dict(own)
+    def gather_state(self, optimizer):
+        """Collective (every rank of the pair calls it): the one-process net's state_dict and SGD
+        state_dict (velocities in the one-process parameter order) on rank 0; (None, None) on rank 1.
+        `optimizer` is this rank's SGD over this rank's parameters."""
+        opt = optimizer.state_dict()
+        names = [name for name, _ in self.named_parameters()]
+        parts = self.comm.mpi.gather((self.state_dict(), dict(zip(names, opt["velocity"]))), root=0)
+        if self.rank != 0:
+            return None, None
+        state, velocity = {}, {}
+        for part_state, part_velocity in parts:
+            state.update(part_state)
+            velocity.update(part_velocity)
+        order = self.one_process_names()
+        return {name: state[name] for name in order}, dict(opt, velocity=[velocity[name] for name in order])
+
+    def load_state_dict(self, state, strict=True):
+        """This rank's parameters from a state_dict of its own or of the whole one-process net
+        (the other tower's entries are the other rank's business)."""
+        own = {name for name, _ in self.named_parameters()}
+        others = set(self.one_process_names()) - own
+        return super().load_state_dict({k: v for k, v in state.items() if k not in others}, strict)
+
+    def local_optimizer_state(self, state):
+        """The one-process net's SGD state_dict -> this rank's (the velocities of its own parameters)."""
+        index = {name: i for i, name in enumerate(self.one_process_names())}
+        return dict(state, velocity=[state["velocity"][index[name]] for name, _ in self.named_parameters()])
 
 
 # ================================================================= groups for 2k ranks
