@@ -61,6 +61,24 @@ def test_missing_mpi4py_says_how_to_install_it(monkeypatch):
         launch.import_mpi()
 
 
+def test_a_batch_that_does_not_divide_is_one_line_before_mpi_starts(monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    with pytest.raises(distributed.DistributedError,
+                       match=r"^--batch-size 33 does not divide by the 2 data-parallel rank\(s\); .*\(try 32\)$"):
+        distributed.start("data", batch_size=33)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")   # towers: 2 replicas of the two towers
+    with pytest.raises(distributed.DistributedError, match=r"--batch-size 5 does not divide by the 2 data-parallel"):
+        distributed.start("towers", batch_size=5, model="alexnet2012")
+
+
+def test_towers_need_an_even_number_of_ranks_and_the_two_tower_net(monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "3")
+    with pytest.raises(distributed.DistributedError, match="needs an even number of ranks .* got 3"):
+        distributed.start("towers", model="alexnet2012")
+    with pytest.raises(distributed.DistributedError, match="use --model alexnet2012, not alexnet-small"):
+        distributed.start("towers", model="alexnet-small")
+
+
 def test_towers_need_a_group_of_two():
     class Three:
         size, rank = 3, 0
