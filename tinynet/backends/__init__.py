@@ -4,22 +4,20 @@
     numba       the CPU fast path (kernels/cpu), the default for cpu devices
     cupy        the GPU path (kernels/cuda + cuBLAS), for cuda devices
 
-TINYNET_CPU_BACKEND=reference|numba, read once at import, picks the CPU backend.
+TINYNET_CPU_BACKEND=reference|numba (tinynet.config), read once at import, picks the CPU backend.
 """
 import contextlib
 import importlib
-import os
 import warnings
+
+from .. import config
 
 _MODULES = {"reference": "tinynet.backends.reference",
             "numba": "tinynet.backends.numba_cpu",
             "cupy": "tinynet.backends.cupy_gpu"}
 CPU_BACKENDS = ("numba", "reference")
 
-_requested = os.environ.get("TINYNET_CPU_BACKEND", "numba").strip().lower()
-if _requested not in CPU_BACKENDS:
-    raise ValueError(f"TINYNET_CPU_BACKEND={_requested!r}: expected one of {CPU_BACKENDS}")
-_cpu_choice = _requested
+_cpu_choice = config.cpu_backend()
 _loaded = {}
 
 

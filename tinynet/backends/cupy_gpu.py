@@ -17,10 +17,11 @@ it, the first float32 GEMM reads the environment variable CUPY_TF32 (> 0 means T
 CUBLAS_COMPUTE_32F_FAST_TF32 (inputs rounded to 10 mantissa bits on the tensor cores, much faster
 on Ampere and later); the default maps to CUBLAS_COMPUTE_32F, full float32. tinynet sets the
 compute type itself, so TINYNET_TF32 decides and CUPY_TF32 is ignored: TF32 is off unless
-TINYNET_TF32=1 (read at import) or `set_tf32(True)`. float64 GEMMs are never affected.
+TINYNET_TF32=1 (tinynet.config, read at import) or `set_tf32(True)`. float64 GEMMs are never affected.
 """
 import os
 import threading
+import warnings
 
 import numpy as np
 
@@ -31,6 +32,7 @@ except ImportError as _err:
             else f"CuPy failed to import ({str(_err).splitlines()[0] if str(_err) else type(_err).__name__})")
     raise ImportError(f"{_why}: pip install 'tinynet[cuda12]' (or [cuda13]) matching your CUDA driver") from _err
 
+from tinynet import config
 from tinynet._kernels import cuda_source
 from tinynet.backends.reference import out_size  # noqa: F401  (one definition of the arithmetic)
 
@@ -79,14 +81,7 @@ def _on(array):
 
 # ---------------------------------------------------------------- TF32 for cuBLAS GEMMs
 
-def _env_tf32():
-    value = os.environ.get("TINYNET_TF32", "0").strip()
-    if value not in ("", "0", "1"):
-        raise ValueError(f"TINYNET_TF32={value!r}: expected 0 (full float32 GEMMs, the default) or 1 (TF32)")
-    return value == "1"
-
-
-_tf32 = _env_tf32()
+_tf32 = config.tf32()
 _tf32_applied = False
 
 
@@ -95,8 +90,10 @@ def _apply_tf32():
     try:
         from cupy._core import _routines_linalg as linalg
         compute_type = linalg.COMPUTE_TYPE_TF32 if _tf32 else linalg.COMPUTE_TYPE_DEFAULT
-    except (ImportError, AttributeError):  # a CuPy without that API: its variable, read at the first GEMM
-        os.environ["CUPY_TF32"] = "1" if _tf32 else "0"
+    except (ImportError, AttributeError):  # a CuPy without that API reads CUPY_TF32 at the first GEMM
+        if (os.environ.get("CUPY_TF32", "0").strip() not in ("", "0")) != _tf32:
+            warnings.warn(f"this CuPy cannot be told to {'use' if _tf32 else 'avoid'} TF32; set "
+                          f"CUPY_TF32={int(_tf32)} before the first GEMM to match TINYNET_TF32")
     else:
         # TF32 asks the current GPU for its compute capability (CuPy warns and keeps full
         # float32 below 8.0); the default needs no GPU.

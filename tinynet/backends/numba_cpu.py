@@ -5,64 +5,23 @@ allocates the outputs and calls one kernel from kernels/cpu. Arguments are not v
 (functional.py does that). GEMMs are NumPy's `@` (BLAS), called by functional.py, not by us.
 
 Kernels compile on first use and are cached on disk in $NUMBA_CACHE_DIR, which defaults to
-~/.cache/tinynet/numba (or $TINYNET_CACHE/numba), so a second process starts without compiling.
-"""
-import os
+~/.cache/tinynet/numba (or $TINYNET_CACHE/numba; tinynet.config.numba_cache_dir), so a second
+process starts without compiling.
 
+Process-wide settings that make these kernels fast (OpenMP threads that sleep instead of
+spinning, malloc keeping freed blocks) are not made here: tinynet.config.apply_process_settings()
+makes them when a command line asks (examples/train_alexnet.py, benchmarks/bench_alexnet.py).
+"""
 import numpy as np
 
-
-def _numba_cache_dir():
-    """$TINYNET_CACHE/numba, or ~/.cache/tinynet/numba."""
-    root = os.environ.get("TINYNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tinynet")
-    return os.path.join(root, "numba")
-
-
-# Numba reads NUMBA_CACHE_DIR once, when it is first imported: set it before that.
-os.environ.setdefault("NUMBA_CACHE_DIR", _numba_cache_dir())
-
-# Numba's parallel kernels run on GNU OpenMP threads, which by default spin for a while after
-# each kernel, waiting for the next one. OpenBLAS's threads do the same after each GEMM, so on
-# a 2-core machine the two pools take the cores from each other. Measured, a training step of
-# alexnet-small (width 24, batch 32) on 2 threads: 186 ms spinning, 43-53 ms with PASSIVE
-# (1 thread: 43-48 ms). OpenMP reads the variable when Numba first loads it, after this line;
-# a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def keep_freed_memory(limit=1 << 30):
-    """Ask glibc's malloc to keep freed blocks (up to `limit` bytes each) for reuse instead of
-    giving them back to the kernel. Returns True if it was applied (glibc only).
-
-    Why: a training step allocates the same large arrays every time (im2col's columns, up to
-    13 MB in the small net, hundreds of MB in AlexNet). By default glibc serves blocks over
-    128 KiB with a fresh mmap and unmaps them on free, so every step takes a page fault on
-    every 4 KiB page of every large array and the kernel zeroes it; inside a virtual machine
-    each fault is expensive. Measured on the 2-core VM, alexnet-small's step (width 24, batch 32,
-    one thread): 76-82 ms by default, 45-59 ms with freed memory kept. The cost: the process's
-    resident memory stays at its peak instead of shrinking between steps.
-    Opt out with TINYNET_KEEP_FREED_MEMORY=0.
-    """
-    if os.environ.get("TINYNET_KEEP_FREED_MEMORY", "1") == "0":
-        return False
-    import ctypes
-    import platform
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3      # from glibc's <malloc.h>
-    return bool(libc.mallopt(m_mmap_threshold, int(limit)) and libc.mallopt(m_trim_threshold, 2 * int(limit)))
-
-
-KEEPS_FREED_MEMORY = keep_freed_memory()
+from tinynet import config
 
 import numba  # noqa: E402
 
-if not numba.config.CACHE_DIR:  # numba was imported before us, without NUMBA_CACHE_DIR
-    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+# Numba took NUMBA_CACHE_DIR from the environment when it was imported; without one, tinynet's
+# cache folder. Numba's own setting, read when a kernel is compiled: the environment is left alone.
+if not numba.config.CACHE_DIR:
+    numba.config.CACHE_DIR = config.numba_cache_dir()
 
 from tinynet._kernels import ensure_kernels_package  # noqa: E402
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import config
 from . import DataError
 
 FASHION_MNIST_CLASSES = (
@@ -163,8 +164,7 @@ def load_fashion_mnist(data_dir=None, train=True):
 
 def cache_dir():
     """Where downloads go: $TINYNET_CACHE/fashion-mnist, TINYNET_CACHE defaulting to ~/.cache/tinynet."""
-    root = os.environ.get("TINYNET_CACHE") or Path.home() / ".cache" / "tinynet"
-    return Path(root) / "fashion-mnist"
+    return config.cache_dir() / "fashion-mnist"
 
 
 def _find_files(folder, names):

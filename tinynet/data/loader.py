@@ -2,10 +2,12 @@
 
     loader = DataLoader((images, labels), batch_size=128, shuffle=True, seed=0)
     for epoch in range(start_epoch, epochs):
-        loader.set_epoch(epoch)          # a resumed run sees the same batches as the first one did
-        for x, y in loader:              # x float32 (B, C, H, W), y int64 (B,)
+        for x, y in loader.iter_epoch(epoch):   # x float32 (B, C, H, W), y int64 (B,)
             ...
         print(loader.wait_fraction(epoch_seconds))  # the share of the epoch spent waiting for data
+
+    loader.iter_epoch(epoch, start=k)    # resuming mid-epoch: the same batches from batch k on
+    loader.shard(rank, size)             # data parallel: rank's slice of every global batch
 
 How the work is split. The consumer (the training loop) never loads anything itself: a pool of
 `workers` threads builds whole batches, and at most `prefetch` batches are in flight ahead of
@@ -23,9 +25,15 @@ out in order, so the same (seed, epoch) gives the same batches with 0, 1 or 8 wo
 Unreadable images. A data set may return None for an image it cannot decode (ImageFolder does);
 that sample is left out and its batch is one smaller. A batch with no readable image at all is
 not yielded, so len(loader) is then an upper bound.
+
+Sharding (data parallel). `shard(rank, size)` is a loader over the same data and seed whose
+batch b is the rank-th of `size` contiguous slices of the global batch b, so the ranks together
+see exactly the batches one process sees. Every rank yields the same number of batches (the
+per-step all-reduce needs that): a last, partial global batch smaller than `size` is left out.
 """
 
 import collections
+import copy
 import math
 import numbers
 import time
@@ -108,11 +116,37 @@ class DataLoader:
         self.workers = workers
         self.epoch = 0
         self.wait_seconds = 0.0
+        self.rank, self.ranks = 0, 1  # this loader's share of each batch: see shard()
 
     def __len__(self):
         """Batches per epoch (fewer if whole batches turn out unreadable)."""
         n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        batches = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        if self.ranks > 1 and 0 < n % self.batch_size < self.ranks and not self.drop_last:
+            batches -= 1  # the last batch has fewer samples than ranks: left out (see shard)
+        return batches
+
+    def shard(self, rank, size):
+        """A loader yielding rank `rank`'s contiguous slice of every global batch, for `size`
+        processes training together (data parallel); this loader is left as it was.
+
+        The batch size stays the global one: each rank's batches hold batch_size / size samples,
+        which must be a whole number. Everything random (order, augmentation) still comes from
+        (seed, epoch, sample index), so the union of the shards is the unsharded epoch.
+        """
+        _check_int("rank", rank, minimum=0)
+        _check_int("size", size, minimum=1)
+        if rank >= size:
+            raise ValueError(f"DataLoader.shard: rank={rank} with size={size}, expected 0 <= rank < size")
+        if self.batch_size % size:
+            raise ValueError(f"DataLoader.shard: batch_size={self.batch_size} does not divide by "
+                             f"size={size}; expected a global batch size that is a multiple of size")
+        if self.ranks != 1:
+            raise ValueError(f"DataLoader.shard: this loader is already shard {self.rank} of {self.ranks}")
+        shard = copy.copy(self)
+        shard.rank, shard.ranks = int(rank), int(size)
+        shard.epoch, shard.wait_seconds = self.epoch, 0.0
+        return shard
 
     def set_epoch(self, epoch):
         """Make the next iteration produce epoch `epoch` (its order and its augmentations)."""
@@ -137,6 +171,10 @@ class DataLoader:
         batches = [order[start:start + self.batch_size] for start in range(0, n, self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
+        if self.ranks > 1:
+            if batches and len(batches[-1]) < self.ranks:
+                batches.pop()  # some rank would get nothing: every rank skips it (see shard)
+            batches = [np.array_split(b, self.ranks)[self.rank] for b in batches]
         return batches
 
     def sample_rng(self, epoch, index):
@@ -145,10 +183,20 @@ class DataLoader:
         return np.random.default_rng(seq)
 
     def __iter__(self):
+        """The batches of epoch self.epoch, which then advances by one."""
         epoch = self.epoch
         self.epoch += 1
+        return self.iter_epoch(epoch)
+
+    def iter_epoch(self, epoch, start=0):
+        """The batches of epoch `epoch` from batch number `start` on (0-based; a resumed run
+        passes the number of batches it had already done). Batch k is the same whatever
+        `start` is: the order and every sample's augmentation depend on (seed, epoch, index),
+        not on the position in the epoch. Leaves self.epoch alone; resets wait_seconds."""
+        _check_int("epoch", epoch, minimum=0)
+        _check_int("start", start, minimum=0)
         self.wait_seconds = 0.0
-        batches = self.batch_indices(epoch)
+        batches = self.batch_indices(epoch)[start:]
         if self.workers == 0:
             return self._iterate_here(batches, epoch)
         return self._iterate_prefetched(batches, epoch)

@@ -86,10 +86,17 @@ def ten_crop(img, size):
     """
     h, w = _pair(size, "ten_crop")
     height, width = _check_image(img, h, w, "ten_crop")
-    bottom, right = height - h, width - w
-    corners = [img[:h, :w], img[:h, right:], img[bottom:, :w], img[bottom:, right:],
-               center_crop(img, (h, w))]
+    corners = [img[top:top + h, left:left + w] for top, left in ten_crop_corners(height, width, h, w)]
     return np.stack(corners + [hflip(patch) for patch in corners])
+
+
+def ten_crop_corners(height, width, h, w):
+    """The top-left corners (top, left) of ten_crop's five h x w patches of a height x width image,
+    in its order: top-left, top-right, bottom-left, bottom-right, centre (center_crop's rounding).
+    The one home of the ten-crop geometry: ten_crop cuts one image with it, and
+    tinynet.train.ten_crop_batch a whole (N, C, H, W) batch."""
+    bottom, right = height - h, width - w
+    return [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
 
 
 def to_chw_float(img):

@@ -1,0 +1,81 @@
+"""What a run reports: the epoch record (the JSON log's line and the printed line) and the
+progress bar. Only the main process (comm.is_main) calls the writers."""
+import json
+import os
+import sys
+import warnings
+
+
+def epoch_record(epoch, sums, test, eval_seconds, lr):
+    """The log record of a finished epoch from its running sums (checkpoint.zero_sums's keys) and
+    evaluate()'s result on the test set."""
+    images = max(sums["images"], 1)
+    train_seconds = max(sums["seconds"], 1e-9)
+    record = {
+        "epoch": epoch + 1,
+        "train_loss": sums["loss"] / images,
+        "train_acc": sums["correct"] / images,
+        "test_loss": test["loss"],
+        "test_acc": test["acc"],
+    }
+    if "top5" in test:
+        record["test_top5"] = test["top5"]
+    record.update({
+        "images_per_s": sums["images"] / train_seconds,   # training images per training second
+        "seconds": train_seconds + eval_seconds,          # the whole epoch, evaluation included
+        "data_wait_fraction": sums["wait"] / train_seconds,
+        "lr": lr,                                         # the rate this epoch trained with
+    })
+    return record
+
+
+def format_epoch(record, epochs):
+    """The one line printed after each epoch."""
+    top5 = f"  test top-5 {record['test_top5']:.2%}" if "test_top5" in record else ""
+    return (f"epoch {record['epoch']:3d}/{epochs}  train loss {record['train_loss']:.4f} "
+            f"acc {record['train_acc']:.2%}  test loss {record['test_loss']:.4f} "
+            f"acc {record['test_acc']:.2%}{top5}  {record['images_per_s']:.0f} img/s  "
+            f"{record['seconds']:.1f} s  data wait {record['data_wait_fraction']:.1%}  lr {record['lr']:g}")
+
+
+def truncate(path):
+    """Start the JSON log afresh (a run that does not resume)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    open(path, "w").close()
+
+
+def append_json_line(path, record):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, s, refresh=True):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_bar(enabled, total, initial, desc):
+    """A tqdm bar on stderr, or an object with the same methods that shows nothing."""
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        warnings.warn("progress: tqdm is not installed (pip install tqdm); no progress bar")
+        return _NoBar()
+    return tqdm(total=total, initial=initial, desc=desc, unit="batch", dynamic_ncols=True,
+                leave=False, file=sys.stderr)
+
+
+def show_running(bar, sums, elapsed):
+    """The running epoch's loss, accuracy and speed, on the bar."""
+    images = max(sums["images"], 1)
+    bar.set_postfix_str(f"loss {sums['loss'] / images:.4f} acc {sums['correct'] / images:.2%} "
+                        f"{sums['images'] / max(elapsed, 1e-9):.0f} img/s", refresh=False)

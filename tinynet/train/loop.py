@@ -1,0 +1,294 @@
+"""The training loop: Trainer.fit runs epochs of steps, evaluates, logs and checkpoints.
+
+One step is the paper's (section 5): forward, softmax cross-entropy, backward, and the SGD rule
+v <- m v - wd lr w - lr g; w <- w + v (tn.optim.SGD). After every epoch the test set is
+evaluated, the schedule steps, one JSON line is appended to the log and a checkpoint is written
+(tinynet.train.checkpoint says what it holds).
+
+Stopping. Ctrl-C finishes the current step, writes a checkpoint at that step and returns (a
+second Ctrl-C stops at once, after the parameter update if it lands inside one). A loss that is
+NaN or inf raises TrainingDiverged naming the epoch and step; no checkpoint is written after the
+last good one.
+
+No hidden synchronisation. On a GPU, reading a value to the host waits for every queued kernel,
+so the loss and the count of correct answers are summed on the device and read only every
+`log_every` steps (and at the end of the epoch). The NaN check happens at those reads.
+
+Several processes (data parallel) plug in through `comm` (tinynet.train.comm): each rank trains
+on its shard of every batch, gradients are averaged before the update, metric sums are added
+over the ranks, and only the main rank prints, logs and checkpoints.
+"""
+import math
+import os
+import time
+
+import numpy as np
+
+from .. import functional as F
+from .. import random as tn_random
+from ..device import device as as_device
+from . import log
+from .checkpoint import Checkpoint, Progress, zero_sums
+from .comm import SingleProcess
+from .evaluation import evaluate
+from .interrupt import Interrupted, StopOnInterrupt
+from .preprocess import BatchPreprocess
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the message names the epoch and the step."""
+
+
+class Trainer:
+    """Trains `model` with `optimizer` for `epochs` epochs of `train_loader`, evaluating on
+    `test_loader` after each. See the module docstring for what happens when.
+
+    Args:
+        device: where batches go (the first tower's device for the two-tower net).
+        scheduler: tn.optim.StepLR or ReduceLROnPlateau (stepped with the test loss), or None.
+        comm: the process group (tinynet.train.comm); None is SingleProcess(). With more than
+            one rank the loaders are sharded: loader.shard(comm.rank, comm.size).
+        checkpoint_dir: folder of checkpoint.npz; None saves nothing (and resume is impossible).
+        json_log: file that gets one JSON line per epoch (appended to when resuming).
+        progress: show a tqdm bar with loss, accuracy and images/s.
+        log_every: steps between reads of the running loss to the host (and NaN checks);
+            default 1 on a CPU (a read costs nothing there), 20 on a GPU.
+        preprocess: host batch -> Tensor on the device (default BatchPreprocess(device, dtype)).
+        ten_crop, crop_size: evaluate with the paper's ten patches (see evaluate).
+        profile: time one step layer by layer first (tinynet.profile).
+        print_fn: where messages go (print by default).
+    """
+
+    def __init__(self, model, optimizer, train_loader, test_loader, device, epochs, *, scheduler=None,
+                 comm=None, checkpoint_dir=None, json_log=None, progress=True, log_every=None,
+                 preprocess=None, ten_crop=False, crop_size=None, profile=False, print_fn=print):
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"Trainer: epochs={epochs!r}, expected an int >= 1")
+        self.comm = comm or SingleProcess()
+        if self.comm.size > 1:
+            train_loader = train_loader.shard(self.comm.rank, self.comm.size)
+            test_loader = test_loader.shard(self.comm.rank, self.comm.size)
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.device = as_device(device)
+        self.epochs = epochs
+        self.checkpoint = (None if checkpoint_dir is None else
+                           Checkpoint(checkpoint_dir, model, optimizer, scheduler, self.train_loader, self.comm.size))
+        self.json_log = None if json_log is None else os.fspath(json_log)
+        self.progress = progress and self.comm.is_main
+        self.log_every = log_every or (1 if self.device.type == "cpu" else 20)
+        self.preprocess = preprocess or BatchPreprocess(self.device, model.parameters()[0].dtype)
+        self.ten_crop, self.crop_size = ten_crop, crop_size
+        self.profile = profile
+        self.print = print_fn if self.comm.is_main else _silent
+        self.state = Progress()
+        self.status = None              # "finished", "interrupted" or "diverged" after fit()
+
+    @property
+    def position(self):
+        """(epoch, step) of the next batch to run."""
+        return self.state.position
+
+    @property
+    def history(self):
+        """One log record per finished epoch."""
+        return self.state.history
+
+    @property
+    def checkpoint_path(self):
+        return None if self.checkpoint is None else self.checkpoint.path
+
+    def load(self):
+        """Restore the run from its checkpoint (weights, optimizer, schedule, generators, position)."""
+        if self.checkpoint is None:
+            raise ValueError("Trainer.load: no checkpoint_dir was given")
+        self.state = self.checkpoint.restore(self.print)
+
+    def fit(self, resume=False):
+        """Train from the start, or from the checkpoint when `resume` is set and one exists.
+        Returns the history (one log dict per epoch). self.status says how it ended."""
+        if resume:
+            self._resume()
+        elif self.json_log and self.comm.is_main:
+            log.truncate(self.json_log)
+        self.comm.broadcast_parameters(self.model.parameters())
+        if self.profile:
+            self._profile()
+        self.status = "finished"
+        with StopOnInterrupt(self.print) as stop:
+            try:
+                while self.position[0] < self.epochs:
+                    self._run_epoch(stop)
+                    if stop.requested and self.position[0] < self.epochs:  # Ctrl-C during evaluation
+                        self.print(f"interrupted after epoch {self.position[0]}: checkpoint saved to "
+                                   f"{self.checkpoint_path}; run again with --resume to continue")
+                        raise Interrupted
+            except Interrupted:
+                self.status = "interrupted"
+        return self.history
+
+    def _resume(self):
+        if self.checkpoint is None:
+            raise ValueError("fit(resume=True) needs a checkpoint_dir")
+        if self.checkpoint.exists():
+            self.load()
+            epoch, step = self.position
+            self.print(f"resumed from {self.checkpoint_path}: epoch {epoch + 1}, step {step}")
+        else:
+            self.print(f"resume: no checkpoint at {self.checkpoint_path}; starting from scratch")
+
+    def _profile(self):
+        from .. import profile as tn_profile
+        batches = self.train_loader.iter_epoch(self.position[0])
+        xb, yb = next(batches)
+        batches.close()  # stops the loader's threads
+        rows = tn_profile.profile_step(self.model, self.preprocess(xb), self.preprocess.labels(yb))
+        self.model.zero_grad()
+        self.print(f"one training step, layer by layer (batch {len(yb)}):\n{tn_profile.format_profile(rows)}")
+
+    def _run_epoch(self, stop):
+        """The steps of one epoch (from the saved position on), then _end_epoch. On Ctrl-C the
+        checkpoint gets the last finished step and the generators as that step left them."""
+        epoch, start = self.position
+        total = len(self.train_loader)
+        self.model.train()
+        bar = log.progress_bar(self.progress, total, start, f"epoch {epoch + 1}/{self.epochs}")
+        running = _RunningSums(self.state.sums, self.comm, read_through=start)
+        rng_state, interrupted, t_start = tn_random.get_state(), False, time.perf_counter()
+        try:
+            with self.device.context():
+                for xb, yb in self.train_loader.iter_epoch(epoch, start):
+                    rng_state = self._step(xb, yb, running, stop)
+                    step = self.position[1]
+                    if step % self.log_every == 0 or step == total:
+                        self._read(running, epoch, step)
+                        log.show_running(bar, running.host, running.host["seconds"] + time.perf_counter() - t_start)
+                    bar.update(1)
+                    if stop.requested:
+                        raise Interrupted
+            self._read(running, epoch, self.position[1])
+        except (KeyboardInterrupt, Interrupted):
+            interrupted = True
+        finally:
+            bar.close()
+        running.host["seconds"] += time.perf_counter() - t_start
+        running.host["wait"] += self.train_loader.wait_seconds
+        if interrupted:
+            running.read()  # the finished steps' sums, unchecked: they go into the checkpoint
+            self._save_interrupted(rng_state)
+            raise Interrupted
+        self._end_epoch(epoch)
+
+    def _step(self, xb, yb, running, stop):
+        """One SGD step on a batch. The position advances with the weights, and the generators'
+        state after the step is returned with them, so that a checkpoint pairs all three."""
+        epoch, step = self.position
+        x, labels = self.preprocess(xb), self.preprocess.labels(yb)
+        logits = self.model(x)
+        loss = F.softmax_cross_entropy(logits, labels)
+        if self.device.type == "cpu":  # reading costs nothing here: stop before a bad update
+            value = float(loss.data)
+            if self.comm.size > 1:     # every rank must stop together
+                value = float(self.comm.allreduce_sum([value])[0])
+            self._check_finite(value, epoch, step + 1, step + 1)
+        self.optimizer.zero_grad()
+        loss.backward()
+        with stop.deferred():          # all the weights move, or none
+            self.comm.allreduce_gradients(self.model.parameters())
+            self.optimizer.step()
+            running.add(loss.data, logits.data, labels, len(yb))
+            self.state.position = (epoch, step + 1)
+            return tn_random.get_state()
+
+    def _read(self, running, epoch, step):
+        """Bring the device's sums of the steps since the last read to the host (checked finite)."""
+        first = running.read_through + 1
+        loss_sum = running.read()
+        if loss_sum is not None:
+            self._check_finite(loss_sum, epoch, first, step)
+        running.read_through = step
+
+    def _check_finite(self, value, epoch, first_step, last_step):
+        """Raise TrainingDiverged unless `value` (a loss, or a sum of losses of steps
+        first_step..last_step, 1-based) is finite."""
+        if math.isfinite(value):
+            return
+        where = (f"step {last_step}" if first_step == last_step else
+                 f"one of steps {first_step}..{last_step} (the loss is read every {self.log_every} steps)")
+        last = self.history[-1]["epoch"] if self.history else None
+        kept = (f"The last good checkpoint, {self.checkpoint_path} (end of epoch {last}), is kept"
+                if self.checkpoint and last is not None and self.checkpoint.exists()
+                else "No checkpoint had been written yet")
+        self.status = "diverged"
+        raise TrainingDiverged(f"training diverged: the loss is {value} at epoch {epoch + 1}, {where} "
+                               f"of {len(self.train_loader)}; stopped. {kept}. Try a lower learning "
+                               f"rate (lr is {self.optimizer.lr:g}).")
+
+    def _save_interrupted(self, rng_state):
+        """Write the checkpoint of the last finished step: its position and sums, and the
+        generators as it left them (a step cut short in its forward has drawn dropout masks)."""
+        epoch, step = self.position
+        if self.checkpoint is None:
+            self.print(f"interrupted at epoch {epoch + 1}, step {step} (no checkpoint_dir: nothing saved)")
+            return
+        if self.comm.is_main:
+            self.checkpoint.save(self.state, self.epochs, rng_state)
+        self.print(f"interrupted at epoch {epoch + 1}, after step {step}: checkpoint saved to "
+                   f"{self.checkpoint_path}; run again with --resume to continue")
+
+    def _end_epoch(self, epoch):
+        """Evaluate, step the schedule, log the epoch and write the checkpoint."""
+        t0 = time.perf_counter()
+        test = evaluate(self.model, self.test_loader, self.device, self.ten_crop, self.crop_size,
+                        self.preprocess, comm=self.comm)
+        record = log.epoch_record(epoch, self.state.sums, test, time.perf_counter() - t0, self.optimizer.lr)
+        if self.scheduler is not None:
+            self.scheduler.step(test["loss"])
+        self.state = Progress((epoch + 1, 0), zero_sums(), self.history + [record])
+        if self.comm.is_main:
+            if self.json_log:
+                log.append_json_line(self.json_log, record)
+            if self.checkpoint is not None:
+                self.checkpoint.save(self.state, self.epochs)
+        self.print(log.format_epoch(record, self.epochs))
+
+
+class _RunningSums:
+    """The running epoch's loss (summed over images), correct answers and images: added to on
+    the device every step, brought to the host (`host`, checkpoint.zero_sums's keys) by read(),
+    the only synchronisation of the step loop. With several ranks read() adds them over ranks."""
+
+    def __init__(self, host, comm, read_through):
+        self.host, self.comm = host, comm
+        self.read_through = read_through  # the last step (1-based) whose sums are on the host
+        self._zero()
+
+    def _zero(self):
+        self.loss, self.correct, self.images = 0.0, 0, 0
+
+    def add(self, loss, logits, labels, n):
+        self.loss = self.loss + loss.astype(np.float64) * n
+        self.correct = self.correct + (logits.argmax(axis=1) == labels).sum()
+        self.images += n
+
+    def read(self):
+        """Move the unread sums to the host; returns their loss sum (None when nothing was unread)."""
+        if not self.images:
+            return None
+        sums = [float(self.loss), float(self.correct), self.images]
+        if self.comm.size > 1:
+            sums = self.comm.allreduce_sum(sums)
+        self.host["loss"] += sums[0]
+        self.host["correct"] += sums[1]
+        self.host["images"] += sums[2]
+        self._zero()
+        return sums[0]
+
+
+def _silent(*args, **kwargs):
+    """print_fn of the ranks other than the main one."""
+
+
+def fit(model, optimizer, train_loader, test_loader, device, epochs, resume=False, **options):
+    """Trainer(model, optimizer, train_loader, test_loader, device, epochs, **options).fit(resume)."""
+    return Trainer(model, optimizer, train_loader, test_loader, device, epochs, **options).fit(resume)
