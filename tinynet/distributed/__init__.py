@@ -13,9 +13,9 @@ towers.py   differentiable all-gather / gather / broadcast, TowerProcessAlexNet2
 """
 from .comm import DEFAULT_BUCKET_BYTES, MPICommunicator, NcclCommunicator
 from .job import MODES, Job, start
-from .launch import (DistributedError, abort_on_failure, import_mpi, launcher_size, require_launcher)
+from .launch import (DistributedError, abort_on_failure, import_mpi, launcher_rank, launcher_size, require_launcher)
 from .towers import (TowerProcessAlexNet2012, all_gather, broadcast_from_root, gather_to_root, tower_groups)
 
 __all__ = ["DEFAULT_BUCKET_BYTES", "MODES", "DistributedError", "Job", "start", "MPICommunicator", "NcclCommunicator", "TowerProcessAlexNet2012",
-           "abort_on_failure", "all_gather", "broadcast_from_root", "gather_to_root", "import_mpi", "launcher_size",
+           "abort_on_failure", "all_gather", "broadcast_from_root", "gather_to_root", "import_mpi", "launcher_rank", "launcher_size",
            "require_launcher", "tower_groups"]

@@ -18,6 +18,8 @@ LAUNCHER_SIZE_VARIABLES = (
     "PMI_SIZE",               # MPICH's hydra, Intel MPI, srun --mpi=pmi2
     "MV2_COMM_WORLD_SIZE",    # MVAPICH2
 )
+# ... and each process's rank in it.
+LAUNCHER_RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
 INSTALL_HINT = ('install it with: apt-get install -y openmpi-bin libopenmpi-dev && pip install -e ".[mpi]"')
 LAUNCH_HINT = "mpirun -n 2 python examples/train_alexnet.py --distributed data"
 
@@ -32,6 +34,16 @@ def launcher_size(environ=None):
     process was not started by an MPI launcher."""
     environ = os.environ if environ is None else environ
     for name in LAUNCHER_SIZE_VARIABLES:
+        value = environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+def launcher_rank(environ=None):
+    """This process's rank as the launcher announced it (known before MPI starts); None without one."""
+    environ = os.environ if environ is None else environ
+    for name in LAUNCHER_RANK_VARIABLES:
         value = environ.get(name, "")
         if value.isdigit():
             return int(value)
