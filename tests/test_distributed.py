@@ -13,12 +13,17 @@ import time
 import numpy as np
 import pytest
 
-from tinynet import distributed
+from test_data import write_fake_fashion_mnist
+from tinynet import distributed, train
 from tinynet.distributed import launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOBS = os.path.join(ROOT, "tests", "mpi_jobs.py")
+EXAMPLE = os.path.join(ROOT, "examples", "train_alexnet.py")
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
+# The command line on 64 fake Fashion-MNIST images, float64 without dropout: runs on 1 or 2 ranks
+# compute the same thing, so their checkpoints agree to rounding.
+TINY_RUN = ["--width", "4", "--batch-size", "16", "--dtype", "float64", "--dropout", "0", "--no-progress"]
 
 
 def mpirun(n, args, timeout=120):
@@ -26,6 +31,41 @@ def mpirun(n, args, timeout=120):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = MPIRUN + ["-n", str(n), "-x", "PYTHONPATH", sys.executable] + list(args)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def one_process(args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable] + list(args), env=env, capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    write_fake_fashion_mnist(tmp_path / "data", n=64, prefix="train")
+    write_fake_fashion_mnist(tmp_path / "data", n=16, prefix="t10k")
+    return tmp_path / "data"
+
+
+def run_example(ranks, tmp_path, data, name, *extra):
+    """train_alexnet.py on `ranks` ranks (0: one plain process) writing under tmp_path/name."""
+    args = [EXAMPLE, "--data", str(data), *TINY_RUN, "--checkpoint", str(tmp_path / name),
+            "--json-log", str(tmp_path / f"{name}.jsonl"), *extra]
+    if ranks:
+        result = mpirun(ranks, args + ["--distributed", "data"])
+    else:
+        result = one_process(args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def assert_same_checkpoints(path_a, path_b, atol=1e-9):
+    a, b = train.load_checkpoint(path_a), train.load_checkpoint(path_b)
+    assert list(a["model"]) == list(b["model"])
+    for name in a["model"]:
+        np.testing.assert_allclose(a["model"][name], b["model"][name], rtol=0, atol=atol, err_msg=name)
+    for i, (va, vb) in enumerate(zip(a["optimizer"]["velocity"], b["optimizer"]["velocity"], strict=True)):
+        np.testing.assert_allclose(va, vb, rtol=0, atol=atol, err_msg=f"velocity {i}")
+    assert a["meta"]["history"][-1]["epoch"] == b["meta"]["history"][-1]["epoch"]
 
 
 def run_job(n, job, out, timeout=120):
@@ -77,6 +117,47 @@ def test_towers_need_an_even_number_of_ranks_and_the_two_tower_net(monkeypatch):
         distributed.start("towers", model="alexnet2012")
     with pytest.raises(distributed.DistributedError, match="use --model alexnet2012, not alexnet-small"):
         distributed.start("towers", model="alexnet-small")
+
+
+def test_distributed_without_mpirun_is_one_line_and_status_2():
+    result = one_process([EXAMPLE, "--distributed", "data", "--no-progress"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "train_alexnet.py: --distributed data needs an MPI launcher (none of OMPI_COMM_WORLD_SIZE, PMI_SIZE, "
+        "MV2_COMM_WORLD_SIZE is set); start the job with: " + launch.LAUNCH_HINT]
+
+
+class _OtherRank:
+    """The comm of rank 1 of 2, without MPI: every collective as if rank 0 held the same values."""
+    rank, size, is_main = 1, 2, False
+
+    def broadcast_parameters(self, params):
+        pass
+
+    def allreduce_gradients(self, params):
+        pass
+
+    def allreduce_sum(self, values):
+        return 2 * np.asarray(values, dtype=np.float64)
+
+
+def test_only_the_main_rank_writes_files(tmp_path):
+    """A Trainer on a rank that is not the main one trains, checkpoints (a no-op there) and logs
+    nothing to disk and prints nothing."""
+    import tinynet as tn
+    from tinynet.data import DataLoader
+    tn.manual_seed(0)
+    model = tn.models.alexnet_small(4, 1, 16, width=4)
+    rng = np.random.default_rng(0)
+    data = (rng.integers(0, 255, (32, 16, 16)).astype(np.uint8), rng.integers(0, 4, 32))
+    loaders = [DataLoader(data, batch_size=8, workers=0) for _ in range(2)]
+    messages = []
+    trainer = train.Trainer(model, tn.optim.SGD(model.parameters(), lr=0.01), *loaders, "cpu", 1, comm=_OtherRank(),
+                            checkpoint_dir=tmp_path / "ckpt", json_log=tmp_path / "log.jsonl", progress=False,
+                            print_fn=messages.append)
+    history = trainer.fit()
+    assert len(history) == 1 and history[0]["epoch"] == 1
+    assert list(tmp_path.iterdir()) == [] and messages == []
 
 
 def test_towers_need_a_group_of_two():
@@ -173,3 +254,61 @@ def test_bench_distributed_runs_at_a_tiny_size(tmp_path):
     assert one["allreduce_bytes_per_rank"] == 0
     assert two["allreduce_bytes_per_rank"] == 4 * two["parameters"] > 0
     assert two["images_per_s"] == pytest.approx(8 / (two["step_ms"] / 1000))
+
+
+# ================================================================= the command line on two ranks
+
+@pytest.mark.mpi
+def test_command_line_on_two_ranks_equals_one_process_and_rank_0_alone_writes(tmp_path, tiny_data):
+    """--distributed data, 2 epochs of 4 global batches of 16: the checkpoint (weights and
+    velocities) equals the one-process run's to 1e-9; one JSON line per epoch (a second writer would
+    append its own), every epoch printed once."""
+    run_example(0, tmp_path, tiny_data, "one", "--epochs", "2")
+    two = run_example(2, tmp_path, tiny_data, "two", "--epochs", "2")
+    assert_same_checkpoints(tmp_path / "one" / train.CHECKPOINT_NAME, tmp_path / "two" / train.CHECKPOINT_NAME)
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "two.jsonl").read_text().splitlines()] == [1, 2]
+    assert two.stdout.count("epoch   1/2") == 1 and two.stdout.count("epoch   2/2") == 1
+    assert "distributed: data parallel on 2 ranks" in two.stdout
+    assert json.loads((tmp_path / "two.jsonl").read_text().splitlines()[0])["train_loss"] == pytest.approx(
+        json.loads((tmp_path / "one.jsonl").read_text().splitlines()[0])["train_loss"], abs=1e-12)
+
+
+@pytest.mark.mpi
+@pytest.mark.slow  # 4 launches, about 25 s
+def test_resume_on_two_ranks_from_a_one_process_checkpoint(tmp_path, tiny_data):
+    """1 epoch in one process, then --resume for the second on 2 ranks: the 2-epoch one-process run."""
+    run_example(0, tmp_path, tiny_data, "straight", "--epochs", "2")
+    run_example(0, tmp_path, tiny_data, "resumed", "--epochs", "1")
+    resumed = run_example(2, tmp_path, tiny_data, "resumed", "--epochs", "2", "--resume")
+    assert "written by 1 data-parallel process(es), this run has 2" in resumed.stdout
+    assert_same_checkpoints(tmp_path / "straight" / train.CHECKPOINT_NAME, tmp_path / "resumed" / train.CHECKPOINT_NAME)
+
+
+@pytest.mark.mpi
+def test_a_batch_that_does_not_divide_is_one_line_from_rank_0(tmp_path, tiny_data):
+    result = mpirun(2, [EXAMPLE, "--data", str(tiny_data), "--batch-size", "15", "--distributed", "data",
+                        "--checkpoint", str(tmp_path / "ckpt"), "--no-progress"])
+    assert result.returncode == 2
+    ours = [line for line in result.stderr.splitlines() if line.startswith("train_alexnet.py:")]
+    assert ours == ["train_alexnet.py: --batch-size 15 does not divide by the 2 data-parallel rank(s); the global "
+                    "batch is split evenly (try 14)"]
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.mpi
+@pytest.mark.slow  # the paper's two-tower net at 224 px, float64: about 90 s and a 0.9 GB checkpoint
+def test_command_line_towers_on_two_ranks_equal_one_process_and_load_in_one(tmp_path, tiny_data):
+    """--model alexnet2012 --distributed towers, one epoch of 2 steps: rank 0's checkpoint has the
+    one-process format and equals the one-process run's; --eval-only reads it in one process."""
+    args = [EXAMPLE, "--data", str(tiny_data), "--model", "alexnet2012", "--limit-train", "4", "--limit-test", "2",
+            "--batch-size", "2", "--epochs", "1", "--dropout", "0", "--dtype", "float64", "--no-progress"]
+    one = one_process(args + ["--checkpoint", str(tmp_path / "one"), "--json-log", str(tmp_path / "one.jsonl")], 600)
+    assert one.returncode == 0, one.stdout + one.stderr
+    two = mpirun(2, args + ["--distributed", "towers", "--checkpoint", str(tmp_path / "two"),
+                            "--json-log", str(tmp_path / "two.jsonl")], 600)
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert_same_checkpoints(tmp_path / "one" / train.CHECKPOINT_NAME, tmp_path / "two" / train.CHECKPOINT_NAME)
+    loaded = one_process(args + ["--checkpoint", str(tmp_path / "two"), "--eval-only"], 600)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    test_acc = json.loads((tmp_path / "two.jsonl").read_text())["test_acc"]
+    assert f"acc {test_acc:.4f}" in loaded.stdout
