@@ -10,8 +10,12 @@ an epoch: the last line for an epoch wins.
 import argparse
 import json
 import os
+import sys
 
-FIGSIZE = (11, 4.5)  # inches; the PNG is FIGSIZE * dpi pixels
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))  # run from a checkout
+
+from tinynet.train.curves import FIGSIZE, plot_curves  # noqa: E402,F401  (FIGSIZE: the PNG is FIGSIZE * dpi)
+
 KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 
 
@@ -33,34 +37,6 @@ def read_log(path):
     if not by_epoch:
         raise ValueError(f"{path}: no epochs logged yet")
     return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def plot_curves(runs, out, dpi=100):
-    """runs: {label: list of epoch records}. Writes a PNG with a loss and an accuracy panel."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=FIGSIZE, dpi=dpi, layout="constrained")
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, history) in enumerate(runs.items()):
-        colour = colours[i % len(colours)]
-        prefix = f"{label}: " if len(runs) > 1 else ""
-        epochs = [r["epoch"] for r in history]
-        ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", color=colour, label=prefix + "train")
-        ax_loss.plot(epochs, [r["test_loss"] for r in history], "s--", color=colour, label=prefix + "test")
-        ax_acc.plot(epochs, [100 * r["train_acc"] for r in history], "o-", color=colour, label=prefix + "train")
-        ax_acc.plot(epochs, [100 * r["test_acc"] for r in history], "s--", color=colour, label=prefix + "test")
-        if all("test_top5" in r for r in history):
-            ax_acc.plot(epochs, [100 * r["test_top5"] for r in history], "^:", color=colour,
-                        label=prefix + "test top-5")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
-    return out
 
 
 def main(argv=None):

@@ -33,11 +33,12 @@ sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without install
 import tinynet as tn  # noqa: E402
 from tinynet import train  # noqa: E402
 from tinynet.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES  # noqa: E402
+from tinynet.shapes import conv_output_size  # noqa: E402
 
 MODELS = ("auto", "alexnet", "alexnet2012", "alexnet-small")
 TOP = 5
 # Per data set: the size and channels of its images, the per-channel mean and std that training
-# normalised with (train_alexnet.channel_stats of the training images, scaled to [0, 1], and
+# normalised with (tinynet.recipes.channel_stats of the training images, scaled to [0, 1], and
 # ImageNet's usual values for ImageFolders) and its class names.
 DATASETS = {
     "fashion-mnist": dict(size=28, channels=1, mean=(0.28604,), std=(0.35302,), crop=False,
@@ -79,8 +80,8 @@ def small_image_size(state):
     side = int(round(np.sqrt(state["fc6.weight"].shape[1] / c5)))
     for size in [28 if in_channels == 1 else 32] + list(range(8, 257)):
         s = size
-        for _ in range(3):
-            s = (s - 3) // 2 + 1
+        for _ in range(3):  # pool1, pool2, pool5
+            s = conv_output_size(s, 3, stride=2)
         if s == side:
             return size
     raise ValueError(f"no image size gives fc6's {state['fc6.weight'].shape[1]} inputs")

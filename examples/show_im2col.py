@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import tinynet as tn  # noqa: E402
 import tinynet.functional as F  # noqa: E402
 from tinynet.backends import reference  # noqa: E402
+from tinynet.shapes import arithmetic  # noqa: E402
 
 FIGSIZE = (14, 12)  # inches; the PNG is FIGSIZE * dpi pixels
 MAX_CELLS = 64      # rows or columns beyond this could not be labelled legibly
@@ -48,13 +49,13 @@ def im2col_example(batch=1, channels=2, size=4, kernel=3, stride=1, padding=0, o
     for g in range(groups):
         w_flat[g * og:(g + 1) * og, g * rows_g:(g + 1) * rows_g] = w[g * og:(g + 1) * og].reshape(og, rows_g)
     y = w_flat @ cols                                            # (oc, N*oh*ow)
-    oh = (size + 2 * padding - kernel) // stride + 1
+    oh, oh_text = arithmetic(size, kernel, stride, padding)   # "(W - F + 2*P) // S + 1 = oh"
     conv = F.conv2d(tn.tensor(x), tn.tensor(w), stride=stride, padding=padding, groups=groups).numpy()
     as_gemm = y.reshape(out_channels, batch, oh, oh).transpose(1, 0, 2, 3)
     if not np.allclose(as_gemm, conv):
         raise AssertionError("im2col + GEMM differs from conv2d: the figure would be wrong")
     return {"x": x, "cols": cols, "w": w_flat, "y": y, "oh": oh, "kernel": kernel, "stride": stride,
-            "padding": padding, "groups": groups, "cg": cg, "og": og}
+            "padding": padding, "groups": groups, "cg": cg, "og": og, "oh_text": oh_text}
 
 
 def _pixel_colours(count):
@@ -122,8 +123,7 @@ def draw(ex, out, dpi):
     ax.set_xticklabels([f"image {b}, channel {ch}" for b, ch in panes], fontsize=font + 1)
     ax.set_yticks([])
     ax.set_title(f"input x {tuple(x.shape)}" + (f", padded by {p}" if p else "")
-                 + f"; kernel {k}x{k}, stride {s} -> output {oh}x{oh}\n"
-                 f"({size} - {k}" + (f" + 2*{p}" if p else "") + f") // {s} + 1 = {oh}", fontsize=11)
+                 + f"; kernel {k}x{k}, stride {s} -> output {oh}x{oh}\n" + ex["oh_text"], fontsize=11)
     for q in range(len(panes)):  # the window of output pixel (0, 0) of image 0
         if panes[q][0] == 0:
             _box(ax, q * (side + 1), 0, k, k)

@@ -593,3 +593,48 @@ def test_bad_loader_arguments_name_the_argument():
         DataLoader((np.zeros((2, 2, 2)), np.zeros(2)), batch_size=0)
     with pytest.raises(ValueError, match=r"images has shape \(3, 2, 2\) and labels \(2,\)"):
         DataLoader((np.zeros((3, 2, 2)), np.zeros(2)))
+
+
+# ---------------------------------------------------------------- resuming and sharding an epoch
+
+def test_iter_epoch_from_a_start_batch_is_the_tail_of_the_whole_epoch():
+    """A resumed run that starts epoch 2 at batch 3 gets the very batches (augmentation included)
+    that the uninterrupted run got from batch 3 on, with or without worker threads."""
+    images, labels = random_images()
+    crop = functools.partial(transforms.alexnet_train, size=8)
+    for workers in (0, 2):
+        loader = DataLoader((images, labels), batch_size=5, shuffle=True, seed=42, transform=crop, workers=workers)
+        whole = collect(loader.iter_epoch(2))
+        tail = collect(loader.iter_epoch(2, start=3))
+        assert len(whole) == 5 and len(tail) == 2
+        for (x0, y0), (x1, y1) in zip(whole[3:], tail):
+            np.testing.assert_array_equal(x0, x1)
+            np.testing.assert_array_equal(y0, y1)
+        assert loader.epoch == 0  # iter_epoch leaves the loader's own epoch alone
+
+
+@pytest.mark.parametrize("n, batch_size, size, drop_last",
+                         [(23, 6, 3, False), (24, 8, 4, True), (26, 6, 2, False), (25, 6, 3, False)])
+def test_shards_are_contiguous_slices_that_make_up_each_global_batch(n, batch_size, size, drop_last):
+    images, _ = random_images(n, shape=(3, 6, 6))
+    loader = DataLoader((images, np.arange(n)), batch_size=batch_size, shuffle=True, seed=5, drop_last=drop_last,
+                        workers=0)
+    whole = collect(loader.iter_epoch(1))
+    shards = [collect(loader.shard(rank, size).iter_epoch(1)) for rank in range(size)]
+    assert len({len(s) for s in shards}) == 1  # every rank takes the same number of steps
+    assert all(len(y) > 0 for s in shards for _, y in s)  # and never an empty one
+    assert all(len(s) == len(loader.shard(0, size)) for s in shards)
+    for b, (x, y) in enumerate(whole[:len(shards[0])]):
+        parts = [shards[rank][b] for rank in range(size)]
+        np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), y)
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), x)
+    left_out = whole[len(shards[0]):]
+    assert all(len(y) < size for _, y in left_out)  # only a last batch too small to share
+
+
+def test_shard_needs_a_batch_size_that_divides_by_the_number_of_ranks():
+    loader = DataLoader(random_images(), batch_size=10, workers=0)
+    with pytest.raises(ValueError, match=r"batch_size=10 does not divide by size=4"):
+        loader.shard(1, 4)
+    with pytest.raises(ValueError, match=r"rank=2 with size=2"):
+        loader.shard(2, 2)

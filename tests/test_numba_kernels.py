@@ -96,35 +96,6 @@ def test_compile_cache_lives_under_tinynet_cache(tmp_path):
     assert out == str(tmp_path / "numba")
 
 
-PAGE_FAULTS = """
-import resource, numpy as np
-import tinynet.backends.numba_cpu as backend
-a = np.ones(4 << 20, np.float32); del a            # 16 MB: far above malloc's default mmap threshold
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    a = np.ones(4 << 20, np.float32); del a
-print(backend.KEEPS_FREED_MEMORY, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc and ru_minflt: Linux only")
-def test_freed_memory_is_reused_without_page_faults():
-    """With the backend imported, a large array allocated again after a free costs no page
-    faults; with TINYNET_KEEP_FREED_MEMORY=0 (glibc's default behaviour) every one does."""
-    repo = Path(__file__).resolve().parents[1]
-    results = {}
-    for keep in ("1", "0"):
-        env = dict(os.environ, TINYNET_KEEP_FREED_MEMORY=keep)
-        env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
-        out = subprocess.run([sys.executable, "-c", PAGE_FAULTS], env=env, cwd=repo, capture_output=True,
-                             text=True, check=True).stdout.split()
-        results[keep] = (out[0] == "True", int(out[1]))
-    if not results["1"][0]:
-        pytest.skip("not glibc: keep_freed_memory does nothing here")
-    assert results["1"][1] < 5, results
-    assert results["0"] == (False, results["0"][1]) and results["0"][1] >= 10, results
-
-
 # ---------------------------------------------------------------- im2col / col2im
 
 @FEW

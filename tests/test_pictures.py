@@ -1,7 +1,7 @@
 """The teaching scripts in examples/: each writes a PNG of its stated size that shows something,
 and predict.py reads both kinds of weight files. The scripts' main() runs in-process with tiny
 settings (small nets, low dpi)."""
-import importlib.util
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -20,13 +20,10 @@ DPI = 40
 
 
 def load_script(name):
-    """examples/<name>.py as a module (the scripts find each other and tinynet themselves)."""
+    """examples/<name>.py imported as a module (the scripts find tinynet themselves)."""
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(name)
 
 
 def assert_picture(path, script):

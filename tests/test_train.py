@@ -1,4 +1,4 @@
-"""Tests of tinynet.train and examples/train_alexnet.py: the loop learns, a resumed run equals an
+"""Tests of tinynet.train, tinynet.recipes and examples/train_alexnet.py: the loop learns, a resumed run equals an
 uninterrupted one bit for bit, checkpoints survive a crash mid-write, a NaN loss stops the run
 with a message, and --device cuda on a machine without a GPU fails in one line.
 
@@ -6,10 +6,11 @@ Tests about mechanics use a tiny net on tiny synthetic data; only the learning t
 real Fashion-MNIST (skipped where /usr/share/datasets/fashion-mnist is absent).
 """
 import gzip
-import importlib.util
+import importlib
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+def import_script(folder, name):
+    """The command line `folder`/`name`.py imported as a module (its main() runs in-process)."""
+    if str(ROOT / folder) not in sys.path:
+        sys.path.insert(0, str(ROOT / folder))
+    return importlib.import_module(name)
+
+
 def load_example():
-    spec = importlib.util.spec_from_file_location("train_alexnet", ROOT / "examples" / "train_alexnet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_script("examples", "train_alexnet")
 
 
 def synthetic(n, side=16, seed=0):
@@ -283,10 +288,7 @@ def test_device_cuda_without_a_gpu_fails_in_one_line(capsys):
 
 def load_recipe():
     pytest.importorskip("torch")
-    spec = importlib.util.spec_from_file_location("pytorch_recipe", ROOT / "benchmarks" / "pytorch_recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_script("benchmarks", "pytorch_recipe")
 
 
 def test_recipe_preprocess_equals_batch_preprocess():
@@ -340,3 +342,159 @@ def test_recipe_without_dropout_follows_the_tinynet_job_step_for_step(tmp_path, 
         for key in ("train_loss", "test_loss"):
             assert b[key] == pytest.approx(a[key], rel=1e-4), (key, a, b)
         assert b["train_acc"] == a["train_acc"] and b["test_acc"] == a["test_acc"]
+
+
+# ================================================================= extension points
+
+class PipeComm:
+    """Rank `rank` of two processes joined by a duplex pipe: the test's stand-in for MPI. Each
+    collective swaps the two ranks' values (rank 0 sends first, so big values cannot deadlock)."""
+
+    size = 2
+
+    def __init__(self, rank, pipe):
+        self.rank, self.pipe, self.is_main = rank, pipe, rank == 0
+        self.calls = []
+
+    def _all(self, value):
+        """Both ranks' values, in rank order."""
+        if self.rank == 0:
+            self.pipe.send(value)
+            return [value, self.pipe.recv()]
+        other = self.pipe.recv()
+        self.pipe.send(value)
+        return [other, value]
+
+    def broadcast_parameters(self, params):
+        self.calls.append("broadcast")
+        first = self._all([p.data.copy() for p in params])[0]
+        for p, value in zip(params, first):
+            p.data[...] = value
+
+    def allreduce_gradients(self, params):
+        self.calls.append("allreduce_gradients")
+        grads = self._all([p.grad.copy() for p in params])
+        for i, p in enumerate(params):
+            p.grad[...] = (grads[0][i] + grads[1][i]) / 2
+
+    def allreduce_sum(self, values):
+        return np.sum(self._all(np.array(values, dtype=np.float64)), axis=0)
+
+
+def _train_as_rank(rank, pipe, folder, results):
+    """A rank's process: trains with its own initial weights (seed 100 * rank), sends back what it got."""
+    try:
+        with backends.use_cpu_backend("reference"):  # a forked child keeps no OpenMP pool of Numba's
+            trainer = _float64_trainer(folder, seed=100 * rank, comm=PipeComm(rank, pipe))
+            trainer.fit()
+        results.send((weights(trainer.model), trainer.history, trainer.messages, trainer.comm.calls))
+    except BaseException as err:  # the parent's assertion shows it
+        results.send(repr(err))
+
+
+def _float64_trainer(folder, seed, comm=None, batch_size=16):
+    """A float64 AlexNet-small without dropout (nothing random differs between the ranks)."""
+    tn.manual_seed(seed)
+    model = tn.models.alexnet_small(num_classes=4, in_channels=1, image_size=16, width=4, dropout=0.0).to(np.float64)
+    optimizer = tn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    messages = []
+    trainer = train.Trainer(model, optimizer,
+                            DataLoader(synthetic(64), batch_size=batch_size, shuffle=True, seed=7, workers=0),
+                            DataLoader(synthetic(32, seed=1), batch_size=batch_size, workers=0), "cpu", 2,
+                            scheduler=tn.optim.StepLR(optimizer, step_size=1), comm=comm, checkpoint_dir=folder,
+                            json_log=folder / "log.jsonl", progress=False, print_fn=messages.append)
+    trainer.messages = messages
+    return trainer
+
+
+def test_two_ranks_train_what_one_process_trains_with_the_same_global_batch(tmp_path):
+    """Two ranks (processes), each with half of every batch of 16 and its own initial weights:
+    broadcast_parameters makes rank 0's weights everyone's, allreduce_gradients averages the
+    halves' gradients before each update, so both ranks end with one process's weights and
+    history; only rank 0 prints, logs and checkpoints."""
+    import multiprocessing
+    with backends.use_cpu_backend("reference"):
+        one = _float64_trainer(tmp_path / "one", seed=0)
+        one.fit()
+    context = multiprocessing.get_context("fork")
+    ends = context.Pipe()
+    outcomes = []
+    for rank in range(2):
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_train_as_rank, args=(rank, ends[rank], tmp_path / f"rank{rank}", send))
+        child.start()
+        outcomes.append((child, receive))
+    got = []
+    for child, receive in outcomes:
+        got.append(receive.recv() if receive.poll(300) else "no answer")
+        child.join(10)
+        assert child.exitcode == 0, (child.exitcode, got)
+    assert not any(isinstance(g, str) for g in got), got
+    (w0, history0, messages0, _), (w1, _, messages1, calls1) = got
+    for name, value in weights(one.model).items():
+        np.testing.assert_allclose(w0[name], value, rtol=1e-9, atol=1e-12, err_msg=name)
+        assert np.array_equal(w1[name], w0[name]), name
+    for r, s in zip(history0, one.history):
+        assert r["train_loss"] == pytest.approx(s["train_loss"], rel=1e-9)
+        assert (r["train_acc"], r["test_acc"], r["test_top5"] if "test_top5" in r else None) == \
+               (s["train_acc"], s["test_acc"], s["test_top5"] if "test_top5" in s else None)
+        assert r["test_loss"] == pytest.approx(s["test_loss"], rel=1e-9)
+    assert calls1[0] == "broadcast" and calls1.count("allreduce_gradients") == 2 * 4
+    assert messages1 == [] and len(messages0) == 2
+    assert not (tmp_path / "rank1").exists()
+    assert sorted(os.listdir(tmp_path / "rank0")) == [train.CHECKPOINT_NAME, "log.jsonl"]
+
+
+def test_resume_refuses_the_checkpoint_of_a_run_with_another_batch_size(tmp_path):
+    first = _float64_trainer(tmp_path, seed=0, batch_size=16)
+    first.epochs = 1
+    first.fit()
+    other = _float64_trainer(tmp_path, seed=0, batch_size=8)
+    with pytest.raises(train.CheckpointMismatch, match=r"batch size 16, but this run has batch size 8"):
+        other.fit(resume=True)
+
+
+def test_a_second_ctrl_c_inside_the_update_waits_for_the_update_to_end():
+    """The first Ctrl-C asks for a stop; a second one inside deferred() raises only after the
+    block, so a parameter update is never cut in half."""
+    from tinynet.train.interrupt import StopOnInterrupt
+    done = []
+    with StopOnInterrupt(done.append) as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested and "Ctrl-C" in done[0]
+        with pytest.raises(KeyboardInterrupt):
+            with stop.deferred():
+                signal.raise_signal(signal.SIGINT)
+                done.append("update finished")
+        assert done[-1] == "update finished"
+        with pytest.raises(KeyboardInterrupt):  # outside the block: at once
+            signal.raise_signal(signal.SIGINT)
+
+
+# ================================================================= the recipe
+
+def test_recipe_defaults_fill_only_what_the_command_line_left_open():
+    from argparse import Namespace
+    from tinynet import recipes
+    blank = dict(width=None, dropout=None, epochs=None, batch_size=None, lr=None, lr_schedule=None, lr_step=None,
+                 image_size=None)
+    small = recipes.apply_defaults(Namespace(model="alexnet-small", dataset="cifar10", **dict(blank, lr=0.5)))
+    assert small.lr == 0.5 and small.batch_size == recipes.DEFAULTS["alexnet-small"]["batch_size"]
+    assert small.image_size == recipes.DATASETS["cifar10"][0]  # the small net sees the images as stored
+    paper = recipes.apply_defaults(Namespace(model="alexnet", dataset="fashion-mnist", **blank))
+    assert paper.image_size == 224 and paper.epochs == recipes.DEFAULTS["paper"]["epochs"]
+    assert recipes.input_channels(paper) == (1, 3)
+    with pytest.raises(recipes.SetupError, match="--width is for alexnet-small; alexnet has"):
+        recipes.apply_defaults(Namespace(model="alexnet", dataset="fashion-mnist", **dict(blank, width=8)))
+
+
+@pytest.mark.parametrize("size", [224, 227, 200, 240])
+def test_paper_net_side_is_the_side_the_net_computes(size):
+    """paper_net_side agrees with the layers themselves: conv1 11/4 pad 2, then three 3/2 pools
+    (the convolutions between keep the side)."""
+    from tinynet import recipes
+    conv1 = tn.nn.Conv2d(3, 1, 11, stride=4, padding=2)
+    pool = tn.nn.MaxPool2d(3, 2)
+    x = tn.tensor(np.zeros((1, 3, size, size), np.float32))
+    side = pool(pool(pool(conv1(x)))).shape[-1]
+    assert recipes.paper_net_side(size) == side

@@ -1,4 +1,4 @@
-"""Training: the fit / evaluate loop that examples/train_alexnet.py and the benchmarks share.
+"""Training: the fit / evaluate loop of examples/train_alexnet.py, for any model and data.
 
     trainer = Trainer(model, optimizer, train_loader, test_loader, device="cpu", epochs=10,
                       scheduler=tn.optim.StepLR(optimizer, 8), checkpoint_dir="checkpoints",

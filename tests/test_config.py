@@ -1,0 +1,113 @@
+"""tinynet.config: every environment variable tinynet honours is parsed one way, a bad value
+names the variable, importing tinynet changes nothing in the process, and
+apply_process_settings() does what it says (a variable the user set wins)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinynet import config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_python(code, **env_changes):
+    """Run `code` in a fresh interpreter with the repository first on the path; its stdout."""
+    env = dict(os.environ, **env_changes)
+    for name, value in env_changes.items():
+        if value is None:
+            del env[name]
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
+                          text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("name, read, values", [
+    ("TINYNET_CPU_BACKEND", config.cpu_backend, {"": "numba", " Reference ": "reference", "numba": "numba"}),
+    ("TINYNET_TF32", config.tf32, {"": False, "0": False, " 1": True}),
+    ("TINYNET_KEEP_FREED_MEMORY", config.keep_freed_memory, {"": True, "1": True, "0": False}),
+])
+def test_each_variable_is_parsed_one_way_and_a_bad_value_names_it(monkeypatch, name, read, values):
+    monkeypatch.delenv(name, raising=False)
+    assert read() == values[""]  # unset is the default, like empty
+    for raw, expected in values.items():
+        monkeypatch.setenv(name, raw)
+        assert read() == expected, raw
+    monkeypatch.setenv(name, "yes")
+    with pytest.raises(ValueError, match=rf"{name}='yes': expected one of .*\(default "):
+        read()
+
+
+def test_cache_folders_follow_tinynet_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("TINYNET_CACHE", str(tmp_path))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert config.cache_dir() == tmp_path
+    assert config.numba_cache_dir() == str(tmp_path / "numba")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    assert config.numba_cache_dir() == str(tmp_path / "mine")  # Numba's own variable wins
+    monkeypatch.delenv("TINYNET_CACHE")
+    assert config.cache_dir() == Path.home() / ".cache" / "tinynet"
+
+
+IMPORT_EVERYTHING = """
+import os, sys
+before = dict(os.environ)
+import tinynet, tinynet.train, tinynet.recipes, tinynet.data, tinynet.models
+import tinynet.backends.numba_cpu
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+print(changed)
+"""
+
+
+def test_importing_tinynet_leaves_the_environment_alone():
+    """No module writes NUMBA_CACHE_DIR, OMP_WAIT_POLICY, thread counts or CUPY_TF32 at import."""
+    out = run_python(IMPORT_EVERYTHING, NUMBA_CACHE_DIR=None, OMP_WAIT_POLICY=None, OMP_NUM_THREADS=None)
+    assert out.strip() == "[]", out
+
+
+APPLY = """
+import os
+from tinynet import config
+applied = config.apply_process_settings(threads=3)
+print(sorted(k for k in applied if k.isupper()), os.environ["OMP_WAIT_POLICY"], os.environ["OMP_NUM_THREADS"],
+      os.environ["NUMBA_NUM_THREADS"])
+"""
+
+
+def test_apply_process_settings_sets_only_what_nobody_set():
+    out = run_python(APPLY, OMP_WAIT_POLICY="ACTIVE", OMP_NUM_THREADS="2", NUMBA_NUM_THREADS=None,
+                     OPENBLAS_NUM_THREADS=None, MKL_NUM_THREADS=None).split()
+    assert out == ["['MKL_NUM_THREADS',", "'NUMBA_NUM_THREADS',", "'OPENBLAS_NUM_THREADS']", "ACTIVE", "2", "3"], out
+
+
+def test_apply_process_settings_rejects_a_bad_thread_count():
+    with pytest.raises(ValueError, match=r"threads=0, expected an int >= 1 or None"):
+        config.apply_process_settings(threads=0)
+
+
+PAGE_FAULTS = """
+import resource, numpy as np
+from tinynet import config
+kept = config.apply_process_settings().get("keep freed memory", False)
+a = np.ones(4 << 20, np.float32); del a            # 16 MB: far above malloc's default mmap threshold
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    a = np.ones(4 << 20, np.float32); del a
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc and ru_minflt: Linux only")
+def test_freed_memory_is_reused_without_page_faults():
+    """After apply_process_settings(), a large array allocated again after a free costs no page
+    faults; with TINYNET_KEEP_FREED_MEMORY=0 (glibc's default behaviour) every one does."""
+    results = {}
+    for keep in ("1", "0"):
+        out = run_python(PAGE_FAULTS, TINYNET_KEEP_FREED_MEMORY=keep).split()
+        results[keep] = (out[0] == "True", int(out[1]))
+    if not results["1"][0]:
+        pytest.skip("not glibc: keep_freed_memory does nothing here")
+    assert results["1"][1] < 5, results
+    assert results["0"] == (False, results["0"][1]) and results["0"][1] >= 10, results
