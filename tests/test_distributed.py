@@ -127,39 +127,6 @@ def test_distributed_without_mpirun_is_one_line_and_status_2():
         "MV2_COMM_WORLD_SIZE is set); start the job with: " + launch.LAUNCH_HINT]
 
 
-class _OtherRank:
-    """The comm of rank 1 of 2, without MPI: every collective as if rank 0 held the same values."""
-    rank, size, is_main = 1, 2, False
-
-    def broadcast_parameters(self, params):
-        pass
-
-    def allreduce_gradients(self, params):
-        pass
-
-    def allreduce_sum(self, values):
-        return 2 * np.asarray(values, dtype=np.float64)
-
-
-def test_only_the_main_rank_writes_files(tmp_path):
-    """A Trainer on a rank that is not the main one trains, checkpoints (a no-op there) and logs
-    nothing to disk and prints nothing."""
-    import tinynet as tn
-    from tinynet.data import DataLoader
-    tn.manual_seed(0)
-    model = tn.models.alexnet_small(4, 1, 16, width=4)
-    rng = np.random.default_rng(0)
-    data = (rng.integers(0, 255, (32, 16, 16)).astype(np.uint8), rng.integers(0, 4, 32))
-    loaders = [DataLoader(data, batch_size=8, workers=0) for _ in range(2)]
-    messages = []
-    trainer = train.Trainer(model, tn.optim.SGD(model.parameters(), lr=0.01), *loaders, "cpu", 1, comm=_OtherRank(),
-                            checkpoint_dir=tmp_path / "ckpt", json_log=tmp_path / "log.jsonl", progress=False,
-                            print_fn=messages.append)
-    history = trainer.fit()
-    assert len(history) == 1 and history[0]["epoch"] == 1
-    assert list(tmp_path.iterdir()) == [] and messages == []
-
-
 def test_towers_need_a_group_of_two():
     class Three:
         size, rank = 3, 0
