@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+sys.path.insert(0, str(ROOT))
+
+from tinynet.config import THREAD_VARIABLES  # noqa: E402  (tinynet.config imports nothing heavy)
 MODELS = ("alexnet", "alexnet-small")
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
 
@@ -49,9 +51,10 @@ def parse_args(argv=None):
 def worker(args):
     """Runs inside mpirun: time data-parallel steps of args.worker; rank 0 writes its JSON record
     to args.result (a file: the ranks' stdout streams interleave)."""
+    from tinynet import config
+    config.apply_process_settings()  # as the training job does: passive OpenMP threads, freed memory kept
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
     import tinynet as tn
     import tinynet.functional as F
     from tinynet.distributed import MPICommunicator
