@@ -28,13 +28,10 @@ world rank w holds tower w % 2 of replica w // 2. The crossings run inside a rep
 of 2); the gradient all-reduce runs among the k ranks that hold the same tower (fc8 lives on
 tower 0's ranks only, so its all-reduce group is exactly the ranks that have it).
 """
-import numpy as np
-
 from ..autograd import Function
 from ..device import device as as_device
 from ..models.alexnet import AlexNet2012
 from ..nn import Module
-from ..tensor import Tensor
 
 
 # ================================================================= differentiable collectives
