@@ -184,6 +184,7 @@ def test_towers_on_two_ranks_equal_the_one_process_net(tmp_path, job):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # 4 processes on the 2-core machine: about 13 s
 def test_towers_and_data_parallel_compose_on_four_ranks(tmp_path):
     """4 ranks = 2 replicas x 2 towers, global batch 8 (4 per replica): the one-process net's steps."""
     run_job(4, "towers-data", tmp_path)
@@ -208,6 +209,7 @@ def test_a_failing_rank_ends_the_job(tmp_path, how):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # two mpirun jobs: about 12 s
 def test_bench_distributed_runs_at_a_tiny_size(tmp_path):
     """The benchmark's two jobs run; each rank of the 2-rank job hands every gradient to the
     all-reduce once a step (4 bytes x parameters), the 1-rank job nothing."""
