@@ -4,6 +4,7 @@ The `mpi` tests start `mpirun -n 2` in a subprocess (tests/mpi_jobs.py holds the
 timeout, and compare what the ranks wrote with a one-process run. They run in the default test
 run where mpirun and mpi4py exist and skip, saying so, elsewhere (tests/conftest.py).
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -282,3 +283,12 @@ def test_command_line_towers_on_two_ranks_equal_one_process_and_load_in_one(tmp_
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
     test_acc = json.loads((tmp_path / "two.jsonl").read_text())["test_acc"]
     assert f"acc {test_acc:.4f}" in loaded.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_distributed_on_cuda_without_cupy_is_one_line(tiny_data):
+    result = mpirun(2, [EXAMPLE, "--data", str(tiny_data), "--device", "cuda", "--distributed", "data", "--no-progress"])
+    assert result.returncode == 2
+    ours = [line for line in result.stderr.splitlines() if line.startswith("train_alexnet.py:")]
+    assert ours == ["train_alexnet.py: cannot use device 'cuda': No module named 'cupy'"]

@@ -68,8 +68,11 @@ def start(mode, device="cpu", batch_size=None, model=None):
     world = MPI.COMM_WORLD
     abort_on_failure(world)
     rank = world.Get_rank()
-    dev = _rank_device(MPI, world, as_device(device), tower=rank % 2 if mode == "towers" else None)
-    nccl = dev.type == "cuda" and _own_gpus(MPI, world)
+    try:
+        dev = _rank_device(MPI, world, as_device(device), tower=rank % 2 if mode == "towers" else None)
+        nccl = dev.type == "cuda" and _own_gpus(MPI, world)
+    except (ImportError, RuntimeError) as err:  # no CuPy, no GPU: every rank finds it alike
+        raise DistributedError(f"cannot use device {device!r}: {str(err).splitlines()[0]}") from None
     make = NcclCommunicator if nccl else MPICommunicator
     if mode == "data":
         return Job(mode, make(world), dev, None, rank, size)
