@@ -12,7 +12,8 @@
 # them as files: copy them into an ignored folder of the checkout, e.g. data/fashion-mnist
 # (/data/ is in .gitignore), and carry that folder along. Runs from the checkout, no install.
 #   tests   pytest -m gpu: every CUDA kernel against the reference, gradcheck on cuda, AlexNet
-#           and the two towers on the GPU against the CPU                      (limit 240 s)
+#           and the two towers on the GPU against the CPU, and (where mpirun and mpi4py are
+#           installed) two data-parallel ranks sharing the GPU against one process (limit 240 s)
 #   bench   bench_alexnet.py --device cuda: batch 128 and 256, TF32 off then on (limit 300 s)
 #   train   the paper's AlexNet on Fashion-MNIST at 224, 10 epochs             (limit 560 s)
 #   recipe  the same recipe in PyTorch, for the within-1-point check           (limit 560 s)

@@ -292,3 +292,18 @@ def test_distributed_on_cuda_without_cupy_is_one_line(tiny_data):
     assert result.returncode == 2
     ours = [line for line in result.stderr.splitlines() if line.startswith("train_alexnet.py:")]
     assert ours == ["train_alexnet.py: cannot use device 'cuda': No module named 'cupy'"]
+
+
+@pytest.mark.gpu
+@pytest.mark.mpi
+def test_two_ranks_on_one_gpu_through_host_staging_equal_one_process(tmp_path, tiny_data):
+    """The check for a machine with one GPU (benchmarks/gpu_session.sh runs pytest -m gpu): two
+    ranks share cuda:0, so gradients are reduced through host memory (MPICommunicator, not NCCL);
+    float64 without dropout, the checkpoint equals a one-process run on the GPU."""
+    from tinynet import backends
+    if not backends.available("cuda"):
+        pytest.skip("needs CuPy and an NVIDIA GPU")
+    run_example(0, tmp_path, tiny_data, "one", "--epochs", "1", "--device", "cuda")
+    two = run_example(2, tmp_path, tiny_data, "two", "--epochs", "1", "--device", "cuda")
+    assert "(MPICommunicator)" in two.stdout or "(NcclCommunicator)" in two.stdout
+    assert_same_checkpoints(tmp_path / "one" / train.CHECKPOINT_NAME, tmp_path / "two" / train.CHECKPOINT_NAME)
