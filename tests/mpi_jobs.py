@@ -70,7 +70,7 @@ def job_data(out):
 
 def job_collectives(out):
     """allreduce_gradients is the mean, allreduce_sum the sum, on known values."""
-    comm = distributed.MPICommunicator(bucket_bytes=64)  # buckets [(3,), (2, 2)] and [(5,)]
+    comm = distributed.MPICommunicator(bucket_bytes=56)  # 24 + 32 = 56 bytes closes a bucket: [(3,), (2, 2)], [(5,)]
     params = [tn.nn.Parameter(np.zeros(s)) for s in ((3,), (2, 2), (5,))]
     for i, p in enumerate(params):
         p.grad = np.full(p.shape, float(comm.rank + 1) * (i + 1))

@@ -8,8 +8,8 @@ The protocol (what the training loop calls):
     allreduce_sum(values)           a float64 NumPy vector of metric sums, summed over ranks
 
 Gradients travel in flat buckets (ChainerMN's design): consecutive parameters of one dtype are
-packed into one flat buffer of at most `bucket_bytes`, the buffer is summed over ranks by one
-all-reduce, divided by the number of ranks and unpacked. One call per bucket instead of one
+packed into one flat buffer until it holds at least `bucket_bytes` (PyTorch DDP's rule), the
+buffer is summed over ranks by one all-reduce, divided by the number of ranks and unpacked. One call per bucket instead of one
 per parameter: AlexNet has 16 parameter arrays, and each all-reduce pays the network's latency
 once. Why the mean: each rank's loss is the mean over its B/N images, so the mean of the N
 gradients is the gradient of the mean loss over the global batch of B images (every rank has
@@ -29,7 +29,8 @@ import numpy as np
 
 from .launch import import_mpi
 
-DEFAULT_BUCKET_BYTES = 32 * 2**20   # 32 MiB: the paper net's 244 MB of float32 gradients in 8 buckets
+DEFAULT_BUCKET_BYTES = 32 * 2**20   # 32 MiB: the paper net's 244 MB of float32 gradients in 3 buckets
+                                    # (conv1..fc6.weight, fc6.bias..fc7.weight, fc7.bias..fc8)
 
 
 def _is_cupy(array):
@@ -84,13 +85,12 @@ class MPICommunicator:
 
     # ------------------------------------------------------------ the protocol
     def buckets(self, params):
-        """Consecutive runs of `params` with one dtype and array module, each at most bucket_bytes
-        (a parameter larger than that is a bucket of its own)."""
+        """Consecutive runs of `params` with one dtype and array module; a bucket closes as soon as
+        it holds bucket_bytes or more (so no bucket is left with a lone bias after a big weight)."""
         out, current, nbytes = [], [], 0
         for p in params:
             kind = (p.dtype, _is_cupy(p.data))
-            if current and (kind != (current[0].dtype, _is_cupy(current[0].data))
-                            or nbytes + p.size * p.dtype.itemsize > self.bucket_bytes):
+            if current and (kind != (current[0].dtype, _is_cupy(current[0].data)) or nbytes >= self.bucket_bytes):
                 out.append(current)
                 current, nbytes = [], 0
             current.append(p)
