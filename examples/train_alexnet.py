@@ -7,6 +7,8 @@
     python examples/train_alexnet.py --resume             # continue the interrupted run (Ctrl-C saves)
     python examples/train_alexnet.py --device cuda --model d2l    # d2l's AlexNet with d2l's recipe
     python examples/train_alexnet.py --device cuda --model torchvision   # torchvision's, grey repeated to RGB
+    mpirun -n 4 python examples/train_alexnet.py --distributed data      # 4 processes, the same global batch
+    mpirun -n 2 python examples/train_alexnet.py --model alexnet2012 --distributed towers  # a tower per process
 
 With no arguments it trains the small net on the full Fashion-MNIST (60,000 training and 10,000
 test images) on the CPU and reaches 91.4% test accuracy in about 12 minutes (the defaults are
@@ -17,6 +19,11 @@ defaults, data, augmentation, schedule) is tinynet/recipes.py, the loop tinynet/
 
 Exit status: 0 done, 1 the loss diverged (NaN/inf), 2 a setup error (missing data, GPU, bad
 flag), 130 interrupted by Ctrl-C (a checkpoint was saved: --resume continues).
+
+With --distributed (under mpirun; tinynet.distributed) only rank 0 prints, logs and writes the
+checkpoint, in the one-process format: --resume continues it on any number of ranks, or in one
+process. A setup error every rank finds (no launcher, no mpi4py, a batch that does not divide)
+is one line from rank 0 and status 2 on every rank; a rank that fails later aborts the job.
 """
 import argparse
 import math
@@ -29,7 +36,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 import tinynet as tn  # noqa: E402
-from tinynet import config, recipes, train  # noqa: E402
+from tinynet import config, distributed, recipes, train  # noqa: E402
 from tinynet.data import DataError  # noqa: E402
 from tinynet.recipes import COMMON_DEFAULTS, INIT_CHOICES, LR_SCHEDULES, SetupError  # noqa: E402
 
@@ -93,6 +100,9 @@ def parse_args(argv=None):
     add("--no-progress", action="store_true", help="no progress bar")
     add("--dtype", default="float32", choices=("float32", "float64"))
     add("--workers", type=int, default=1, help="data-loading threads")
+    add("--distributed", default=None, choices=distributed.MODES,
+        help="under mpirun: data (each rank a share of every batch; --batch-size stays the global batch) "
+             "or towers (--model alexnet2012, tower r on rank r; 2k ranks: k replicas)")
     add("--threads", default="auto",
         help="BLAS and Numba threads: a count, or auto (1 on 2-CPU machines, else the libraries' "
              "default); an OPENBLAS_NUM_THREADS/NUMBA_NUM_THREADS you set wins")
@@ -177,9 +187,12 @@ def describe(args, model, device, towers, train_loader, test_loader, classes, sa
         + f", seed {args.seed}" + (", ten-crop test" if args.ten_crop else ""))
 
 
-def setup(args, say):
-    """Devices, data, loaders, preprocessing and the model; SetupError for anything missing."""
+def setup(args, say, job=None):
+    """Devices, data, loaders, preprocessing and the model; SetupError for anything missing.
+    job (tinynet.distributed.start): this rank's device, and for towers its own tower of the net."""
     device, towers = recipes.choose_devices(args, say)
+    if job is not None:
+        device = job.device
     train_set, test_set, classes = recipes.load_data(args)
     tn.manual_seed(args.seed)
     data_channels, in_channels = recipes.input_channels(args)
@@ -189,7 +202,20 @@ def setup(args, say):
     train_loader, test_loader, crop_size = recipes.make_loaders(args, train_set, test_set)
     model = recipes.build_model(args, classes, device, towers)
     describe(args, model, device, towers, train_loader, test_loader, classes, say)
+    if job is not None:
+        model = job.wrap(model)
+        say(job.describe())
     return device, model, preprocess, train_loader, test_loader, crop_size
+
+
+def start_distributed(args):
+    """The job of --distributed (None without it); DistributedError for a setup every rank gets wrong alike."""
+    if args.distributed is None:
+        return None
+    if args.device.startswith("cuda") and args.devices:
+        raise distributed.DistributedError("--devices is for one process; with --distributed each rank takes "
+                                           "its own GPU (cuda:<local rank>)")
+    return distributed.start(args.distributed, args.device.split(":")[0], args.batch_size, args.model)
 
 
 def main(argv=None):
@@ -197,7 +223,15 @@ def main(argv=None):
     config.apply_process_settings(threads=thread_count(args.threads))  # before the first kernel
     start, say = time.perf_counter(), print
     try:
-        device, model, preprocess, train_loader, test_loader, crop_size = setup(args, say)
+        job = start_distributed(args)
+    except distributed.DistributedError as err:
+        if distributed.launch.launcher_rank() in (None, 0):  # one line, not one per rank
+            print(f"train_alexnet.py: {err}", file=sys.stderr)
+        return 2
+    if job is not None and not job.is_main:
+        say = _silent
+    try:
+        device, model, preprocess, train_loader, test_loader, crop_size = setup(args, say, job)
     except SetupError as err:
         print(f"train_alexnet.py: {err}", file=sys.stderr)
         return 2
@@ -205,7 +239,7 @@ def main(argv=None):
     json_log = args.json_log or os.path.join("runs", f"{run_name}.jsonl")
     optimizer = tn.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     trainer = train.Trainer(model, optimizer, train_loader, test_loader, device, args.epochs,
-                            scheduler=recipes.make_scheduler(args, optimizer),
+                            scheduler=recipes.make_scheduler(args, optimizer), comm=job and job.comm,
                             checkpoint_dir=args.checkpoint or os.path.join("checkpoints", run_name),
                             json_log=json_log, progress=not args.no_progress, preprocess=preprocess,
                             ten_crop=args.ten_crop, crop_size=crop_size, profile=args.profile,
@@ -232,7 +266,7 @@ def main(argv=None):
         print(f"train_alexnet.py: stopped; the last checkpoint {trainer.checkpoint_path} is kept", file=sys.stderr)
         return 130
     wall = time.perf_counter() - start
-    if trainer.history:
+    if trainer.history and (job is None or job.is_main):
         try:
             say(f"curves: {train.plot_curves({run_name: trainer.history}, os.path.splitext(json_log)[0] + '.png')}")
         except ImportError:
@@ -243,6 +277,10 @@ def main(argv=None):
     say(f"done in {wall:.0f} s wall: final test accuracy {final.get('test_acc', float('nan')):.2%}"
         f"  (log {json_log}, checkpoint {trainer.checkpoint_path})")
     return 0
+
+
+def _silent(*args, **kwargs):
+    """say() on the ranks other than the main one."""
 
 
 if __name__ == "__main__":

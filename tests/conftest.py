@@ -1,6 +1,7 @@
-"""Shared fixtures: the CPU backends to run every kernel-level test on, and the CUDA runtimes
-(the emulated one everywhere, a real GPU where there is one, marked gpu)."""
+"""Shared fixtures: the CPU backends to run every kernel-level test on, the CUDA runtimes
+(the emulated one everywhere, a real GPU where there is one, marked gpu), and the mpi marker."""
 import contextlib
+import importlib.util
 import shutil
 
 import numpy as np
@@ -58,13 +59,26 @@ def cuda_runtime_params(prefix=""):
 CUDA_RUNTIMES = cuda_runtime_params()
 
 
+def mpi_missing():
+    """Why tests marked `mpi` cannot run here (None when mpirun and mpi4py are both present)."""
+    if shutil.which("mpirun") is None:
+        return "needs mpirun (apt-get install -y openmpi-bin libopenmpi-dev)"
+    if importlib.util.find_spec("mpi4py") is None:
+        return 'needs mpi4py (pip install -e ".[mpi]")'
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)   # before -m "not slow" deselects
 def pytest_collection_modifyitems(items):
-    """A test marked slow_when_emulated is slow in its emulated run only."""
+    """A test marked slow_when_emulated is slow in its emulated run only; tests marked `mpi` run in
+    the default run where mpirun exists, and skip with the reason elsewhere."""
+    no_mpi = mpi_missing()
     for item in items:
         params = getattr(item, "callspec", None)
         if item.get_closest_marker("slow_when_emulated") and params and "emulated" in params.params.values():
             item.add_marker(pytest.mark.slow)
+        if no_mpi is not None and "mpi" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=no_mpi))
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import numpy as np
 from . import models, optim
 from .data import DataError, DataLoader, ImageFolder, load_cifar10, load_fashion_mnist, transforms
 from .device import device as as_device
-from .shapes import conv_output_size
+from .models.alexnet import pool5_side as paper_net_side  # pool5's side: one home, the model's module
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -163,14 +163,6 @@ def input_channels(args):
 def build_model(args, classes, device, towers=None):
     """The registry's net for args.model, on `device` (or the two `towers`)."""
     return MODELS[args.model].build(args, classes, input_channels(args)[1], device, towers)
-
-
-def paper_net_side(size):
-    """The side of pool5's maps for a size x size input: conv1 11/4 pad 2, then three 3/2 pools."""
-    side = conv_output_size(size, 11, stride=4, padding=2)
-    for _ in range(3):
-        side = conv_output_size(side, 3, stride=2)
-    return side
 
 
 def _check_paper_size(size):

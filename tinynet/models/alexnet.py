@@ -154,19 +154,36 @@ def alexnet_small(num_classes=10, in_channels=1, image_size=28, width=32, device
 
 # ================================================================= the two towers
 
-class Tower(nn.Module):
-    """One GPU's half of Figure 2: half the kernels of every layer with weights, all on one device."""
+# The paper's channels per tower (Figure 2): conv1 48, conv2 128, conv3 192, conv4 192, conv5 128,
+# fc6 and fc7 2048. Smaller towers of the same shape keep tests fast (tinynet.distributed's).
+PAPER_TOWER_CHANNELS = (48, 128, 192, 192, 128, 2048)
 
-    def __init__(self, device, dtype, init):
+
+def pool5_side(image_size):
+    """The side of pool5's maps for an image_size x image_size input: conv1 11/4 pad 2, then the
+    three 3/2 max-pools (conv2..conv5 keep the side). 224 -> 55 -> 27 -> 13 -> 6."""
+    side = conv_output_size(image_size, 11, 4, 2)
+    for _ in range(3):
+        side = conv_output_size(side, 3, 2)
+    return side
+
+
+class Tower(nn.Module):
+    """One GPU's half of Figure 2: half the kernels of every layer with weights, all on one device.
+
+    channels: (conv1, conv2, conv3, conv4, conv5, fc) of this tower; side: pool5's map side."""
+
+    def __init__(self, device, dtype, init, channels=PAPER_TOWER_CHANNELS, side=6):
         super().__init__()
+        c1, c2, c3, c4, c5, wide = channels
         conv, fc = _layer_makers(init, device, dtype)
-        self.conv1 = conv("conv1", 3, 48, 11, stride=4, padding=2)
-        self.conv2 = conv("conv2", 48, 128, 5, padding=2)
-        self.conv3 = conv("conv3", 256, 192, 3, padding=1)   # reads both towers' conv2 maps
-        self.conv4 = conv("conv4", 192, 192, 3, padding=1)
-        self.conv5 = conv("conv5", 192, 128, 3, padding=1)
-        self.fc6 = fc("fc6", 2 * 128 * 6 * 6, 2048)          # reads both towers
-        self.fc7 = fc("fc7", 2 * 2048, 2048)                 # reads both towers
+        self.conv1 = conv("conv1", 3, c1, 11, stride=4, padding=2)
+        self.conv2 = conv("conv2", c1, c2, 5, padding=2)
+        self.conv3 = conv("conv3", 2 * c2, c3, 3, padding=1)      # reads both towers' conv2 maps
+        self.conv4 = conv("conv4", c3, c4, 3, padding=1)
+        self.conv5 = conv("conv5", c4, c5, 3, padding=1)
+        self.fc6 = fc("fc6", 2 * c5 * side * side, wide)          # reads both towers
+        self.fc7 = fc("fc7", 2 * wide, wide)                      # reads both towers
 
 
 class AlexNet2012(nn.Module):
@@ -192,6 +209,12 @@ class AlexNet2012(nn.Module):
     and the bytes it moves in the forward are counted in `crossing_bytes`. The backward sends back
     the gradient of every crossing except the input image's copy to the second device, which
     needs no gradient.
+
+    forward() is written once, for the towers held here (`held`: both in this class) and three
+    crossings: `_inputs` (the image for each tower), `_gather` (both towers' activations for each
+    tower held here) and `_classify` (fc8 on the first tower's side).
+    tinynet.distributed.TowerProcessAlexNet2012 holds one tower per process and crosses by MPI
+    with the same forward.
     """
 
     STAGES = (("conv1", "relu1", "lrn1", "pool1", "conv2", "relu2", "lrn2", "pool2"),
@@ -200,15 +223,18 @@ class AlexNet2012(nn.Module):
               ("fc7", "relu7"))
 
     def __init__(self, num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5,
-                 dtype=np.float32):
+                 dtype=np.float32, channels=PAPER_TOWER_CHANNELS, image_size=224):
         super().__init__()
         _check_arguments("alexnet2012", dropout, num_classes=num_classes)
         if len(devices) != 2:
             raise ValueError(f"alexnet2012: devices must name two devices, got {devices!r}")
+        side = pool5_side(image_size)
+        if side < 1:
+            raise ValueError(f"alexnet2012: image_size {image_size} is too small for conv1 and three 3/2 max-pools")
         self.devices = tuple(as_device(d) for d in devices)
-        self.tower0 = Tower(self.devices[0], dtype, init)
-        self.tower1 = Tower(self.devices[1], dtype, init)
-        self.fc8 = _layer_makers(init, self.devices[0], dtype)[1]("fc8", 2 * 2048, num_classes)
+        self.tower0 = Tower(self.devices[0], dtype, init, channels, side)
+        self.tower1 = Tower(self.devices[1], dtype, init, channels, side)
+        self.fc8 = _layer_makers(init, self.devices[0], dtype)[1]("fc8", 2 * channels[-1], num_classes)
         for i in range(1, 8):
             setattr(self, f"relu{i}", nn.ReLU())
         self.lrn1, self.lrn2 = _lrn(), _lrn()  # groups=1: each tower holds only its own maps
@@ -222,9 +248,15 @@ class AlexNet2012(nn.Module):
     def towers(self):
         return (self.tower0, self.tower1)
 
+    @property
+    def held(self):
+        """The indices of the towers this object computes (both here; one per process in
+        tinynet.distributed.TowerProcessAlexNet2012)."""
+        return (0, 1)
+
     def layer(self, t, name):
         """Layer `name` of tower t: the tower's own (conv, fc) or the shared one without weights."""
-        own = self.towers[t]._modules.get(name)
+        own = getattr(self, f"tower{t}")._modules.get(name)
         return own if own is not None else self._modules[name]
 
     def _cross(self, x, device):
@@ -233,26 +265,36 @@ class AlexNet2012(nn.Module):
             self.crossing_bytes += x.size * x.dtype.itemsize
         return x.to(device)
 
-    def _gather(self, parts, device):
-        """Both towers' activations, concatenated on `device` (channels or features)."""
-        return F.concat([self._cross(p, device) for p in parts], axis=1)
+    def _inputs(self, x):
+        """The image on each tower's device."""
+        return [self._cross(x, dev) for dev in self.devices]
+
+    def _gather(self, parts):
+        """For each tower: both towers' activations concatenated on its device (channels or features)."""
+        return [F.concat([self._cross(p, dev) for p in parts], axis=1) for dev in self.devices]
+
+    def _classify(self, parts):
+        """fc8 on the first device, reading both towers' fc7 units."""
+        return self.fc8(F.concat([self._cross(p, self.devices[0]) for p in parts], axis=1))
 
     def forward(self, x):
         self.crossing_bytes = 0
-        h = [self._cross(x, dev) for dev in self.devices]  # the image, to each tower
+        h = self._inputs(x)  # the image, for each tower held here
         for i, stage in enumerate(self.STAGES):
             if i:  # before conv3, fc6 and fc7 each tower reads both towers' outputs
-                h = [self._gather(h, dev) for dev in self.devices]
-            for t in range(2):
+                h = self._gather(h)
+            for j, t in enumerate(self.held):
                 for name in stage:
-                    h[t] = self.layer(t, name)(h[t])
-        return self.fc8(self._gather(h, self.devices[0]))  # (N, num_classes)
+                    h[j] = self.layer(t, name)(h[j])
+        return self._classify(h)  # (N, num_classes)
 
 
-def alexnet2012(num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5, dtype=np.float32):
+def alexnet2012(num_classes=1000, devices=("cpu:0", "cpu:1"), init="kaiming", dropout=0.5, dtype=np.float32,
+                channels=PAPER_TOWER_CHANNELS, image_size=224):
     """The paper's two-tower AlexNet, tower i on devices[i]. With one GPU pass
-    devices=("cuda:0", "cuda:0"): both towers then share it and nothing crosses."""
-    return AlexNet2012(num_classes, devices, init, dropout, dtype)
+    devices=("cuda:0", "cuda:0"): both towers then share it and nothing crosses.
+    channels and image_size make smaller nets of the same shape (tests); the defaults are the paper's."""
+    return AlexNet2012(num_classes, devices, init, dropout, dtype, channels, image_size)
 
 
 # ================================================================= grouped <-> two towers

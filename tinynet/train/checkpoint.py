@@ -7,7 +7,8 @@ the optimizer's velocities ("velocity/<i>") and a JSON "meta" record:
     epoch, step        the position of the next batch to run (0-based epoch, batches done in it)
     epochs             how many epochs the run was asked for
     loader             the training loader's seed and batch size (the batch order follows from them)
-    ranks              how many processes trained together (each saw its share of every batch)
+    ranks              how many data-parallel processes trained together (each saw its share of
+                       every batch; a run may resume on any number: the global batch is the same)
     settings           the run's settings as its command line gave them (model, width, data,
                        batch size, lr, schedule, ...): a resume with other settings is refused
     rng                tn.random's generator states at that position (dropout masks)
@@ -20,7 +21,12 @@ Because the batch order comes from the loader's (seed, epoch) and dropout masks 
 per-device generators, a CPU run that is interrupted and resumed ends with the same weights, bit
 for bit, as one that never stopped. (CuPy's generators are not saved: a resumed GPU run is close,
 not equal.) Restoring checks the run it resumes: the same parameters and shapes, the same kind
-of schedule, the same batch size and number of processes; otherwise it would be another run.
+of schedule and the same (global) batch size; otherwise it would be another run.
+
+Several processes. Only the main rank writes. A model split over processes (the two towers of
+tinynet.distributed, each rank holding one) is gathered first, by every rank (save() is then a
+collective), into the one-process format: a net trained across two processes loads in one, and
+the other way round (restore gives each rank its own parameters and velocities).
 """
 import json
 import os
@@ -47,8 +53,12 @@ class CheckpointMismatch(CheckpointError):
 def save_checkpoint(path, model, optimizer, meta):
     """Write model parameters, optimizer velocities and the JSON-able `meta` into one .npz,
     atomically (tinynet.nn.save_npz: a temporary file beside `path`, then os.replace)."""
-    opt_state = optimizer.state_dict()
-    arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
+    write_checkpoint(path, model.state_dict(), optimizer.state_dict(), meta)
+
+
+def write_checkpoint(path, model_state, opt_state, meta):
+    """save_checkpoint from the state_dicts: the model's and the optimizer's (velocities by index)."""
+    arrays = {f"model/{name}": value for name, value in model_state.items()}
     for i, v in enumerate(opt_state["velocity"]):
         if v is not None:
             arrays[f"velocity/{i}"] = v
@@ -100,13 +110,15 @@ class Checkpoint:
     checks that it belongs to that run.
 
     model, optimizer, scheduler (or None) and loader (the training DataLoader) are the run's
-    stateful objects; `ranks` is the number of processes training together."""
+    stateful objects; `ranks` is the number of data-parallel processes training together and
+    `is_main` whether this one writes (every rank calls save(); see the module docstring)."""
 
-    def __init__(self, folder, model, optimizer, scheduler, loader, ranks=1, settings=None):
+    def __init__(self, folder, model, optimizer, scheduler, loader, ranks=1, settings=None, is_main=True):
         self.folder = os.fspath(folder)
         self.path = os.path.join(self.folder, CHECKPOINT_NAME)
         self.model, self.optimizer, self.scheduler, self.loader = model, optimizer, scheduler, loader
-        self.ranks = ranks
+        self.ranks, self.is_main = ranks, is_main
+        self.split = hasattr(model, "gather_state")  # the model's parameters live in several processes
         self.settings = dict(settings or {})
 
     def check_writable(self):
@@ -125,7 +137,14 @@ class Checkpoint:
 
     def save(self, progress, epochs, rng_state=None):
         """Write `progress` (a Progress) and the objects' states. rng_state: tn.random's states
-        at progress.position, when they have moved on since (a step cut short); default now."""
+        at progress.position, when they have moved on since (a step cut short); default now.
+        Returns the path written, or None on the ranks that do not write."""
+        if self.split:  # a collective: rank 0 of the split model gets the whole net's state
+            model_state, opt_state = self.model.gather_state(self.optimizer)
+        elif self.is_main:
+            model_state, opt_state = self.model.state_dict(), self.optimizer.state_dict()
+        if not self.is_main:
+            return None
         epoch, step = progress.position
         meta = {
             "epoch": epoch, "step": step, "epochs": epochs,
@@ -139,7 +158,7 @@ class Checkpoint:
             "sums": {k: float(v) for k, v in progress.sums.items()},
             "history": progress.history,
         }
-        save_checkpoint(self.path, self.model, self.optimizer, meta)
+        write_checkpoint(self.path, model_state, opt_state, meta)
         return self.path
 
     def restore(self, print_fn=print):
@@ -147,9 +166,10 @@ class Checkpoint:
         seed, after checking it belongs to this run; returns its Progress."""
         ckpt = load_checkpoint(self.path)
         meta = ckpt["meta"]
-        self._check(ckpt)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self._check(ckpt, print_fn)
+        self.model.load_state_dict(ckpt["model"])  # a split model takes its own part
+        opt_state = ckpt["optimizer"]
+        self.optimizer.load_state_dict(self.model.local_optimizer_state(opt_state) if self.split else opt_state)
         if self.scheduler is not None and meta["scheduler"] is not None:
             self.scheduler.load_state_dict(meta["scheduler"])
         tn_random.set_state(meta["rng"])
@@ -159,7 +179,7 @@ class Checkpoint:
             self.loader.seed = meta["loader"]["seed"]
         return Progress((meta["epoch"], meta["step"]), dict(meta["sums"]), list(meta["history"]))
 
-    def _check(self, ckpt):
+    def _check(self, ckpt, print_fn=print):
         """CheckpointMismatch naming the setting when the checkpoint was written by a different run."""
         meta = ckpt["meta"]
         theirs = meta.get("settings", {})
@@ -171,15 +191,20 @@ class Checkpoint:
                                      "--checkpoint folder")
         expected = {name: tuple(value.shape) for name, value in self.model.state_dict().items()}
         found = {name: tuple(value.shape) for name, value in ckpt["model"].items()}
+        if self.split:  # this rank's part of the whole net, and the whole net's names
+            names = set(self.model.one_process_names())
+            expected.update({name: found[name] for name in names - set(expected) if name in found})
         if found != expected:
             differ = sorted(set(found.items()) ^ set(expected.items()))[:4]
             raise CheckpointMismatch(f"resume: {self.path} holds another model's parameters (differing "
                              f"name/shape pairs: {differ}); expected this model's {len(expected)} parameters")
         schedule = None if self.scheduler is None else type(self.scheduler).__name__
         settings = [("schedule", meta.get("schedule", schedule), schedule),
-                    ("batch size", meta["loader"].get("batch_size", self.loader.batch_size), self.loader.batch_size),
-                    ("number of processes", meta.get("ranks", self.ranks), self.ranks)]
+                    ("batch size", meta["loader"].get("batch_size", self.loader.batch_size), self.loader.batch_size)]
         for name, theirs, ours in settings:
             if theirs != ours:
                 raise CheckpointMismatch(f"resume: {self.path} was written by a run with {name} {theirs}, but "
                                  f"this run has {name} {ours}; expected the same to continue that run")
+        if meta.get("ranks", 1) != self.ranks:
+            print_fn(f"resume: the checkpoint was written by {meta.get('ranks', 1)} data-parallel process(es), "
+                     f"this run has {self.ranks}; the global batch of {self.loader.batch_size} is the same")

@@ -77,7 +77,7 @@ class Trainer:
         self.epochs = epochs
         self.checkpoint = (None if checkpoint_dir is None else
                            Checkpoint(checkpoint_dir, model, optimizer, scheduler, self.train_loader, self.comm.size,
-                                      settings))
+                                      settings, self.comm.is_main))
         self.json_log = None if json_log is None else os.fspath(json_log)
         self.progress = progress and self.comm.is_main
         self.log_every = log_every or (1 if self.device.type == "cpu" else 20)
@@ -247,8 +247,7 @@ class Trainer:
         if self.checkpoint is None:
             self.print(f"interrupted at epoch {epoch + 1}, step {step} (no checkpoint_dir: nothing saved)")
             return
-        if self.comm.is_main:
-            self.checkpoint.save(self.state, self.epochs, rng_state)
+        self.checkpoint.save(self.state, self.epochs, rng_state)  # every rank: only the main one writes
         self.print(f"interrupted at epoch {epoch + 1}, after step {step}: checkpoint saved to "
                    f"{self.checkpoint_path}; run again with --resume to continue")
 
@@ -265,11 +264,10 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step(test["loss"])
         self.state = Progress((epoch + 1, 0), zero_sums(), self.history + [record])
-        if self.comm.is_main:
-            if self.checkpoint is not None:
-                self.checkpoint.save(self.state, self.epochs)
-            if self.json_log:
-                log.append_json_line(self.json_log, record)
+        if self.checkpoint is not None:
+            self.checkpoint.save(self.state, self.epochs)  # every rank: only the main one writes
+        if self.comm.is_main and self.json_log:  # after the checkpoint: a failed save logs nothing
+            log.append_json_line(self.json_log, record)
         self.print(log.format_epoch(record, self.epochs))
 
 

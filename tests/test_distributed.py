@@ -1,0 +1,309 @@
+"""tinynet.distributed: data parallel over MPI and the two towers as two processes.
+
+The `mpi` tests start `mpirun -n 2` in a subprocess (tests/mpi_jobs.py holds the jobs) with a
+timeout, and compare what the ranks wrote with a one-process run. They run in the default test
+run where mpirun and mpi4py exist and skip, saying so, elsewhere (tests/conftest.py).
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from test_data import write_fake_fashion_mnist
+from tinynet import distributed, train
+from tinynet.distributed import launch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JOBS = os.path.join(ROOT, "tests", "mpi_jobs.py")
+EXAMPLE = os.path.join(ROOT, "examples", "train_alexnet.py")
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
+# The command line on 64 fake Fashion-MNIST images, float64 without dropout: runs on 1 or 2 ranks
+# compute the same thing, so their checkpoints agree to rounding.
+TINY_RUN = ["--width", "4", "--batch-size", "16", "--dtype", "float64", "--dropout", "0", "--no-progress"]
+
+
+def mpirun(n, args, timeout=120):
+    """Run `python args...` on n ranks; the CompletedProcess (a hang fails the test at `timeout`)."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = MPIRUN + ["-n", str(n), "-x", "PYTHONPATH", sys.executable] + list(args)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def one_process(args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable] + list(args), env=env, capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    write_fake_fashion_mnist(tmp_path / "data", n=64, prefix="train")
+    write_fake_fashion_mnist(tmp_path / "data", n=16, prefix="t10k")
+    return tmp_path / "data"
+
+
+def run_example(ranks, tmp_path, data, name, *extra):
+    """train_alexnet.py on `ranks` ranks (0: one plain process) writing under tmp_path/name."""
+    args = [EXAMPLE, "--data", str(data), *TINY_RUN, "--checkpoint", str(tmp_path / name),
+            "--json-log", str(tmp_path / f"{name}.jsonl"), *extra]
+    if ranks:
+        result = mpirun(ranks, args + ["--distributed", "data"])
+    else:
+        result = one_process(args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def assert_same_checkpoints(path_a, path_b, atol=1e-9):
+    a, b = train.load_checkpoint(path_a), train.load_checkpoint(path_b)
+    assert list(a["model"]) == list(b["model"])
+    for name in a["model"]:
+        np.testing.assert_allclose(a["model"][name], b["model"][name], rtol=0, atol=atol, err_msg=name)
+    for i, (va, vb) in enumerate(zip(a["optimizer"]["velocity"], b["optimizer"]["velocity"], strict=True)):
+        np.testing.assert_allclose(va, vb, rtol=0, atol=atol, err_msg=f"velocity {i}")
+    assert a["meta"]["history"][-1]["epoch"] == b["meta"]["history"][-1]["epoch"]
+
+
+def run_job(n, job, out, timeout=120):
+    result = mpirun(n, [JOBS, job, str(out)], timeout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def ranks_and_one(npz):
+    """{name: (value on the ranks, value in one process)} from a job's npz."""
+    names = [k[len("one/"):] for k in npz.files if k.startswith("one/")]
+    assert names and sorted(names) == sorted(k[len("ranks/"):] for k in npz.files if k.startswith("ranks/"))
+    return {k: (npz[f"ranks/{k}"], npz[f"one/{k}"]) for k in names}
+
+
+# ================================================================= without a launcher
+
+def test_launcher_is_found_from_its_environment():
+    assert launch.launcher_size({"OMPI_COMM_WORLD_SIZE": "4"}) == 4
+    assert launch.launcher_size({"PMI_SIZE": "2"}) == 2
+    assert launch.launcher_size({"HOME": "/root"}) is None
+
+
+def test_distributed_without_a_launcher_says_how_to_launch():
+    with pytest.raises(distributed.DistributedError, match=r"--distributed needs an MPI launcher .* mpirun -n 2"):
+        launch.require_launcher("--distributed", environ={})
+
+
+def test_missing_mpi4py_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)   # makes `from mpi4py import MPI` raise ImportError
+    with pytest.raises(distributed.DistributedError,
+                       match=r'needs mpi4py.*apt-get install -y openmpi-bin libopenmpi-dev && pip install -e "\.\[mpi\]"'):
+        launch.import_mpi()
+
+
+def test_a_batch_that_does_not_divide_is_one_line_before_mpi_starts(monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    with pytest.raises(distributed.DistributedError,
+                       match=r"^--batch-size 33 does not divide by the 2 data-parallel rank\(s\); .*\(try 32\)$"):
+        distributed.start("data", batch_size=33)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")   # towers: 2 replicas of the two towers
+    with pytest.raises(distributed.DistributedError, match=r"--batch-size 5 does not divide by the 2 data-parallel"):
+        distributed.start("towers", batch_size=5, model="alexnet2012")
+
+
+def test_towers_need_an_even_number_of_ranks_and_the_two_tower_net(monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "3")
+    with pytest.raises(distributed.DistributedError, match="needs an even number of ranks .* got 3"):
+        distributed.start("towers", model="alexnet2012")
+    with pytest.raises(distributed.DistributedError, match="use --model alexnet2012, not alexnet-small"):
+        distributed.start("towers", model="alexnet-small")
+
+
+def test_distributed_without_mpirun_is_one_line_and_status_2():
+    result = one_process([EXAMPLE, "--distributed", "data", "--no-progress"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "train_alexnet.py: --distributed data needs an MPI launcher (none of OMPI_COMM_WORLD_SIZE, PMI_SIZE, "
+        "MV2_COMM_WORLD_SIZE is set); start the job with: " + launch.LAUNCH_HINT]
+
+
+def test_towers_need_a_group_of_two():
+    class Three:
+        size, rank = 3, 0
+    with pytest.raises(ValueError, match="need a group of 2 ranks, got 3"):
+        distributed.TowerProcessAlexNet2012(None, Three())
+
+
+# ================================================================= on two ranks
+
+@pytest.mark.mpi
+def test_gradients_are_averaged_in_buckets_and_metrics_summed(tmp_path):
+    run_job(2, "collectives", tmp_path)
+    r = np.load(tmp_path / "collectives.npz")
+    assert r["size"] == 2 and r["buckets"].tolist() == [2, 1]
+    # rank k's gradient of parameter i is (k + 1)(i + 1); parameter 1 has none on rank 1 (zero)
+    np.testing.assert_array_equal(r["grad0"], np.full(3, (1 + 2) / 2))
+    np.testing.assert_array_equal(r["grad1"], np.full((2, 2), (2 + 0) / 2))
+    np.testing.assert_array_equal(r["grad2"], np.full(5, (3 + 6) / 2))
+    np.testing.assert_array_equal(r["sums"], [0 + 1, 2])
+
+
+@pytest.mark.mpi
+def test_data_parallel_equals_one_process(tmp_path):
+    """Two ranks with global batch 8 (4 images each) take the same SGD steps as one process with
+    batch 8: float64, no dropout, weights equal to 1e-9 after 3 steps (rank 1 starts from
+    scrambled weights, so this also proves the broadcast)."""
+    run_job(2, "data", tmp_path)
+    r = np.load(tmp_path / "data.npz")
+    assert r["buckets"] > 1
+    for name, (ranks, one) in ranks_and_one(r).items():
+        np.testing.assert_allclose(ranks, one, rtol=0, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("job", ["towers", "towers-dropout"])
+def test_towers_on_two_ranks_equal_the_one_process_net(tmp_path, job):
+    """Figure 2 as two processes: after 3 SGD steps (float64) the union of the two ranks' weights
+    equals the one-process two-tower net's, and both ranks saw its losses. With dropout 0.5 too:
+    tower r on cpu:r draws its masks from the same generator in both setups."""
+    run_job(2, job, tmp_path)
+    r = np.load(tmp_path / "towers.npz")
+    np.testing.assert_allclose(r["losses"], r["reference_losses"], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(r["losses1"], r["losses"])
+    for name, (ranks, one) in ranks_and_one(r).items():
+        np.testing.assert_allclose(ranks, one, rtol=0, atol=1e-9, err_msg=name)
+    # rank 0 holds the one-process checkpoint format: names and velocities in the one-process order
+    assert r["names"].tolist() == r["reference_names"].tolist()
+    velocities = sorted(k for k in r.files if k.startswith("velocity"))
+    assert len(velocities) == len(r["names"])
+    for k in velocities:
+        np.testing.assert_allclose(r[k], r["reference_" + k], rtol=0, atol=1e-9, err_msg=k)
+    assert r["reloaded"].tolist() == [True, True]   # and loads back, weights and velocities, on each rank
+    # the bytes the ranks send are the one-process crossings less the input image's copy
+    assert sum(r["sent"]) == r["reference_crossing"] - r["input_bytes"]
+
+
+@pytest.mark.mpi
+@pytest.mark.slow  # 4 processes on the 2-core machine: about 13 s
+def test_towers_and_data_parallel_compose_on_four_ranks(tmp_path):
+    """4 ranks = 2 replicas x 2 towers, global batch 8 (4 per replica): the one-process net's steps."""
+    run_job(4, "towers-data", tmp_path)
+    r = np.load(tmp_path / "towers-data.npz")
+    assert r["groups"].tolist() == [2, 2]
+    for name, (ranks, one) in ranks_and_one(r).items():
+        np.testing.assert_allclose(ranks, one, rtol=0, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("how", ["exception", "kill"])
+def test_a_failing_rank_ends_the_job(tmp_path, how):
+    """Rank 1 raises (or is killed) while rank 0 waits in a collective: the job ends within seconds."""
+    start = time.monotonic()
+    result = mpirun(2, [JOBS, f"fail-{how}", str(tmp_path)], timeout=60)
+    elapsed = time.monotonic() - start
+    assert result.returncode != 0
+    assert not (tmp_path / "rank0-passed-the-collective").exists()
+    assert elapsed < 30, f"the job took {elapsed:.0f} s to end"
+    if how == "exception":
+        assert "rank 1 of 2 failed (RuntimeError); aborting every rank of the job" in result.stderr
+
+
+@pytest.mark.mpi
+@pytest.mark.slow  # two mpirun jobs: about 12 s
+def test_bench_distributed_runs_at_a_tiny_size(tmp_path):
+    """The benchmark's two jobs run; each rank of the 2-rank job hands every gradient to the
+    all-reduce once a step (4 bytes x parameters), the 1-rank job nothing."""
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_distributed.py"), "--models",
+                          "alexnet-small", "--width", "4", "--batch-size", "8", "--steps", "1", "--warmup", "0",
+                          "--out", str(out)], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    one, two = json.loads(out.read_text())["results"]
+    assert (one["ranks"], one["threads_per_rank"], two["ranks"], two["threads_per_rank"]) == (1, 2, 2, 1)
+    assert one["allreduce_bytes_per_rank"] == 0
+    assert two["allreduce_bytes_per_rank"] == 4 * two["parameters"] > 0
+    assert two["images_per_s"] == pytest.approx(8 / (two["step_ms"] / 1000))
+
+
+# ================================================================= the command line on two ranks
+
+@pytest.mark.mpi
+def test_command_line_on_two_ranks_equals_one_process_and_rank_0_alone_writes(tmp_path, tiny_data):
+    """--distributed data, 2 epochs of 4 global batches of 16: the checkpoint (weights and
+    velocities) equals the one-process run's to 1e-9; one JSON line per epoch (a second writer would
+    append its own), every epoch printed once."""
+    run_example(0, tmp_path, tiny_data, "one", "--epochs", "2")
+    two = run_example(2, tmp_path, tiny_data, "two", "--epochs", "2")
+    assert_same_checkpoints(tmp_path / "one" / train.CHECKPOINT_NAME, tmp_path / "two" / train.CHECKPOINT_NAME)
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "two.jsonl").read_text().splitlines()] == [1, 2]
+    assert two.stdout.count("epoch   1/2") == 1 and two.stdout.count("epoch   2/2") == 1
+    for line in ("distributed: data parallel on 2 ranks", "parameters, float64", "done in"):
+        assert two.stdout.count(line) == 1, two.stdout   # rank 1 says nothing
+    assert json.loads((tmp_path / "two.jsonl").read_text().splitlines()[0])["train_loss"] == pytest.approx(
+        json.loads((tmp_path / "one.jsonl").read_text().splitlines()[0])["train_loss"], abs=1e-12)
+
+
+@pytest.mark.mpi
+@pytest.mark.slow  # 4 launches, about 25 s
+def test_resume_on_two_ranks_from_a_one_process_checkpoint(tmp_path, tiny_data):
+    """1 epoch in one process, then --resume for the second on 2 ranks: the 2-epoch one-process run."""
+    run_example(0, tmp_path, tiny_data, "straight", "--epochs", "2")
+    run_example(0, tmp_path, tiny_data, "resumed", "--epochs", "1")
+    resumed = run_example(2, tmp_path, tiny_data, "resumed", "--epochs", "2", "--resume")
+    assert "written by 1 data-parallel process(es), this run has 2" in resumed.stdout
+    assert_same_checkpoints(tmp_path / "straight" / train.CHECKPOINT_NAME, tmp_path / "resumed" / train.CHECKPOINT_NAME)
+
+
+@pytest.mark.mpi
+def test_a_batch_that_does_not_divide_is_one_line_from_rank_0(tmp_path, tiny_data):
+    result = mpirun(2, [EXAMPLE, "--data", str(tiny_data), "--batch-size", "15", "--distributed", "data",
+                        "--checkpoint", str(tmp_path / "ckpt"), "--no-progress"])
+    assert result.returncode == 2
+    ours = [line for line in result.stderr.splitlines() if line.startswith("train_alexnet.py:")]
+    assert ours == ["train_alexnet.py: --batch-size 15 does not divide by the 2 data-parallel rank(s); the global "
+                    "batch is split evenly (try 14)"]
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.mpi
+@pytest.mark.slow  # the paper's two-tower net at 224 px, float64: about 90 s and a 0.9 GB checkpoint
+def test_command_line_towers_on_two_ranks_equal_one_process_and_load_in_one(tmp_path, tiny_data):
+    """--model alexnet2012 --distributed towers, one epoch of 2 steps: rank 0's checkpoint has the
+    one-process format and equals the one-process run's; --eval-only reads it in one process."""
+    args = [EXAMPLE, "--data", str(tiny_data), "--model", "alexnet2012", "--limit-train", "4", "--limit-test", "2",
+            "--batch-size", "2", "--epochs", "1", "--dropout", "0", "--dtype", "float64", "--no-progress"]
+    one = one_process(args + ["--checkpoint", str(tmp_path / "one"), "--json-log", str(tmp_path / "one.jsonl")], 600)
+    assert one.returncode == 0, one.stdout + one.stderr
+    two = mpirun(2, args + ["--distributed", "towers", "--checkpoint", str(tmp_path / "two"),
+                            "--json-log", str(tmp_path / "two.jsonl")], 600)
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert_same_checkpoints(tmp_path / "one" / train.CHECKPOINT_NAME, tmp_path / "two" / train.CHECKPOINT_NAME)
+    loaded = one_process(args + ["--checkpoint", str(tmp_path / "two"), "--eval-only"], 600)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    test_acc = json.loads((tmp_path / "two.jsonl").read_text())["test_acc"]
+    assert f"acc {test_acc:.4f}" in loaded.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_distributed_on_cuda_without_cupy_is_one_line(tiny_data):
+    result = mpirun(2, [EXAMPLE, "--data", str(tiny_data), "--device", "cuda", "--distributed", "data", "--no-progress"])
+    assert result.returncode == 2
+    ours = [line for line in result.stderr.splitlines() if line.startswith("train_alexnet.py:")]
+    assert ours == ["train_alexnet.py: cannot use device 'cuda': No module named 'cupy'"]
+
+
+@pytest.mark.gpu
+@pytest.mark.mpi
+def test_two_ranks_on_one_gpu_through_host_staging_equal_one_process(tmp_path, tiny_data):
+    """The check for a machine with one GPU (benchmarks/gpu_check.sh runs pytest -m gpu): two
+    ranks share cuda:0, so gradients are reduced through host memory (MPICommunicator, not NCCL);
+    float64 without dropout, the checkpoint equals a one-process run on the GPU."""
+    from tinynet import backends
+    if not backends.available("cuda"):
+        pytest.skip("needs CuPy and an NVIDIA GPU")
+    run_example(0, tmp_path, tiny_data, "one", "--epochs", "1", "--device", "cuda")
+    two = run_example(2, tmp_path, tiny_data, "two", "--epochs", "1", "--device", "cuda")
+    assert "(MPICommunicator)" in two.stdout or "(NcclCommunicator)" in two.stdout
+    assert_same_checkpoints(tmp_path / "one" / train.CHECKPOINT_NAME, tmp_path / "two" / train.CHECKPOINT_NAME)

@@ -1,0 +1,109 @@
+"""One call that turns `--distributed data|towers` into what the training script needs.
+
+    job = distributed.start("data", device="cpu", batch_size=32)
+    job.comm      the Trainer's process group (data-parallel ranks; MPICommunicator or NcclCommunicator)
+    job.device    where this rank computes (cuda:<local rank> when every rank has its own GPU)
+    job.towers    "towers" only: the pair of ranks whose towers make one net (wrap the model with
+                  job.wrap(model)); None for data parallel
+    job.is_main   world rank 0: the one process that prints
+
+Problems that every rank finds alike (no launcher, no mpi4py, a batch that does not divide)
+raise DistributedError before any collective, so each rank can exit with status 2 on its own;
+after start() an uncaught exception on any rank aborts the whole job (launch.abort_on_failure).
+"""
+from dataclasses import dataclass
+
+from ..device import device as as_device
+from .comm import MPICommunicator, NcclCommunicator
+from .launch import DistributedError, abort_on_failure, import_mpi, require_launcher
+from .towers import TowerProcessAlexNet2012, tower_groups
+
+MODES = ("data", "towers")
+
+
+@dataclass
+class Job:
+    mode: str
+    comm: object            # the data-parallel group the Trainer runs in
+    device: object          # this rank's Device
+    towers: object = None   # the two-rank group of a tower pair ("towers" mode)
+    world_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self):
+        return self.world_rank == 0
+
+    def wrap(self, model):
+        """The model this rank trains: the model itself (data), or its own tower of it (towers)."""
+        if self.towers is None:
+            return model
+        return TowerProcessAlexNet2012(model, self.towers, device=self.device)
+
+    def describe(self):
+        if self.towers is None:
+            return (f"distributed: data parallel on {self.world_size} ranks ({type(self.comm).__name__}), "
+                    f"rank 0 on {self.device}")
+        return (f"distributed: two towers on each of {self.world_size // 2} pair(s) of ranks, "
+                f"{self.comm.size} data-parallel replica(s); rank 0 holds tower 0 and fc8 on {self.device}")
+
+
+def start(mode, device="cpu", batch_size=None, model=None):
+    """Check the setup, initialise MPI, arm abort-on-failure and build the groups (see the module
+    docstring). device: "cpu" or "cuda" (the rank's GPU is chosen here). model: the recipe's
+    model name ("towers" needs alexnet2012)."""
+    if mode not in MODES:
+        raise DistributedError(f"--distributed must be one of {MODES}, got {mode!r}")
+    size = require_launcher(f"--distributed {mode}")
+    if mode == "towers":
+        if model not in (None, "alexnet2012"):
+            raise DistributedError(f"--distributed towers splits the two-tower net: use --model alexnet2012, not {model}")
+        if size % 2:
+            raise DistributedError(f"--distributed towers needs an even number of ranks (2 per replica), got {size}")
+    replicas = size if mode == "data" else size // 2
+    if batch_size is not None and batch_size % replicas:
+        raise DistributedError(f"--batch-size {batch_size} does not divide by the {replicas} data-parallel "
+                               f"rank(s); the global batch is split evenly (try {batch_size - batch_size % replicas or replicas})")
+    MPI = import_mpi()
+    world = MPI.COMM_WORLD
+    abort_on_failure(world)
+    rank = world.Get_rank()
+    try:
+        dev = _rank_device(MPI, world, as_device(device), tower=rank % 2 if mode == "towers" else None)
+        nccl = dev.type == "cuda" and _own_gpus(MPI, world)
+    except (ImportError, RuntimeError) as err:  # no CuPy, no GPU: every rank finds it alike
+        raise DistributedError(f"cannot use device {device!r}: {str(err).splitlines()[0]}") from None
+    make = NcclCommunicator if nccl else MPICommunicator
+    if mode == "data":
+        return Job(mode, make(world), dev, None, rank, size)
+    tower_mpi, data_mpi = tower_groups(world)
+    return Job(mode, make(data_mpi, is_main=rank == 0), dev, make(tower_mpi, is_main=rank == 0), rank, size)
+
+
+def _local_rank(MPI, world):
+    """This rank's number among the ranks on the same machine, and how many there are."""
+    local = world.Split_type(MPI.COMM_TYPE_SHARED)
+    return local.Get_rank(), local.Get_size()
+
+
+def _gpu_count():
+    import cupy
+    return cupy.cuda.runtime.getDeviceCount()
+
+
+def _own_gpus(MPI, world):
+    """Whether every rank on this machine has a GPU of its own (then NCCL; else host staging)."""
+    _, ranks_here = _local_rank(MPI, world)
+    return world.allreduce(int(ranks_here <= _gpu_count()), op=MPI.MIN) == 1
+
+
+def _rank_device(MPI, world, dev, tower):
+    """cuda: this rank's own GPU (local rank), or GPU 0 shared when there are fewer GPUs than ranks.
+    cpu: cpu:<tower> for the towers (each tower draws its dropout masks from the generator it
+    uses in the one-process net), else cpu."""
+    if dev.type == "cpu":
+        return as_device(f"cpu:{tower}") if tower is not None else as_device("cpu")
+    local, ranks_here = _local_rank(MPI, world)
+    index = local if ranks_here <= _gpu_count() else 0
+    as_device(f"cuda:{index}").backend.xp.cuda.Device(index).use()  # NCCL binds to the current device
+    return as_device(f"cuda:{index}")
