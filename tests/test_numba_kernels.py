@@ -2,17 +2,14 @@
 tests/test_contract_signatures.py's job, that its kernels equal the reference's
 tests/test_backend_contract.py's (every backend, one set of strategies and layouts), and its
 malloc setting is tested with the rest of the configuration in tests/test_config.py."""
-import inspect
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 numba_cpu = pytest.importorskip("tinynet.backends.numba_cpu", reason="numba is not installed")
-from tinynet.backends import reference  # noqa: E402
 
 
 def test_compile_cache_lives_under_tinynet_cache(tmp_path):

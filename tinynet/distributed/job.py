@@ -13,7 +13,7 @@ after start() an uncaught exception on any rank aborts the whole job (launch.abo
 """
 from dataclasses import dataclass
 
-from ..device import device as as_device
+from ..device import as_device
 from .comm import MPICommunicator, NcclCommunicator
 from .launch import DistributedError, abort_on_failure, import_mpi, require_launcher
 from .towers import TowerProcessAlexNet2012, tower_groups
@@ -46,6 +46,18 @@ class Job:
                     f"rank 0 on {self.device}")
         return (f"distributed: two towers on each of {self.world_size // 2} pair(s) of ranks, "
                 f"{self.comm.size} data-parallel replica(s); rank 0 holds tower 0 and fc8 on {self.device}")
+
+
+def start_from_args(args):
+    """The job a command line asks for with --distributed (None without it): start() with the
+    recipe's device kind, global batch and model; DistributedError for a setup every rank gets
+    wrong alike."""
+    if args.distributed is None:
+        return None
+    if args.device.startswith("cuda") and args.devices:
+        raise DistributedError("--devices is for one process; with --distributed each rank takes "
+                               "its own GPU (cuda:<local rank>)")
+    return start(args.distributed, args.device.split(":")[0], args.batch_size, args.model)
 
 
 def start(mode, device="cpu", batch_size=None, model=None):

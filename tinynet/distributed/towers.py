@@ -29,7 +29,7 @@ of 2); the gradient all-reduce runs among the k ranks that hold the same tower (
 tower 0's ranks only, so its all-reduce group is exactly the ranks that have it).
 """
 from ..autograd import Function
-from ..device import device as as_device
+from ..device import as_device
 from ..models.alexnet import AlexNet2012
 from ..nn import Module
 
