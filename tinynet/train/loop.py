@@ -122,7 +122,7 @@ class Trainer:
             log.truncate(self.json_log)
         self.comm.broadcast_parameters(self.model.parameters())
         if self.profile:
-            self._profile()
+            _profile_one_step(self.model, self.train_loader, self.position[0], self.preprocess, self.print)
         self.status = "finished"
         with StopOnInterrupt(self.print) as stop:
             try:
@@ -149,15 +149,6 @@ class Trainer:
                 self.print(f"resumed from {self.checkpoint_path}: epoch {epoch + 1}, step {step}")
         else:
             self.print(f"resume: no checkpoint at {self.checkpoint_path}; starting from scratch")
-
-    def _profile(self):
-        from .. import profile as tn_profile
-        batches = self.train_loader.iter_epoch(self.position[0])
-        xb, yb = next(batches)
-        batches.close()  # stops the loader's threads
-        rows = tn_profile.profile_step(self.model, self.preprocess(xb), self.preprocess.labels(yb))
-        self.model.zero_grad()
-        self.print(f"one training step, layer by layer (batch {len(yb)}):\n{tn_profile.format_profile(rows)}")
 
     def _run_epoch(self, stop):
         """The steps of one epoch (from the saved position on), then _end_epoch. On Ctrl-C the
@@ -269,6 +260,17 @@ class Trainer:
         if self.comm.is_main and self.json_log:  # after the checkpoint: a failed save logs nothing
             log.append_json_line(self.json_log, record)
         self.print(log.format_epoch(record, self.epochs))
+
+
+def _profile_one_step(model, loader, epoch, preprocess, print_fn):
+    """Time one training step on the epoch's first batch, layer by layer (tinynet.profile)."""
+    from .. import profile as tn_profile
+    batches = loader.iter_epoch(epoch)
+    xb, yb = next(batches)
+    batches.close()  # stops the loader's threads
+    rows = tn_profile.profile_step(model, preprocess(xb), preprocess.labels(yb))
+    model.zero_grad()
+    print_fn(f"one training step, layer by layer (batch {len(yb)}):\n{tn_profile.format_profile(rows)}")
 
 
 class _RunningSums:
