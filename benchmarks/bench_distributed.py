@@ -120,6 +120,26 @@ def _mpirun(args, model, ranks, threads, result):
     return subprocess.run(cmd, env=env, capture_output=True, text=True)
 
 
+def machine_facts():
+    """Where and with what the numbers were taken (kept beside them in the JSON)."""
+    import platform
+    facts = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "platform": platform.platform(),
+             "python": platform.python_version(), "cpu_count": os.cpu_count()}
+    try:
+        facts["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                                  if line.startswith("model name"))
+    except (OSError, StopIteration):
+        facts["cpu_model"] = platform.processor()
+    for name in ("numpy", "numba", "mpi4py"):
+        try:
+            facts[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    mpirun = subprocess.run(["mpirun", "--version"], capture_output=True, text=True).stdout.splitlines()
+    facts["mpirun"] = mpirun[0] if mpirun else None
+    return facts
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
@@ -138,7 +158,9 @@ def main(argv=None):
                   f"{r['allreduce_ms']:13.2f} {r['allreduce_bytes_per_rank']:16,d}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"batch_size": args.batch_size, "results": results}, indent=1))
+        Path(args.out).write_text(json.dumps({"machine": machine_facts(), "batch_size": args.batch_size,
+                                               "steps": args.steps, "warmup": args.warmup, "results": results},
+                                              indent=1))
     return 0
 
 
