@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,8 @@ import tinynet.functional as F  # noqa: E402
 from tinynet import config  # noqa: E402
 from tinynet.profile import profile_step  # noqa: E402
 from tinynet.summary import summary  # noqa: E402
+
+import machine  # noqa: E402  (benchmarks/machine.py, beside this file)
 
 
 # ================================================================= the two nets
@@ -205,18 +206,8 @@ def sgemm_gflops(device, n=4096, repeats=5):
 
 
 def machine_facts(device):
-    facts = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-             "numpy": np.__version__, "tinynet": tn.__version__, "tinynet_backend": tn.get_backend(device)}
-    try:
-        facts["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                  if line.startswith("model name"))
-    except (OSError, StopIteration):
-        facts["cpu_model"] = platform.processor()
-    for name in ("numba", "torch", "cupy"):
-        try:
-            facts[name] = __import__(name).__version__
-        except ImportError:
-            pass
+    facts = dict(machine.machine_facts(("numpy", "numba", "torch", "cupy")), tinynet=tn.__version__,
+                 tinynet_backend=tn.get_backend(device))
     if device.startswith("cuda"):
         import cupy
         props = cupy.cuda.runtime.getDeviceProperties(tn.device(device).index)

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tinynet.config import THREAD_VARIABLES  # noqa: E402  (tinynet.config imports nothing heavy)
+
+import machine  # noqa: E402  (benchmarks/machine.py, beside this file)
 MODELS = ("alexnet", "alexnet-small")
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
 
@@ -122,19 +124,7 @@ def _mpirun(args, model, ranks, threads, result):
 
 def machine_facts():
     """Where and with what the numbers were taken (kept beside them in the JSON)."""
-    import platform
-    facts = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "platform": platform.platform(),
-             "python": platform.python_version(), "cpu_count": os.cpu_count()}
-    try:
-        facts["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                  if line.startswith("model name"))
-    except (OSError, StopIteration):
-        facts["cpu_model"] = platform.processor()
-    for name in ("numpy", "numba", "mpi4py"):
-        try:
-            facts[name] = __import__(name).__version__
-        except ImportError:
-            pass
+    facts = machine.machine_facts(("numpy", "numba", "mpi4py"))
     mpirun = subprocess.run(["mpirun", "--version"], capture_output=True, text=True).stdout.splitlines()
     facts["mpirun"] = mpirun[0] if mpirun else None
     return facts

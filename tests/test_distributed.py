@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from test_data import write_fake_fashion_mnist
+import tinynet as tn
 from tinynet import distributed, train
 from tinynet.distributed import launch
 
@@ -242,6 +243,39 @@ def test_command_line_on_two_ranks_equals_one_process_and_rank_0_alone_writes(tm
         assert two.stdout.count(line) == 1, two.stdout   # rank 1 says nothing
     assert json.loads((tmp_path / "two.jsonl").read_text().splitlines()[0])["train_loss"] == pytest.approx(
         json.loads((tmp_path / "one.jsonl").read_text().splitlines()[0])["train_loss"], abs=1e-12)
+
+
+def test_dropout_on_a_share_of_the_batch_draws_the_whole_batch_mask_and_keeps_its_rows():
+    """Rows 7..12 of a batch of 13 under tn.random.batch_rows get exactly the mask rows 7..12 of
+    the whole batch drawn in one process from the same seed (so N ranks draw one process's masks)."""
+    x = np.random.default_rng(0).standard_normal((13, 50))
+    tn.manual_seed(3)
+    whole = tn.functional.dropout(tn.tensor(x, dtype=np.float64), 0.5).numpy()
+    tn.manual_seed(3)
+    with tn.random.batch_rows(7, 13):
+        part = tn.functional.dropout(tn.tensor(x[7:], dtype=np.float64), 0.5).numpy()
+    np.testing.assert_array_equal(part, whole[7:])
+    with tn.random.batch_rows(10, 13), pytest.raises(ValueError, match="a batch of 6 rows from row 10 does not fit"):
+        tn.functional.dropout(tn.tensor(x[7:], dtype=np.float64), 0.5)
+
+
+@pytest.mark.mpi
+def test_with_dropout_two_ranks_still_equal_one_process(tmp_path, tiny_data):
+    """--dropout 0.25: each rank draws the global batch's masks and keeps its rows, so the two
+    ranks take the one-process steps to 1e-9 (before, sample i of each shard shared one mask)."""
+    run_example(0, tmp_path, tiny_data, "one", "--epochs", "1", "--dropout", "0.25")
+    run_example(2, tmp_path, tiny_data, "two", "--epochs", "1", "--dropout", "0.25")
+    assert_same_checkpoints(tmp_path / "one" / train.CHECKPOINT_NAME, tmp_path / "two" / train.CHECKPOINT_NAME)
+
+
+@pytest.mark.mpi
+def test_a_short_last_batch_split_unevenly_still_averages_over_the_global_batch(tmp_path, tiny_data):
+    """61 images in global batches of 16: the last one, 13 images, splits 7 + 6 over two ranks.
+    Each rank weighs its mean loss by its share (7/13 and 6/13 of the global mean, times the 2 the
+    all-reduce divides by), so the ranks still take the one-process step."""
+    run_example(0, tmp_path, tiny_data, "one", "--epochs", "1", "--limit-train", "61")
+    run_example(2, tmp_path, tiny_data, "two", "--epochs", "1", "--limit-train", "61")
+    assert_same_checkpoints(tmp_path / "one" / train.CHECKPOINT_NAME, tmp_path / "two" / train.CHECKPOINT_NAME)
 
 
 @pytest.mark.mpi

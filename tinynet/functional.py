@@ -307,8 +307,12 @@ class Dropout(Function):
     """y = x * m with m_i = 1/(1-p) with probability 1-p, else 0;  dx = dy * m"""
 
     @staticmethod
-    def forward(ctx, x, p, rng):
-        mask = ctx.be.dropout_mask(x.shape, p, x.dtype, rng)
+    def forward(ctx, x, p, rng, rows=None):
+        if rows is None:
+            mask = ctx.be.dropout_mask(x.shape, p, x.dtype, rng)
+        else:  # this process holds rows start.. of a batch of `total`: the whole mask, our rows
+            start, total = rows
+            mask = ctx.be.dropout_mask((total,) + x.shape[1:], p, x.dtype, rng)[start:start + x.shape[0]]
         ctx.save_for_backward(mask)
         return x * mask
 
@@ -326,7 +330,11 @@ def dropout(x, p=0.5, training=True):
         raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
     if not training or p == 0:
         return x
-    return Dropout.apply(x, p=float(p), rng=tn_random.generator(x.device))
+    rows = tn_random.current_batch_rows()  # data parallel: see tn.random.batch_rows
+    if rows is not None and not 0 <= rows[0] <= rows[0] + x.shape[0] <= rows[1]:
+        raise ValueError(f"dropout: a batch of {x.shape[0]} rows from row {rows[0]} does not fit in "
+                         f"the {rows[1]} rows that tn.random.batch_rows declares")
+    return Dropout.apply(x, p=float(p), rng=tn_random.generator(x.device), rows=rows)
 
 
 # ================================================================= fully connected

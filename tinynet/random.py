@@ -3,6 +3,8 @@
 `tn.manual_seed(seed)` makes every run repeat: weights are drawn on the host (so the same seed
 gives the same net on any device) and each device's dropout masks come from its own generator.
 """
+import contextlib
+
 import numpy as np
 
 from .device import as_device
@@ -10,6 +12,7 @@ from .device import as_device
 _seed = None
 _host = np.random.default_rng()
 _devices = {}
+_batch_rows = None   # (start, total) while this process holds rows start.. of a larger batch
 
 
 def manual_seed(seed):
@@ -50,3 +53,22 @@ def set_state(state):
     for name, s in state.items():
         if name.startswith("cpu:"):
             generator(name).bit_generator.state = s
+
+
+@contextlib.contextmanager
+def batch_rows(start, total):
+    """Inside the block this process computes rows start, start + 1, ... of a batch of `total`
+    (data parallel: one rank's share of the global batch). Dropout then draws the mask of the
+    whole batch from the device's stream and keeps this process's rows, so N ranks draw exactly
+    the masks one process draws (a few more random numbers per rank; nothing crosses ranks)."""
+    global _batch_rows
+    previous, _batch_rows = _batch_rows, (int(start), int(total))
+    try:
+        yield
+    finally:
+        _batch_rows = previous
+
+
+def current_batch_rows():
+    """(start, total) inside batch_rows(...), else None."""
+    return _batch_rows

@@ -133,6 +133,18 @@ class DataLoader:
             batches -= 1  # the last batch has fewer samples than ranks: left out (see shard)
         return batches
 
+    def global_batch_size(self, index):
+        """How many samples global batch `index` holds, all ranks together: batch_size, and less
+        for a short last batch. A rank weighs its share of the gradient by it (see Trainer)."""
+        return min(self.batch_size, len(self.dataset) - index * self.batch_size)
+
+    def rows(self, index):
+        """(start, total): where this shard's slice of global batch `index` begins in it, and the
+        global batch's size (np.array_split's slices: the first total % ranks get one more)."""
+        total = self.global_batch_size(index)
+        each, extra = divmod(total, self.ranks)
+        return self.rank * each + min(self.rank, extra), total
+
     def shard(self, rank, size):
         """A loader yielding rank `rank`'s contiguous slice of every global batch, for `size`
         processes training together (data parallel); this loader is left as it was.

@@ -188,7 +188,11 @@ class Trainer:
         state after the step is returned with them, so that a checkpoint pairs all three."""
         epoch, step = self.position
         x, labels = self.preprocess(xb), self.preprocess.labels(yb)
-        logits = self.model(x)
+        if self.comm.size > 1:  # dropout draws the global batch's masks and keeps this rank's rows
+            with tn_random.batch_rows(*self.train_loader.rows(step)):
+                logits = self.model(x)
+        else:
+            logits = self.model(x)
         loss = F.softmax_cross_entropy(logits, labels)
         if self.device.type == "cpu":  # reading costs nothing here: stop before a bad update
             value = float(loss.data)
@@ -196,7 +200,12 @@ class Trainer:
                 value = float(self.comm.allreduce_sum([value])[0])
             self._check_finite(value, epoch, step + 1, step + 1)
         self.optimizer.zero_grad()
-        loss.backward()
+        if self.comm.size > 1:  # d(global mean)/d(local mean) = n_r / n; the all-reduce then divides by size
+            share = len(yb) * self.comm.size / self.train_loader.global_batch_size(step)
+            with self.device.context():
+                loss.backward(self.device.xp.asarray(share, dtype=loss.dtype))
+        else:
+            loss.backward()
         with stop.deferred():          # all the weights move, or none
             self.comm.allreduce_gradients(self.model.parameters())
             self.optimizer.step()
