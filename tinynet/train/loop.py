@@ -2,8 +2,8 @@
 
 One step is the paper's (section 5): forward, softmax cross-entropy, backward, and the SGD rule
 v <- m v - wd lr w - lr g; w <- w + v (tn.optim.SGD). After every epoch the test set is
-evaluated, the schedule steps, one JSON line is appended to the log and a checkpoint is written
-(tinynet.train.checkpoint says what it holds).
+evaluated, the schedule steps, a checkpoint is written (tinynet.train.checkpoint says what it
+holds) and then one JSON line is appended to the log (so a failed save leaves no line behind).
 
 Stopping. Ctrl-C finishes the current step, writes a checkpoint at that step and returns (a
 second Ctrl-C stops at once, after the parameter update if it lands inside one). A loss that is
@@ -16,7 +16,10 @@ so the loss and the count of correct answers are summed on the device and read o
 
 Several processes (data parallel) plug in through `comm` (tinynet.train.comm): each rank trains
 on its shard of every batch, gradients are averaged before the update, metric sums are added
-over the ranks, and only the main rank prints, logs and checkpoints.
+over the ranks, and only the main rank prints, logs and checkpoints. Two details make N ranks
+compute what one process computes: a rank weighs its loss's gradient by n_r * N / n (its share
+of a global batch of n; shares differ only in a short last batch), and dropout draws the whole
+global batch's masks and keeps the rank's rows (tn.random.batch_rows).
 """
 import math
 import os
