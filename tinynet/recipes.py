@@ -384,7 +384,8 @@ def check_flags(args):
 # Flags that steer how a run goes or where it finds its files, not what it computes: a resume may
 # change them (a data folder may move; --dataset names what it holds).
 RUN_CONTROL = ("epochs", "resume", "eval_only", "checkpoint", "json_log", "data", "profile", "no_progress",
-               "workers", "threads", "device", "devices")
+               "workers", "threads", "device", "devices",
+               "distributed")  # a checkpoint has the one-process format: any number of ranks continues it
 
 
 def run_settings(args):
