@@ -366,7 +366,8 @@ def main(argv=None):
     facts = machine_facts(args.device)
     facts["threads"] = {"numba": threads, "torch": torch.get_num_threads(),
                         "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-                        "OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}
+                        "OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"],
+                        "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset")}
     facts["sgemm_gflops"] = sgemm_gflops(args.device)
     gflop = train_gflop_per_image()
     print(f"{facts.get('gpu_name', facts['cpu_model'])}: sgemm {facts['sgemm_gflops']:.0f} GFLOP/s; "

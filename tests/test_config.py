@@ -87,6 +87,30 @@ def test_apply_process_settings_rejects_a_bad_thread_count():
         config.apply_process_settings(threads=0)
 
 
+IDLE_SPIN = """
+import resource, time, numpy as np
+from tinynet import config
+config.apply_process_settings(threads=2)
+a = np.ones((1024, 1024), np.float32)
+a @ a                                      # OpenBLAS's two threads run, then wait for the next GEMM
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+before = cpu()
+time.sleep(0.5)                            # nothing runs: the CPU time spent is the workers' spinning
+print(cpu() - before)
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2 or not sys.platform.startswith("linux"),
+                    reason="OpenBLAS has worker threads only with 2 or more cores; ru_utime: Linux")
+def test_openblas_workers_sleep_soon_after_a_gemm():
+    """apply_process_settings makes NumPy's OpenBLAS, loaded before it, re-read its spin time: its idle
+    workers then spin under a millisecond after a GEMM, not the default 2^28 cycles (~0.1 s) that
+    a value the user set (here the default, 28) keeps."""
+    ours = float(run_python(IDLE_SPIN, OPENBLAS_THREAD_TIMEOUT=None, OPENBLAS_NUM_THREADS=None))
+    users = float(run_python(IDLE_SPIN, OPENBLAS_THREAD_TIMEOUT="28", OPENBLAS_NUM_THREADS=None))
+    assert ours < 0.03 and users > 0.05, (ours, users)
+
+
 PAGE_FAULTS = """
 import resource, numpy as np
 from tinynet import config

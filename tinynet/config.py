@@ -13,7 +13,7 @@ values a ValueError that names the variable, its value and what was expected.
                                                                         Numba's compiled kernels (numba/)
 
 Thread settings belong to the libraries (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS,
-NUMBA_NUM_THREADS, OMP_WAIT_POLICY); tinynet reads them to report them (thread_settings) and
+NUMBA_NUM_THREADS, OMP_WAIT_POLICY, OPENBLAS_THREAD_TIMEOUT); tinynet reads them to report them (thread_settings) and
 sets the ones nobody set only when asked (apply_process_settings).
 
 Nothing in tinynet changes the process's environment or its allocator when it is imported.
@@ -69,6 +69,16 @@ def thread_settings():
     return {name: os.environ[name] for name in THREAD_VARIABLES if os.environ.get(name)}
 
 
+# OpenBLAS's worker threads spin-wait 2^28 cycles after each job by default, so after every GEMM
+# one core stays busy for about 0.1 s, and the Numba kernel that follows (im2col, col2im, LRN,
+# pool) runs on the other core alone. Measured on the 2-core VM, paper AlexNet at batch 32, two
+# threads, one process, the three settings alternating (issue 17): a training step of 1272 ms
+# with 2^28, 1143 ms with 2^4 (workers sleep at once; each GEMM then wakes them) and 1085 ms with
+# 2^20; conv2's forward/backward 133/234, 116/219 and 107/204 ms. Inside the step conv2's im2col
+# took 37 ms with 2^28 and 25 ms with 2^4, as long as alone.
+OPENBLAS_SPIN = 20
+
+
 def apply_process_settings(threads=None):
     """Set what tinynet wants of the whole process; returns {setting: value} of what it set.
 
@@ -81,6 +91,10 @@ def apply_process_settings(threads=None):
     - threads: a count for the BLAS and Numba pools (each variable of THREAD_VARIABLES that is
       not set yet). NumPy's OpenBLAS read its variable when NumPy was imported, so its pool is
       resized through its own API (NumPy's bundled scipy-openblas); Numba's is resized if loaded.
+    - OPENBLAS_THREAD_TIMEOUT=20 unless set (OPENBLAS_SPIN, below): OpenBLAS's idle workers spin
+      2^20 cycles (under a millisecond) after each GEMM instead of 2^28 (about 0.1 s) before they
+      sleep, and leave the cores to the Numba kernel that follows. NumPy's OpenBLAS read the
+      variable when NumPy was imported, so it is made to read it again.
     - keep freed memory (unless TINYNET_KEEP_FREED_MEMORY=0): see keep_freed_memory_in_malloc.
     """
     applied = {}
@@ -97,6 +111,11 @@ def apply_process_settings(threads=None):
         if "NUMBA_NUM_THREADS" in applied and "numba" in sys.modules:
             import numba
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if not os.environ.get("OPENBLAS_THREAD_TIMEOUT"):
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(OPENBLAS_SPIN)
+        applied["OpenBLAS workers sleep after 2^N cycles"] = OPENBLAS_SPIN
+        if "numpy" in sys.modules:  # after the resize above: the restarted pool has its size
+            _reread_numpy_openblas_timeout()
     if keep_freed_memory():
         applied["keep freed memory"] = keep_freed_memory_in_malloc()
     return applied
@@ -126,17 +145,35 @@ def keep_freed_memory_in_malloc(limit=1 << 30):
     return bool(libc.mallopt(m_mmap_threshold, int(limit)) and libc.mallopt(m_trim_threshold, 2 * int(limit)))
 
 
-def _resize_numpy_openblas(threads):
-    """Set the thread count of the OpenBLAS that NumPy wheels bundle (numpy.libs/libscipy_openblas*);
-    returns False where NumPy uses another BLAS (then only its variable, for later processes)."""
+def _numpy_openblas():
+    """ctypes handle of the OpenBLAS that NumPy wheels bundle (numpy.libs/libscipy_openblas*), or
+    None where NumPy uses another BLAS."""
     import ctypes
     import glob
     import numpy
     libs = glob.glob(os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs", "libscipy_openblas*"))
-    for path in libs:
-        lib = ctypes.CDLL(path)
-        for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads"):
-            if hasattr(lib, symbol):
-                getattr(lib, symbol)(int(threads))
-                return True
+    return ctypes.CDLL(libs[0]) if libs else None
+
+
+def _resize_numpy_openblas(threads):
+    """Set the thread count of NumPy's bundled OpenBLAS; returns False where NumPy uses another
+    BLAS (then only its variable, for later processes)."""
+    lib = _numpy_openblas()
+    for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads"):
+        if lib is not None and hasattr(lib, symbol):
+            getattr(lib, symbol)(int(threads))
+            return True
     return False
+
+
+def _reread_numpy_openblas_timeout():
+    """Make NumPy's bundled OpenBLAS take OPENBLAS_THREAD_TIMEOUT from the environment now. It read
+    its variables when NumPy was imported: openblas_read_env reads them again, and
+    blas_thread_shutdown_ stops the worker threads, which the next threaded call starts anew with
+    the new timeout. Returns False where NumPy uses another BLAS."""
+    lib = _numpy_openblas()
+    if lib is None or not all(hasattr(lib, f) for f in ("openblas_read_env", "blas_thread_shutdown_")):
+        return False
+    lib.openblas_read_env()
+    lib.blas_thread_shutdown_()
+    return True
