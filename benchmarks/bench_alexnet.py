@@ -38,7 +38,9 @@ from pathlib import Path
 # (tinynet.config.apply_process_settings: PASSIVE, malloc keeping freed memory) are applied by
 # main() before either framework loads, the same rule for both. --isolated times each framework
 # alone with its own defaults: only the tinynet children apply tinynet's settings.
-USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+# The process settings tinynet applies (OMP_WAIT_POLICY, OPENBLAS_THREAD_TIMEOUT) as the user had
+# them before: an --isolated child gets these back, so each framework starts from its own defaults.
+USER_PROCESS_SETTINGS = {name: os.environ.get(name) for name in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
 
 import numpy as np  # noqa: E402
 
@@ -273,9 +275,8 @@ def isolated(device, batch, warmup, repeats, pairs):
     runs = {"tinynet": [], "torch": []}
     for _ in range(pairs):
         for name in runs:
-            env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # each its own default
-            if USER_OMP_WAIT_POLICY is not None:
-                env["OMP_WAIT_POLICY"] = USER_OMP_WAIT_POLICY
+            env = {k: v for k, v in os.environ.items() if k not in USER_PROCESS_SETTINGS}  # each its own default
+            env.update({k: v for k, v in USER_PROCESS_SETTINGS.items() if v is not None})
             out = subprocess.run([sys.executable, __file__, "--step-child", name, "--device", device,
                                   "--batch-sizes", str(batch), "--warmup", str(warmup), "--repeats", str(repeats)],
                                  capture_output=True, text=True, check=True, env=env)

@@ -100,8 +100,15 @@ print(cpu() - before)
 """
 
 
+def _numpy_openblas_can_reread():
+    lib = config._numpy_openblas()
+    return lib is not None and all(hasattr(lib, f) for f in ("openblas_read_env", "blas_thread_shutdown_"))
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2 or not sys.platform.startswith("linux"),
                     reason="OpenBLAS has worker threads only with 2 or more cores; ru_utime: Linux")
+@pytest.mark.skipif(not _numpy_openblas_can_reread(),
+                    reason="NumPy does not bundle an OpenBLAS with openblas_read_env / blas_thread_shutdown_")
 def test_openblas_workers_sleep_soon_after_a_gemm():
     """apply_process_settings makes NumPy's OpenBLAS, loaded before it, re-read its spin time: its idle
     workers then spin under a millisecond after a GEMM, not the default 2^28 cycles (~0.1 s) that
