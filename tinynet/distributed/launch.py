@@ -32,18 +32,18 @@ class DistributedError(Exception):
 def launcher_size(environ=None):
     """The number of processes the launcher started, from its environment; None when this
     process was not started by an MPI launcher."""
-    environ = os.environ if environ is None else environ
-    for name in LAUNCHER_SIZE_VARIABLES:
-        value = environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    return None
+    return _first_count(LAUNCHER_SIZE_VARIABLES, environ)
 
 
 def launcher_rank(environ=None):
     """This process's rank as the launcher announced it (known before MPI starts); None without one."""
+    return _first_count(LAUNCHER_RANK_VARIABLES, environ)
+
+
+def _first_count(names, environ=None):
+    """The value of the first of `names` set to a whole number in environ (os.environ), or None."""
     environ = os.environ if environ is None else environ
-    for name in LAUNCHER_RANK_VARIABLES:
+    for name in names:
         value = environ.get(name, "")
         if value.isdigit():
             return int(value)
