@@ -201,6 +201,19 @@ def _conv_per_side(rng, device, dtype):  # per-side padding: more before on one 
     return lambda x, w: F.conv2d(x, w, stride=2, padding=((2, 1), (1, 3))), [x, w]
 
 
+def _conv_winograd(rng, device, dtype):  # F(2x2, 3x3), grouped, an odd output (7 x 6: the last tile row sticks out)
+    x = _t(rng.standard_normal((2, 4, 7, 6)), device, dtype)
+    w = _t(rng.standard_normal((6, 2, 3, 3)), device, dtype)
+    b = _t(rng.standard_normal(6), device, dtype)
+    return lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=2, algorithm="winograd"), [x, w, b]
+
+
+def _conv_winograd_padding(rng, device, dtype):  # padding (0, 2): an output of 3 x 8, odd and even
+    x = _t(rng.standard_normal((2, 2, 5, 4)), device, dtype)
+    w = _t(rng.standard_normal((3, 2, 3, 3)), device, dtype)
+    return lambda x, w: F.conv2d(x, w, padding=(0, 2), algorithm="winograd"), [x, w]
+
+
 def _adaptive_pool(rng, device, dtype):  # overlapping windows (13 -> 6) and repeated pixels (3 -> 5)
     x = _t(rng.standard_normal((2, 3, 13, 3)), device, dtype)
     return lambda x: F.adaptive_avg_pool2d(x, (6, 5)), [x]
@@ -284,6 +297,7 @@ def _network(rng, device, dtype):
 
 CASES = {
     "conv2d": _conv, "conv2d_stride4": _conv_stride4, "conv2d_per_side_padding": _conv_per_side,
+    "conv2d_winograd": _conv_winograd, "conv2d_winograd_padding": _conv_winograd_padding,
     "max_pool2d": _pool, "adaptive_avg_pool2d": _adaptive_pool,
     "local_response_norm": _lrn, "relu": _relu, "dropout": _dropout, "linear": _linear,
     "softmax_cross_entropy": _xent, "shape_ops": _shapes, "to": _to, "network": _network,

@@ -27,6 +27,7 @@ from tinynet._kernels import ensure_kernels_package  # noqa: E402
 
 ensure_kernels_package()
 
+from tinynet import winograd  # noqa: E402
 from tinynet.shapes import conv_output_size  # noqa: E402
 from tinynet.kernels.cpu import adaptive_pool as _adaptive_pool  # noqa: E402
 from tinynet.kernels.cpu import elementwise as _elementwise  # noqa: E402
@@ -35,6 +36,7 @@ from tinynet.kernels.cpu import loss as _loss  # noqa: E402
 from tinynet.kernels.cpu import lrn as _lrn  # noqa: E402
 from tinynet.kernels.cpu import optim as _optim  # noqa: E402
 from tinynet.kernels.cpu import pool as _pool  # noqa: E402
+from tinynet.kernels.cpu import winograd as _winograd  # noqa: E402
 
 name = "numba"
 xp = np
@@ -109,6 +111,45 @@ def nchw_to_cols(dy):
     cols = np.empty((oc, n * oh * ow), dtype=dy.dtype)
     _launch(_elementwise.nchw_to_cols, _c(dy).reshape(n, oc, oh * ow), cols)
     return cols
+
+
+# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+
+def winograd_tiles(x, padding):
+    """x (N, C, H, W) -> V (16, C, N*th*tw), V = B^T d B per 4 x 4 input tile d"""
+    n, c, h, w = x.shape
+    _, _, th, tw = winograd.tile_grid(h, w, padding)
+    v = np.empty((16, c, n * th * tw), dtype=x.dtype)
+    _launch(_winograd.tiles, _c(x), int(padding[0]), int(padding[1]), th, tw, v)
+    return v
+
+
+def winograd_tiles_adjoint(dv, x_shape, padding):
+    """dV (16, C, N*th*tw) -> dx (N, C, H, W), the adjoint of winograd_tiles"""
+    n, c, h, w = x_shape
+    _, _, th, tw = winograd.tile_grid(h, w, padding)
+    dx = np.empty((n, c, h, w), dtype=dv.dtype)
+    _launch(_winograd.tiles_adjoint, _c(dv).reshape(16, c, n * th * tw), int(padding[0]), int(padding[1]),
+            th, tw, dx)
+    return dx
+
+
+def winograd_untile(mm, n, oh, ow, bias=None):
+    """M (16, oc, N*th*tw) -> y (N, oc, oh, ow) = A^T M A per tile, plus bias[oc] if given"""
+    oc = mm.shape[1]
+    y = np.empty((n, oc, oh, ow), dtype=mm.dtype)
+    b = np.zeros(oc, dtype=mm.dtype) if bias is None else _c(np.asarray(bias, dtype=mm.dtype))
+    _launch(_winograd.untile, _c(mm), winograd.tiles(oh), winograd.tiles(ow), b, y)
+    return y
+
+
+def winograd_untile_adjoint(dy):
+    """dy (N, oc, oh, ow) -> dM (16, oc, N*th*tw), the adjoint of winograd_untile without bias"""
+    n, oc, oh, ow = dy.shape
+    th, tw = winograd.tiles(oh), winograd.tiles(ow)
+    dmm = np.empty((16, oc, n * th * tw), dtype=dy.dtype)
+    _launch(_winograd.untile_adjoint, _c(dy), th, tw, dmm)
+    return dmm
 
 
 # ---------------------------------------------------------------- max-pool
