@@ -369,11 +369,16 @@ def main(argv=None):
                         "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
                         "OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"],
                         "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset")}
+    facts["conv_algorithm"] = {name: F.conv_algorithm(tn.device(args.device), layer.weight.shape, layer.stride,
+                                                      layer.algorithm)
+                               for name, layer in tn.models.alexnet(10).named_children()
+                               if isinstance(layer, tn.nn.Conv2d)}  # TINYNET_CONV_ALGORITHM=im2col for the old way
     facts["sgemm_gflops"] = sgemm_gflops(args.device)
     gflop = train_gflop_per_image()
     print(f"{facts.get('gpu_name', facts['cpu_model'])}: sgemm {facts['sgemm_gflops']:.0f} GFLOP/s; "
           f"tinynet {facts['tinynet']} ({facts['tinynet_backend']}), torch {facts['torch']}; {threads} threads; "
           f"{gflop:.2f} GFLOP per image per training step", flush=True)
+    print("tinynet's convolutions: " + ", ".join(f"{k} {v}" for k, v in facts["conv_algorithm"].items()), flush=True)
     precisions = ["fp32", "tf32"] if cuda else ["fp32"]
     results = []
     for precision in precisions:

@@ -91,3 +91,21 @@ def test_bench_alexnet_tinynet_side_runs_on_cuda_through_the_standin(capsys):
         bench_alexnet.set_tf32(False)
         assert not cupy_gpu.tf32_enabled()
         assert cupy.get_default_memory_pool().total_bytes() > 4 * 60_965_224   # at least the weights
+
+
+def test_bench_conv_algorithms_times_the_three_and_says_what_auto_picks(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "conv.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_conv_algorithms.py"), "--batch", "1",
+                          "--repeats", "1", "--only", "alexnet.conv4,small.conv3", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "auto picked the faster tinynet algorithm for" in run.stdout
+    record = json.loads(out.read_text())
+    rows = {r["layer"]: r for r in record["rows"]}
+    assert set(rows) == {"alexnet.conv4", "small.conv3"}
+    assert rows["alexnet.conv4"]["auto"] == "winograd" and rows["small.conv3"]["auto"] == "im2col"
+    for r in rows.values():
+        for how in ("im2col", "winograd", "torch"):
+            assert r[f"{how}_forward_ms"] > 0 and r[f"{how}_backward_ms"] > 0
+        assert r["winograd_over_im2col"] == pytest.approx(r["winograd_ms"] / r["im2col_ms"])

@@ -11,6 +11,10 @@ values a ValueError that names the variable, its value and what was expected.
                                                                         malloc to keep freed blocks for reuse
     TINYNET_CACHE               a folder             ~/.cache/tinynet   downloads (fashion-mnist/) and
                                                                         Numba's compiled kernels (numba/)
+    TINYNET_CONV_ALGORITHM      auto | im2col |      auto               what a convolution left at
+                                winograd                                algorithm="auto" runs: the measured
+                                                                        rule, im2col everywhere, or Winograd
+                                                                        wherever it applies (3 x 3, stride 1)
 
 Thread settings belong to the libraries (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS,
 NUMBA_NUM_THREADS, OMP_WAIT_POLICY, OPENBLAS_THREAD_TIMEOUT); tinynet reads them to report them (thread_settings) and
@@ -51,6 +55,11 @@ def tf32():
 def keep_freed_memory():
     """TINYNET_KEEP_FREED_MEMORY: whether apply_process_settings keeps freed memory (default True)."""
     return _choice("TINYNET_KEEP_FREED_MEMORY", ("0", "1"), "1") == "1"
+
+
+def conv_algorithm():
+    """TINYNET_CONV_ALGORITHM: what algorithm="auto" means (functional.conv_algorithm); default 'auto'."""
+    return _choice("TINYNET_CONV_ALGORITHM", ("auto", "im2col", "winograd"), "auto")
 
 
 def cache_dir():

@@ -11,10 +11,10 @@ import numbers
 
 import numpy as np
 
+from . import config, winograd
 from . import random as tn_random
 from .autograd import Function
 from .device import as_device, transfer
-from . import winograd
 from .shapes import conv_output_size, padding_sides, pair, side_padding
 from .tensor import Tensor
 
@@ -170,16 +170,40 @@ class WinogradConv2d(Function):
         return dx, dw, db
 
 
-CONV_ALGORITHMS = ("im2col", "winograd")
+CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+# "auto" picks Winograd on the CPU for 3 x 3, stride-1 layers with at least this many input
+# channels per group. Measured (benchmarks/bench_conv_algorithms.py, results in benchmarks/results):
+# from 128 channels up Winograd's 2.25x fewer multiplies win clearly; AlexNet's conv3-5 (192-256 per
+# group) train 25-35% faster; below 64 (alexnet-small's 36-48) the tile transforms cost what the
+# GEMMs save. A fixed rule, not a timing at run time: the same net computes the same digits in
+# every run. On CUDA "auto" stays im2col until Winograd has been timed on a GPU.
+WINOGRAD_MIN_CHANNELS = 128
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="im2col"):
+def conv_algorithm(device, w_shape, stride, algorithm="auto"):
+    """The algorithm conv2d runs for a weight of w_shape (oc, C/G, kh, kw) on `device`: `algorithm`
+    itself unless it is "auto". "auto" follows TINYNET_CONV_ALGORITHM (config.conv_algorithm): by
+    default Winograd on the CPU for 3 x 3, stride-1 layers with at least WINOGRAD_MIN_CHANNELS
+    input channels per group; "im2col" makes it im2col everywhere; "winograd" makes it Winograd
+    wherever Winograd applies."""
+    if algorithm != "auto":
+        return algorithm
+    _, cg, kh, kw = w_shape
+    applies = (kh, kw) == (winograd.KERNEL, winograd.KERNEL) and tuple(pair(stride, "stride", "conv2d")) == (1, 1)
+    rule = config.conv_algorithm()
+    if rule == "auto":
+        return "winograd" if applies and device.type == "cpu" and cg >= WINOGRAD_MIN_CHANNELS else "im2col"
+    return "winograd" if rule == "winograd" and applies else "im2col"
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto"):
     """2-D convolution (cross-correlation, as in every framework) of x (N, C, H, W) with
     w (oc, C/groups, kh, kw) and optional bias b (oc,). Output (N, oc, oh, ow) with
     oh = (H + top + bottom - kh) // sh + 1 (and likewise ow; shapes.conv_output_size).
     Math and backward: see Conv2d.
 
     algorithm: how it is computed, as cuDNN lets one choose; the results are equal up to rounding.
+        "auto"      Winograd where it is measured to be faster (conv_algorithm), im2col elsewhere
         "im2col"    Conv2d: the columns matrix and one GEMM per group (any kernel, stride, padding)
         "winograd"  WinogradConv2d: F(2x2, 3x3) on 2 x 2 output tiles, for 3 x 3 kernels moved
                     by 1 (any padding, any groups): 16 multiplies per tile instead of 36, 2.25x
@@ -216,6 +240,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="im2col"):
         raise ValueError(f"{op}: bias has shape {b.shape}, expected ({oc},)")
     if algorithm not in CONV_ALGORITHMS:
         raise ValueError(f"{op}: algorithm={algorithm!r}, expected one of {', '.join(map(repr, CONV_ALGORITHMS))}")
+    algorithm = conv_algorithm(x.device, w.shape, stride, algorithm)
     if algorithm == "winograd":
         _check_winograd(w.shape, stride)
     _check_window_fits(x.shape[2], kh, sides[0], op, "height")

@@ -250,15 +250,20 @@ class Conv2d(Module):
     """Convolution layer; weight (out_ch, in_ch/groups, kh, kw), bias (out_ch,).
 
     Drawn once, at construction: weight ~ N(0, weight_std^2) with He's std sqrt(2 / fan_in) unless
-    weight_std is given, bias = bias_value (models/alexnet.py passes the paper's or Caffe's values)."""
+    weight_std is given, bias = bias_value (models/alexnet.py passes the paper's or Caffe's values).
+
+    algorithm: "auto", "im2col" or "winograd" (F.conv2d); an attribute, so it can be changed on a
+    built net: `for m in model.modules(): ...` or set_conv_algorithm(model, "im2col")."""
 
     def __init__(self, in_ch, out_ch, kernel_size, stride=1, padding=0, groups=1, bias=True,
-                 device="cpu", dtype=np.float32, weight_std=None, bias_value=0.0):
+                 device="cpu", dtype=np.float32, weight_std=None, bias_value=0.0, algorithm="auto"):
         super().__init__()
         if in_ch % groups or out_ch % groups:
             raise ValueError(f"Conv2d: in_ch={in_ch} and out_ch={out_ch} must both be divisible by groups={groups}")
+        if algorithm not in F.CONV_ALGORITHMS:
+            raise ValueError(f"Conv2d: algorithm={algorithm!r}, expected one of {', '.join(map(repr, F.CONV_ALGORITHMS))}")
         kh, kw = pair(kernel_size, "kernel_size", "Conv2d", 1)
-        self.stride, self.padding, self.groups = stride, padding, groups
+        self.stride, self.padding, self.groups, self.algorithm = stride, padding, groups, algorithm
         self.in_channels, self.out_channels, self.kernel_size = in_ch, out_ch, (kh, kw)
         self.weight = _parameter((out_ch, in_ch // groups, kh, kw), device, dtype)
         self.bias = _parameter((out_ch,), device, dtype) if bias else None
@@ -270,11 +275,23 @@ class Conv2d(Module):
         _draw(self, self.in_channels // self.groups * kh * kw, weight_std, bias_value)
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups, self.algorithm)
 
     def __repr__(self):
+        algorithm = "" if self.algorithm == "auto" else f", algorithm={self.algorithm!r}"
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, groups={self.groups})")
+                f"stride={self.stride}, padding={self.padding}, groups={self.groups}{algorithm})")
+
+
+def set_conv_algorithm(model, algorithm):
+    """Set every Conv2d of `model` to `algorithm` ("auto", "im2col" or "winograd"); returns model."""
+    if algorithm not in F.CONV_ALGORITHMS:
+        raise ValueError(f"set_conv_algorithm: algorithm={algorithm!r}, expected one of "
+                         f"{', '.join(map(repr, F.CONV_ALGORITHMS))}")
+    for module in model.modules():
+        if isinstance(module, Conv2d):
+            module.algorithm = algorithm
+    return model
 
 
 class Linear(Module):

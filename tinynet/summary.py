@@ -9,7 +9,8 @@ multiply-adds (MACs), the bytes of its output activation and the device it runs 
     activation bytes                elements of the output * bytes per element (4 for float32)
 
 MACs count the GEMMs (convolutions and fully connected layers), as the paper and every
-framework's counters do; ReLU, LRN and pooling cost a few operations per element and are left
+framework's counters do (a convolution that runs as Winograd F(2x2, 3x3) says so and how many
+2 x 2 tiles it computes; it does 16 multiplies per tile where the count says 36); ReLU, LRN and pooling cost a few operations per element and are left
 out. Shapes are computed from the layers' attributes, never by running the net, so a 224 x 224
 summary of the 61-million-parameter net is instant.
 
@@ -32,7 +33,8 @@ import sys
 
 import numpy as np
 
-from . import nn
+from . import functional as F
+from . import nn, winograd
 from .models import AlexNet2012
 from .shapes import adaptive_windows, arithmetic, padding_sides, pair
 
@@ -75,6 +77,8 @@ def _conv(name, conv, shape, device, itemsize):
     oh, ow, text = _window(name, shape, conv.kernel_size, conv.stride, conv.padding)
     kh, kw = conv.kernel_size
     macs = oh * ow * conv.out_channels * (conv.in_channels // conv.groups) * kh * kw
+    if F.conv_algorithm(device, conv.weight.shape, conv.stride, conv.algorithm) == "winograd":
+        text += f"; Winograd: {winograd.tiles(oh)} x {winograd.tiles(ow)} tiles of 2 x 2"
     return _row(name, "Conv2d", device, (conv.out_channels, oh, ow), text, _params(conv), macs, itemsize)
 
 
