@@ -21,7 +21,6 @@ tinynet's keep_freed_memory spares PyTorch its page faults too (on the 2-core CP
 a step at batch 32 when PyTorch runs alone), so both views are worth having.
 """
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -404,15 +403,10 @@ def main(argv=None):
                       f"({iso['torch_page_faults_per_step']:.0f})  time ratio {iso['time_ratio']:.2f}", flush=True)
             if "layers" in r:
                 print_layers(r["layers"])
-    record = {"benchmark": "alexnet_training_step", "device": args.device, "date": datetime.datetime.now().isoformat(
-        timespec="seconds"), "machine": facts, "gflop_per_image": gflop, "repeats": repeats,
-        "warmup": args.warmup, "results": results}
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
-        f"alexnet_{args.device.replace(':', '')}_{threads}threads_{datetime.date.today().isoformat()}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out}")
-
+    machine.write_record("alexnet_training_step", {
+        "device": args.device, "machine": facts, "gflop_per_image": gflop, "repeats": repeats,
+        "warmup": args.warmup, "results": results},
+        args.out, f"alexnet_{args.device.replace(':', '')}_{threads}threads")
 
 if __name__ == "__main__":
     main()

@@ -16,8 +16,6 @@ order), after one warm-up each; the medians of --repeats rounds. tinynet's proce
 as many threads as Numba. JSON goes to benchmarks/results/.
 """
 import argparse
-import datetime
-import json
 import statistics
 import sys
 import time
@@ -129,15 +127,9 @@ def main(argv=None):
     wrong = [r["layer"] for r in rows if r["auto"] != r["fastest_tinynet"]]
     print(f"auto picked the faster tinynet algorithm for {len(rows) - len(wrong)} of {len(rows)} layers"
           + (f"; not for {', '.join(wrong)}" if wrong else ""))
-    record = {"benchmark": "conv_algorithms", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": facts, "batch": args.batch, "repeats": args.repeats,
-              "winograd_min_channels": F.WINOGRAD_MIN_CHANNELS, "rows": rows}
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
-        f"conv_algorithms_cpu_{threads}threads_{datetime.date.today().isoformat()}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out}")
-
+    machine.write_record("conv_algorithms", {"machine": facts, "batch": args.batch, "repeats": args.repeats,
+                                             "winograd_min_channels": F.WINOGRAD_MIN_CHANNELS, "rows": rows},
+                         args.out, f"conv_algorithms_cpu_{threads}threads")
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,14 @@
 """What every benchmark's JSON records about where it ran: platform, Python, CPUs, CPU model and
 the versions of the packages that matter to it. Imports nothing heavy: a package is asked for its
 version only if it is already importable."""
+import datetime
+import json
 import os
 import platform
 import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def cpu_model():
@@ -26,3 +31,14 @@ def machine_facts(packages=("numpy", "numba")):
         except ImportError:
             pass
     return facts
+
+
+def write_record(benchmark, record, out=None, name=None):
+    """Write a benchmark's JSON: {"benchmark", "date", **record} to `out`, or to
+    benchmarks/results/<name>_<today>.json; print and return the path."""
+    record = {"benchmark": benchmark, "date": datetime.datetime.now().isoformat(timespec="seconds"), **record}
+    path = Path(out) if out else RESULTS / f"{name}_{datetime.date.today().isoformat()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+    print(f"wrote {path}")
+    return path
