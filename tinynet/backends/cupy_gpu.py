@@ -177,8 +177,8 @@ def _kernel(source, expression):
 
 def _launch(op, source, kernel, out, arrays, *, sizes=(), ints=None, scalars=(), threads=None):
     """Run kernel<T, I> of kernels/cuda/<source> with one thread per element of `out` (or `threads`
-    threads, where each writes several elements: the Winograd kernels' one per tile): ceil(threads
-    / 256) blocks of 256 threads on the current GPU, nothing when there are none.
+    threads where each writes several elements: a Winograd kernel's thread per (channel, tile)
+    writes 16): ceil(threads / 256) blocks of 256 threads on the current GPU, none when there are none.
 
     T is out's float type. I, the flat-index type, is int unless out.size or one of `sizes` (the
     other arrays the kernel indexes) needs 64 bits. The kernel's arguments, in this order: `arrays`
