@@ -96,6 +96,32 @@ def test_64_bit_index_kernels_match_reference(monkeypatch, dtype):
     ref.sgd_update_(w, g, v, 0.01, 0.9, 5e-4)
     assert_close(w_gpu, w, dtype)
     assert_close(v_gpu, v, dtype)
+    # Winograd: x (2, 5, 9, 7) padded by (1, 0) gives a 9 x 5 output, odd both ways (tiles stick out)
+    v_ref = ref.winograd_tiles(x, (1, 0))
+    assert_close(gpu.winograd_tiles(cupy.asarray(x), (1, 0)), v_ref, dtype)
+    dv = rng.standard_normal(v_ref.shape).astype(dtype)
+    assert_close(gpu.winograd_tiles_adjoint(cupy.asarray(dv), x.shape, (1, 0)),
+                 ref.winograd_tiles_adjoint(dv, x.shape, (1, 0)), dtype)
+    mm, bias = rng.standard_normal((16, 3, v_ref.shape[2])).astype(dtype), np.arange(3, dtype=dtype)
+    assert_close(gpu.winograd_untile(cupy.asarray(mm), 2, 9, 5, cupy.asarray(bias)),
+                 ref.winograd_untile(mm, 2, 9, 5, bias), dtype)
+    dy = rng.standard_normal((2, 3, 9, 5)).astype(dtype)
+    assert_close(gpu.winograd_untile_adjoint(cupy.asarray(dy)), ref.winograd_untile_adjoint(dy), dtype)
+
+
+def test_winograd_kernels_name_a_transformed_tensor_of_the_wrong_shape():
+    """A (16, C, N*th*tw) tensor that does not fit the geometry would be read out of bounds: the
+    wrappers refuse it, naming the array, its shape and the expected one."""
+    x_shape, padding = (2, 3, 7, 6), (1, 1)           # 7 x 6 output: 4 x 3 tiles per image, 24 in all
+    dv = cupy.zeros((16, 3, 23), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"winograd_tiles_adjoint: dv has shape \(16, 3, 23\), expected \(16, 3, 24\)"):
+        gpu.winograd_tiles_adjoint(dv, x_shape, padding)
+    mm = cupy.zeros((9, 4, 24), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"winograd_untile: mm has shape \(9, 4, 24\), expected \(16, oc, 24\) "
+                                         r"for n=2, oh=7, ow=6 \(4 x 3 tiles of 2 x 2\)"):
+        gpu.winograd_untile(mm, 2, 7, 6)
+    with pytest.raises(ValueError, match=r"winograd_untile: bias has shape \(3,\), expected \(4,\)"):
+        gpu.winograd_untile(cupy.zeros((16, 4, 24), dtype=np.float32), 2, 7, 6, cupy.zeros(3, dtype=np.float32))
 
 
 def test_out_of_range_label_makes_its_row_nan():

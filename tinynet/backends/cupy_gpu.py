@@ -38,7 +38,7 @@ except ImportError as _err:
             else f"CuPy failed to import ({str(_err).splitlines()[0] if str(_err) else type(_err).__name__})")
     raise ImportError(f"{_why}: {INSTALL_HINT}") from _err
 
-from tinynet import config
+from tinynet import config, winograd
 from tinynet._kernels import cuda_source
 from tinynet.shapes import conv_output_size
 
@@ -136,6 +136,8 @@ _KERNELS = {
                        ("relu_backward", True), ("dropout_mask", True)),
     "loss.cu": (("softmax_xent_forward", False), ("mean_loss", False), ("softmax_xent_backward", True)),
     "optim.cu": (("sgd_update", True),),
+    "winograd.cu": (("winograd_tiles", True), ("winograd_tiles_adjoint", True), ("winograd_untile", True),
+                    ("winograd_untile_adjoint", True)),
 }
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _INDEX_TYPES = {"int": np.int32, "long long": np.int64}
@@ -173,20 +175,22 @@ def _kernel(source, expression):
     return kernels[expression]
 
 
-def _launch(op, source, kernel, out, arrays, *, sizes=(), ints=None, scalars=()):
-    """Run kernel<T, I> of kernels/cuda/<source> with one thread per element of `out`: ceil(out.size
-    / 256) blocks of 256 threads on the current GPU, nothing when `out` is empty.
+def _launch(op, source, kernel, out, arrays, *, sizes=(), ints=None, scalars=(), threads=None):
+    """Run kernel<T, I> of kernels/cuda/<source> with one thread per element of `out` (or `threads`
+    threads where each writes several elements: a Winograd kernel's thread per (channel, tile)
+    writes 16): ceil(threads / 256) blocks of 256 threads on the current GPU, none when there are none.
 
     T is out's float type. I, the flat-index type, is int unless out.size or one of `sizes` (the
     other arrays the kernel indexes) needs 64 bits. The kernel's arguments, in this order: `arrays`
-    (C-contiguous device arrays, `out` among them), out.size as an I, the `ints` (name -> value,
-    each checked to fit a 32-bit int) and the `scalars` (NumPy scalars of the kernel's types)."""
-    if out.size == 0:
+    (C-contiguous device arrays, `out` among them), the thread count as an I, the `ints` (name ->
+    value, each checked to fit a 32-bit int) and the `scalars` (NumPy scalars of the kernel's types)."""
+    count = out.size if threads is None else threads
+    if count == 0:
         return
-    it, ix = _index(out.size, *sizes)
+    it, ix = _index(out.size, count, *sizes)
     expression = f"{kernel}<{_ctype(op, out.dtype)}, {it}>"
-    args = (*arrays, ix(out.size), *_int32(op, **(ints or {})), *scalars)
-    _kernel(source, expression)(((out.size + _THREADS - 1) // _THREADS,), (_THREADS,), args)
+    args = (*arrays, ix(count), *_int32(op, **(ints or {})), *scalars)
+    _kernel(source, expression)(((count + _THREADS - 1) // _THREADS,), (_THREADS,), args)
 
 
 def _ctype(op, dtype):
@@ -288,6 +292,80 @@ def nchw_to_cols(dy):
         cols = cupy.empty((oc, n * oh * ow), dtype=dy.dtype)
         _launch("nchw_to_cols", "elementwise.cu", "nchw_to_cols", cols, (dy, cols), ints=dict(n=n, oc=oc, P=oh * ow))
     return cols
+
+
+# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+# kernels/cuda/winograd.cu; tile (ty, tx) of image n is column q = (n*th + ty)*tw + tx of the
+# (16, channels, N*th*tw) transformed tensors, row 4s + t holding entry (s, t) of each 4 x 4 tile.
+
+def winograd_tiles(x, padding):
+    """x (N, C, H, W) -> V (16, C, N*th*tw): V = B^T d B for every 4 x 4 input tile d of xpad,
+    one thread per (channel, tile)"""
+    op = "winograd_tiles"
+    _ctype(op, x.dtype)  # float32 or float64, checked before anything is allocated
+    n, c, h, w = x.shape
+    ph, pw = (int(p) for p in padding)
+    _, _, th, tw = winograd.tile_grid(h, w, (ph, pw))
+    with _on(x):
+        x = _c(x)
+        v = cupy.empty((16, c, n * th * tw), dtype=x.dtype)
+        _launch(op, "winograd.cu", "winograd_tiles", v, (x, v), sizes=(x.size,), threads=c * n * th * tw,
+                ints=dict(N=n, C=c, H=h, W=w, ph=ph, pw=pw, th=th, tw=tw))
+    return v
+
+
+def winograd_tiles_adjoint(dv, x_shape, padding):
+    """dV (16, C, N*th*tw) -> dx (N, C, H, W) = x_shape, the adjoint of winograd_tiles: each pixel
+    gathers B dV B^T of the (at most 2 x 2) tiles covering it, one thread per pixel"""
+    op = "winograd_tiles_adjoint"
+    _ctype(op, dv.dtype)  # float32 or float64, checked before anything is allocated
+    n, c, h, w = x_shape
+    ph, pw = (int(p) for p in padding)
+    _, _, th, tw = winograd.tile_grid(h, w, (ph, pw))
+    _expect_shape(op, "dv", dv, (16, c, n * th * tw))
+    with _on(dv):
+        dv = _c(dv)
+        dx = cupy.empty((n, c, h, w), dtype=dv.dtype)
+        _launch(op, "winograd.cu", "winograd_tiles_adjoint", dx, (dv, dx), sizes=(dv.size,),
+                ints=dict(N=n, C=c, H=h, W=w, ph=ph, pw=pw, th=th, tw=tw))
+    return dx
+
+
+def winograd_untile(mm, n, oh, ow, bias=None):
+    """M (16, oc, N*th*tw) -> y (N, oc, oh, ow): A^T M A for every 2 x 2 output tile, cut to (oh, ow),
+    plus bias[oc] if given; one thread per (output channel, tile)"""
+    op = "winograd_untile"
+    _ctype(op, mm.dtype)  # float32 or float64, checked before anything is allocated
+    th, tw = winograd.tiles(oh), winograd.tiles(ow)
+    if mm.ndim != 3 or mm.shape[0] != 16 or mm.shape[2] != n * th * tw:
+        raise ValueError(f"{op}: mm has shape {tuple(mm.shape)}, expected (16, oc, {n * th * tw}) for "
+                         f"n={n}, oh={oh}, ow={ow} ({th} x {tw} tiles of 2 x 2)")
+    oc = mm.shape[1]
+    with _on(mm):
+        mm = _c(mm)
+        if bias is not None:
+            _expect_shape(op, "bias", bias, (oc,))
+            bias = _c(bias.astype(mm.dtype, copy=False))
+        y = cupy.empty((n, oc, oh, ow), dtype=mm.dtype)
+        _launch(op, "winograd.cu", "winograd_untile", y, (mm, mm if bias is None else bias, y),
+                sizes=(mm.size,), threads=oc * n * th * tw,
+                ints=dict(N=n, oc=oc, oh=oh, ow=ow, th=th, tw=tw, has_bias=bias is not None))
+    return y
+
+
+def winograd_untile_adjoint(dy):
+    """dy (N, oc, oh, ow) -> dM (16, oc, N*th*tw): A dY A^T for every 2 x 2 tile of dy (zeros where
+    it sticks out), the adjoint of winograd_untile without the bias; one thread per (channel, tile)"""
+    op = "winograd_untile_adjoint"
+    _ctype(op, dy.dtype)  # float32 or float64, checked before anything is allocated
+    n, oc, oh, ow = dy.shape
+    th, tw = winograd.tiles(oh), winograd.tiles(ow)
+    with _on(dy):
+        dy = _c(dy)
+        dmm = cupy.empty((16, oc, n * th * tw), dtype=dy.dtype)
+        _launch(op, "winograd.cu", "winograd_untile_adjoint", dmm, (dy, dmm), sizes=(dy.size,),
+                threads=oc * n * th * tw, ints=dict(N=n, oc=oc, oh=oh, ow=ow, th=th, tw=tw))
+    return dmm
 
 
 # ---------------------------------------------------------------- max-pool
