@@ -204,60 +204,68 @@ def test_col2im_is_adjoint_of_im2col(backend, geometry, data):
     np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12 * np.sum(np.abs(cols * c)))
 
 
-# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+# ---------------------------------------------------------------- Winograd F(2x2, r x r)
 
 @st.composite
 def winograd_geometry(draw):
-    """(x_shape, padding) of a 3 x 3 convolution moved by 1 with at least one output pixel; odd
-    and even outputs (odd ones leave the last tiles sticking out), padding 0 to 2."""
+    """(x_shape, r, padding) of an r x r convolution (r = 3 or 5) moved by 1 with at least one
+    output pixel; odd and even outputs (odd ones leave the last tiles sticking out), padding 0 to r."""
+    r = draw(st.sampled_from(winograd.KERNELS))
     n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    h, w = draw(st.integers(max(1, 3 - 2 * ph), 11)), draw(st.integers(max(1, 3 - 2 * pw), 11))
-    return (n, c, h, w), (ph, pw)
+    ph, pw = draw(st.integers(0, r)), draw(st.integers(0, r))
+    h, w = draw(st.integers(max(1, r - 2 * ph), 11)), draw(st.integers(max(1, r - 2 * pw), 11))
+    return (n, c, h, w), r, (ph, pw)
 
 
-def _tile_count(x_shape, padding):
-    _, _, th, tw = winograd.tile_grid(x_shape[2], x_shape[3], padding)
+def _tile_count(x_shape, r, padding):
+    _, _, th, tw = winograd.tile_grid(x_shape[2], x_shape[3], r, padding)
     return x_shape[0] * th * tw
+
+
+def _output_size(x_shape, r, padding):
+    return x_shape[2] + 2 * padding[0] - r + 1, x_shape[3] + 2 * padding[1] - r + 1
 
 
 @SETTINGS
 @given(geometry=winograd_geometry(), dtype=DTYPES, data=st.data())
 def test_winograd_tiles_equals_reference(backend, geometry, dtype, data):
-    """Sums of +-1 multiples of four inputs: rounding differs from the reference's matrix
+    """Sums of a few multiples of the inputs: rounding differs from the reference's matrix
     products only in the order of the additions."""
-    x_shape, padding = geometry
+    x_shape, r, padding = geometry
     x = data.draw(arrays(x_shape, dtype))
-    backend.assert_close(backend.be.winograd_tiles(backend.put(x), padding), ref.winograd_tiles(x, padding), dtype)
+    backend.assert_close(backend.be.winograd_tiles(backend.put(x), r, padding), ref.winograd_tiles(x, r, padding),
+                         dtype)
 
 
 @SETTINGS
 @given(geometry=winograd_geometry(), dtype=DTYPES, data=st.data())
 def test_winograd_tiles_adjoint_equals_reference(backend, geometry, dtype, data):
-    x_shape, padding = geometry
-    dv = data.draw(arrays((16, x_shape[1], _tile_count(x_shape, padding)), dtype))
-    backend.assert_close(backend.be.winograd_tiles_adjoint(backend.put(dv), x_shape, padding),
-                         ref.winograd_tiles_adjoint(dv, x_shape, padding), dtype)
+    x_shape, r, padding = geometry
+    dv = data.draw(arrays(((r + 1) ** 2, x_shape[1], _tile_count(x_shape, r, padding)), dtype))
+    backend.assert_close(backend.be.winograd_tiles_adjoint(backend.put(dv), r, x_shape, padding),
+                         ref.winograd_tiles_adjoint(dv, r, x_shape, padding), dtype)
 
 
 @SETTINGS
 @given(geometry=winograd_geometry(), oc=st.integers(1, 4), with_bias=st.booleans(), dtype=DTYPES,
        data=st.data())
 def test_winograd_untile_equals_reference(backend, geometry, oc, with_bias, dtype, data):
-    (n, _, h, w), (ph, pw) = geometry
-    oh, ow = h + 2 * ph - 2, w + 2 * pw - 2
-    mm = data.draw(arrays((16, oc, _tile_count((n, 1, h, w), (ph, pw))), dtype))
+    x_shape, r, padding = geometry
+    oh, ow = _output_size(x_shape, r, padding)
+    mm = data.draw(arrays(((r + 1) ** 2, oc, _tile_count(x_shape, r, padding)), dtype))
     bias = data.draw(arrays((oc,), dtype)) if with_bias else None
-    got = backend.be.winograd_untile(backend.put(mm), n, oh, ow, None if bias is None else backend.put(bias))
-    backend.assert_close(got, ref.winograd_untile(mm, n, oh, ow, bias), dtype)
+    got = backend.be.winograd_untile(backend.put(mm), r, x_shape[0], oh, ow,
+                                     None if bias is None else backend.put(bias))
+    backend.assert_close(got, ref.winograd_untile(mm, r, x_shape[0], oh, ow, bias), dtype)
 
 
 @SETTINGS
 @given(geometry=winograd_geometry(), oc=st.integers(1, 4), dtype=DTYPES, data=st.data())
 def test_winograd_untile_adjoint_equals_reference(backend, geometry, oc, dtype, data):
-    (n, _, h, w), (ph, pw) = geometry
-    dy = data.draw(arrays((n, oc, h + 2 * ph - 2, w + 2 * pw - 2), dtype))
-    backend.assert_close(backend.be.winograd_untile_adjoint(backend.put(dy)), ref.winograd_untile_adjoint(dy), dtype)
+    x_shape, r, padding = geometry
+    dy = data.draw(arrays((x_shape[0], oc, *_output_size(x_shape, r, padding)), dtype))
+    backend.assert_close(backend.be.winograd_untile_adjoint(backend.put(dy), r), ref.winograd_untile_adjoint(dy, r),
+                         dtype)
 
 
 @SETTINGS
@@ -265,18 +273,17 @@ def test_winograd_untile_adjoint_equals_reference(backend, geometry, oc, dtype, 
 def test_winograd_adjoints_are_adjoints(backend, geometry, oc, seed):
     """<tiles(x), dV> = <x, tiles_adjoint(dV)> and <untile(M), dy> = <M, untile_adjoint(dy)>,
     each side computed by the backend: the backward kernels are the forward ones transposed."""
-    x_shape, padding = geometry
-    (n, c, h, w), (ph, pw) = x_shape, padding
+    x_shape, r, padding = geometry
     rng = np.random.default_rng(seed)
-    x, dv = rng.standard_normal(x_shape), rng.standard_normal((16, c, _tile_count(x_shape, padding)))
+    x, dv = rng.standard_normal(x_shape), rng.standard_normal(((r + 1) ** 2, x_shape[1], _tile_count(x_shape, r, padding)))
     be = backend.be
-    lhs = np.vdot(backend.get(be.winograd_tiles(backend.put(x), padding)), dv)
-    rhs = np.vdot(x, backend.get(be.winograd_tiles_adjoint(backend.put(dv), x_shape, padding)))
+    lhs = np.vdot(backend.get(be.winograd_tiles(backend.put(x), r, padding)), dv)
+    rhs = np.vdot(x, backend.get(be.winograd_tiles_adjoint(backend.put(dv), r, x_shape, padding)))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-10, atol=1e-10 * np.abs(dv).sum())
-    oh, ow = h + 2 * ph - 2, w + 2 * pw - 2
-    mm, dy = rng.standard_normal((16, oc, dv.shape[2])), rng.standard_normal((n, oc, oh, ow))
-    lhs = np.vdot(backend.get(be.winograd_untile(backend.put(mm), n, oh, ow)), dy)
-    rhs = np.vdot(mm, backend.get(be.winograd_untile_adjoint(backend.put(dy))))
+    oh, ow = _output_size(x_shape, r, padding)
+    mm, dy = rng.standard_normal(((r + 1) ** 2, oc, dv.shape[2])), rng.standard_normal((x_shape[0], oc, oh, ow))
+    lhs = np.vdot(backend.get(be.winograd_untile(backend.put(mm), r, x_shape[0], oh, ow)), dy)
+    rhs = np.vdot(mm, backend.get(be.winograd_untile_adjoint(backend.put(dy), r)))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-10, atol=1e-10 * np.abs(dy).sum())
 
 

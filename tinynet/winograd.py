@@ -33,25 +33,26 @@ unchanged). With the points 0, 1, -1 this gives Lavin's F(2, 3) matrices (B^T's 
                                     [1/2, -1/2, 1/2],            [0, -1,  1, 0],
                                     [0,    0,   1  ]]            [0, -1,  0, 1]]
 
-tinynet computes F(2x2, 3x3) (TILE, KERNEL): AlexNet's conv3 to conv5. Larger tiles need more
-points (0, 1, -1, 2, -2, ...), with larger entries and larger float32 rounding errors, and waste
-more on AlexNet's odd 13 x 13 maps (7 x 7 tiles of 2 x 2 cover 14 x 14: 16% extra; 4 x 4 tiles
-cover 16 x 16: 51%). F(2x2, 5x5) for conv2 was measured and left out: with 48 input channels per
-group the transformed maps (36 per tile) are as big as the arithmetic saved (notes in
-benchmarks/results). `matrices` builds any F(m, r); the reference backend multiplies by its F(2, 3)
-matrices, and the Numba and CUDA kernels write the same products out as additions.
+tinynet computes F(2x2, 3x3) and F(2x2, 5x5) (TILE = 2, KERNELS): AlexNet's conv3 to conv5 and
+its conv2. F(2, 5) takes two more points, 2 and -1/2: of the pairs tried, (2, -1/2) rounds least in
+float32 (largest error 1.9e-6 of the largest output on conv2's 48 channels, against 3.1e-6 with
+(1/2, -1/2), 4.3e-6 with (2, -2) and 5.7e-7 for the direct sum). Larger tiles need more points,
+with larger entries and larger rounding errors, and waste more on AlexNet's odd 13 x 13 maps
+(7 x 7 tiles of 2 x 2 cover 14 x 14: 16% extra; 4 x 4 tiles cover 16 x 16: 51%).
+`matrices` builds any F(m, r); the reference backend multiplies by them, and the Numba and CUDA
+kernels write the same products out, entry by entry.
 """
 import functools
 
 import numpy as np
 
 TILE = 2                          # m: each tile gives m x m outputs
-KERNEL = 3                        # r: the filters tinynet's kernels transform are 3 x 3
-POINTS = (0, 1, -1, 2, -2)        # the finite interpolation points, as many as a - 1 needs
+KERNELS = (3, 5)                  # r: the filter sizes tinynet's kernels transform
+POINTS = (0, 1, -1, 2, -0.5)      # the finite interpolation points, as many as a - 1 needs
 
 
-def alpha(m=TILE, r=KERNEL):
-    """The input tile's side a = m + r - 1 (4 for F(2, 3))."""
+def alpha(r, m=TILE):
+    """The input tile's side a = m + r - 1: 4 for F(2, 3), 6 for F(2, 5)."""
     return m + r - 1
 
 
@@ -60,7 +61,7 @@ def tiles(out_size, m=TILE):
     return -(-out_size // m)
 
 
-def tile_grid(h, w, padding, m=TILE, r=KERNEL):
+def tile_grid(h, w, r, padding, m=TILE):
     """An (h, w) input padded by (ph, pw) on each side, an r x r filter, stride 1 ->
     (oh, ow, th, tw): the output size and the m x m tiles that cover it."""
     ph, pw = padding
@@ -70,7 +71,7 @@ def tile_grid(h, w, padding, m=TILE, r=KERNEL):
 
 @functools.lru_cache(maxsize=None)
 def _matrices64(m, r):
-    a = alpha(m, r)
+    a = alpha(r, m)
     if r < 1 or a - 1 > len(POINTS):
         raise ValueError(f"winograd: F({m}, {r}) needs {a - 1} points, tinynet.winograd.POINTS has {len(POINTS)}")
     points = POINTS[:a - 1]
@@ -92,14 +93,15 @@ def _matrices64(m, r):
     return at, g, bt
 
 
-def matrices(m=TILE, r=KERNEL, dtype=np.float64):
+def matrices(r, m=TILE, dtype=np.float64):
     """(A^T (m x a), G (a x r), B^T (a x a)) of F(m, r) as read-only NumPy arrays of `dtype`."""
     return tuple(mat.astype(dtype) for mat in _matrices64(int(m), int(r)))
 
 
-def filter_matrix(dtype=np.float64):
-    """G (x) G (16 x 9 for F(2, 3)): the filter transform as one matrix on the flattened filter,
-    (G g G^T)[s, t] = sum_{i, j} G[s, i] G[t, j] g[i, j] = (G (x) G)[s*a + t, i*r + j] g[i*r + j],
-    so all filters transform in one GEMM: U (a*a, oc*C/G) = (G (x) G) @ w.reshape(oc*C/G, 9)^T."""
-    g = _matrices64(TILE, KERNEL)[1]
+def filter_matrix(r, dtype=np.float64):
+    """G (x) G ((a*a) x (r*r): 16 x 9 for F(2, 3)): the filter transform as one matrix on the
+    flattened filter, (G g G^T)[s, t] = sum_{i, j} G[s, i] G[t, j] g[i, j]
+    = (G (x) G)[s*a + t, i*r + j] g[i*r + j], so all filters transform in one GEMM:
+    U (a*a, oc*C/G) = (G (x) G) @ w.reshape(oc*C/G, r*r)^T."""
+    g = _matrices64(TILE, int(r))[1]
     return np.kron(g, g).astype(dtype)

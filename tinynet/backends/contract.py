@@ -59,31 +59,31 @@ class Backend(Protocol):
         """(N, oc, oh, ow) -> (oc, N*oh*ow), the layout of the GEMM output (the inverse of cols_to_nchw
         without a bias)."""
 
-    # ------------------------------------------------------------ Winograd F(2x2, 3x3)
+    # ------------------------------------------------------------ Winograd F(2x2, r x r), r = 3 or 5
     # conv2d(algorithm="winograd"), functional.WinogradConv2d; tinynet/winograd.py has the
-    # matrices B^T (4 x 4) and A^T (2 x 4). A 3 x 3 kernel moved by 1 over x padded by (ph, pw):
-    # oh = H + 2ph - 2, and th = ceil(oh / 2) x tw = ceil(ow / 2) tiles of 2 x 2 outputs cover it.
-    # Tile (ty, tx) of image n is column q = (n*th + ty)*tw + tx (as im2col's output pixels are);
-    # its input is the 4 x 4 block of xpad at (2ty, 2tx); row 4s + t of a transformed tensor holds
-    # entry (s, t) of every tile's 4 x 4 transform, so each of the 16 is one GEMM operand.
-    def winograd_tiles(self, x, padding):
-        """x (N, C, H, W) -> V (16, C, N*th*tw):
-            V[4s + t, c, q] = sum_{i, j} BT[s, i] xpad[n, c, 2ty + i, 2tx + j] BT[t, j]
+    # matrices B^T (a x a) and A^T (2 x a), a = r + 1. An r x r kernel moved by 1 over x padded by
+    # (ph, pw): oh = H + 2ph - r + 1, and th = ceil(oh / 2) x tw = ceil(ow / 2) tiles of 2 x 2
+    # outputs cover it. Tile (ty, tx) of image n is column q = (n*th + ty)*tw + tx (as im2col's
+    # output pixels are); its input is the a x a block of xpad at (2ty, 2tx); row a*s + t of a
+    # transformed tensor holds entry (s, t) of every tile's a x a transform, so each is one GEMM operand.
+    def winograd_tiles(self, x, r, padding):
+        """x (N, C, H, W) -> V (a*a, C, N*th*tw):
+            V[a*s + t, c, q] = sum_{i, j} BT[s, i] xpad[n, c, 2ty + i, 2tx + j] BT[t, j]
         xpad: ph, pw zeros on each side, and zeros below and right where the last tiles stick out."""
 
-    def winograd_tiles_adjoint(self, dv, x_shape, padding):
-        """The adjoint of winograd_tiles (tiles overlap by 2 rows and columns; each pixel sums its tiles,
-        as a gather per plane: no atomics). dV (16, C, N*th*tw) -> dx (N, C, H, W) = x_shape:
+    def winograd_tiles_adjoint(self, dv, r, x_shape, padding):
+        """The adjoint of winograd_tiles (tiles overlap by r - 1 rows and columns; each pixel sums its
+        tiles, as a gather per plane: no atomics). dV (a*a, C, N*th*tw) -> dx (N, C, H, W) = x_shape:
             dx[n, c, h, w] = sum over tiles q covering (h + ph, w + pw) of (B dV_q B^T)[h + ph - 2ty, w + pw - 2tx]"""
 
-    def winograd_untile(self, mm, n, oh, ow, bias=None):
-        """M (16, oc, N*th*tw) -> y (N, oc, oh, ow), plus bias[oc] when given:
-            y[n, o, 2ty + u, 2tx + v] = sum_{s, t} AT[u, s] M[4s + t, o, q] AT[v, t]   (u, v < 2)
+    def winograd_untile(self, mm, r, n, oh, ow, bias=None):
+        """M (a*a, oc, N*th*tw) -> y (N, oc, oh, ow), plus bias[oc] when given:
+            y[n, o, 2ty + u, 2tx + v] = sum_{s, t} AT[u, s] M[a*s + t, o, q] AT[v, t]   (u, v < 2)
         Outputs of the last tiles beyond (oh, ow) are dropped."""
 
-    def winograd_untile_adjoint(self, dy):
-        """The adjoint of winograd_untile without the bias. dy (N, oc, oh, ow) -> dM (16, oc, N*th*tw):
-            dM[4s + t, o, q] = sum_{u, v} AT[u, s] dy[n, o, 2ty + u, 2tx + v] AT[v, t]   (0 beyond (oh, ow))"""
+    def winograd_untile_adjoint(self, dy, r):
+        """The adjoint of winograd_untile without the bias. dy (N, oc, oh, ow) -> dM (a*a, oc, N*th*tw):
+            dM[a*s + t, o, q] = sum_{u, v} AT[u, s] dy[n, o, 2ty + u, 2tx + v] AT[v, t]   (0 beyond (oh, ow))"""
 
     # ------------------------------------------------------------ max-pooling
     def maxpool_forward(self, x, k, s):

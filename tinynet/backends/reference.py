@@ -86,40 +86,41 @@ def nchw_to_cols(dy):
     return np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(oc, n * oh * ow)
 
 
-# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
-# The tile transforms of conv2d(algorithm="winograd"); the matrices and the algorithm are in
-# tinynet/winograd.py (a = 4: 4 x 4 input tiles, 2 x 2 output tiles). Tile (ty, tx) of image n is
-# column q = (n*th + ty)*tw + tx, as im2col's output pixels are; its input tile is the 4 x 4 block
-# of xpad at (2ty, 2tx), and (th, tw) = (ceil(oh / 2), ceil(ow / 2)) tiles cover the output.
+# ---------------------------------------------------------------- Winograd F(2x2, r x r)
+# The tile transforms of conv2d(algorithm="winograd"), r = 3 or 5; the matrices and the algorithm
+# are in tinynet/winograd.py (a = r + 1: 4 x 4 or 6 x 6 input tiles, 2 x 2 output tiles). Tile
+# (ty, tx) of image n is column q = (n*th + ty)*tw + tx, as im2col's output pixels are; its input
+# tile is the a x a block of xpad at (2ty, 2tx), and th x tw = ceil(oh / 2) x ceil(ow / 2) tiles
+# cover the output.
 
-def winograd_tiles(x, padding):
+def winograd_tiles(x, r, padding):
     """V = B^T d B for every input tile d of every channel.
 
-    x (N, C, H, W) -> V (16, C, N*th*tw):
-        V[4s + t, c, (n*th + ty)*tw + tx] = sum_{i, j} BT[s, i] xpad[n, c, 2ty + i, 2tx + j] BT[t, j]
+    x (N, C, H, W) -> V (a*a, C, N*th*tw):
+        V[a*s + t, c, (n*th + ty)*tw + tx] = sum_{i, j} BT[s, i] xpad[n, c, 2ty + i, 2tx + j] BT[t, j]
     xpad has ph, pw zeros on each side, and one more row (column) below (right) where the last
     tiles stick out of an odd output."""
     n, c, h, w = x.shape
-    (ph, pw), a, m = padding, winograd.alpha(), winograd.TILE
-    oh, ow, th, tw = winograd.tile_grid(h, w, padding)
+    (ph, pw), a, m = padding, winograd.alpha(r), winograd.TILE
+    oh, ow, th, tw = winograd.tile_grid(h, w, r, padding)
     xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph + th * m - oh), (pw, pw + tw * m - ow)))
-    d = np.lib.stride_tricks.sliding_window_view(xpad, (a, a), axis=(2, 3))[:, :, ::m, ::m]  # (N, C, th, tw, 4, 4)
-    bt = winograd.matrices(dtype=x.dtype)[2]
-    v = bt @ d @ bt.T                                                     # (N, C, th, tw, 4, 4)
+    d = np.lib.stride_tricks.sliding_window_view(xpad, (a, a), axis=(2, 3))[:, :, ::m, ::m]  # (N, C, th, tw, a, a)
+    bt = winograd.matrices(r, dtype=x.dtype)[2]
+    v = bt @ d @ bt.T                                                     # (N, C, th, tw, a, a)
     return np.ascontiguousarray(v.transpose(4, 5, 1, 0, 2, 3)).reshape(a * a, c, n * th * tw)
 
 
-def winograd_tiles_adjoint(dv, x_shape, padding):
+def winograd_tiles_adjoint(dv, r, x_shape, padding):
     """The adjoint of winograd_tiles: dd = B dV B^T per tile, summed where tiles overlap
-    (neighbours share 2 rows or columns), without xpad's border.
+    (neighbours share r - 1 rows or columns), without xpad's border.
 
-    dV (16, C, N*th*tw) -> dx (N, C, H, W) = x_shape"""
+    dV (a*a, C, N*th*tw) -> dx (N, C, H, W) = x_shape"""
     n, c, h, w = x_shape
-    (ph, pw), a, m = padding, winograd.alpha(), winograd.TILE
-    oh, ow, th, tw = winograd.tile_grid(h, w, padding)
-    bt = winograd.matrices(dtype=dv.dtype)[2]
-    dv = dv.reshape(a, a, c, n, th, tw).transpose(3, 2, 4, 5, 0, 1)          # (N, C, th, tw, 4, 4)
-    dd = bt.T @ dv @ bt                                                   # (N, C, th, tw, 4, 4)
+    (ph, pw), a, m = padding, winograd.alpha(r), winograd.TILE
+    oh, ow, th, tw = winograd.tile_grid(h, w, r, padding)
+    bt = winograd.matrices(r, dtype=dv.dtype)[2]
+    dv = dv.reshape(a, a, c, n, th, tw).transpose(3, 2, 4, 5, 0, 1)          # (N, C, th, tw, a, a)
+    dd = bt.T @ dv @ bt                                                   # (N, C, th, tw, a, a)
     dxpad = np.zeros((n, c, th * m + a - m, tw * m + a - m), dtype=dv.dtype)
     for i in range(a):
         for j in range(a):
@@ -127,16 +128,16 @@ def winograd_tiles_adjoint(dv, x_shape, padding):
     return np.ascontiguousarray(dxpad[:, :, ph:ph + h, pw:pw + w])
 
 
-def winograd_untile(mm, n, oh, ow, bias=None):
+def winograd_untile(mm, r, n, oh, ow, bias=None):
     """Y = A^T M A for every output tile, cut to (oh, ow), plus bias[oc] when given.
 
-    M (16, oc, N*th*tw) -> y (N, oc, oh, ow):
-        y[n, o, 2ty + u, 2tx + v] = bias[o] + sum_{s, t} AT[u, s] M[4s + t, o, (n*th + ty)*tw + tx] AT[v, t]"""
-    a, m = winograd.alpha(), winograd.TILE
+    M (a*a, oc, N*th*tw) -> y (N, oc, oh, ow):
+        y[n, o, 2ty + u, 2tx + v] = bias[o] + sum_{s, t} AT[u, s] M[a*s + t, o, (n*th + ty)*tw + tx] AT[v, t]"""
+    a, m = winograd.alpha(r), winograd.TILE
     th, tw = winograd.tiles(oh), winograd.tiles(ow)
     oc = mm.shape[1]
-    at = winograd.matrices(dtype=mm.dtype)[0]
-    tile = mm.reshape(a, a, oc, n, th, tw).transpose(3, 2, 4, 5, 0, 1)     # (N, oc, th, tw, 4, 4)
+    at = winograd.matrices(r, dtype=mm.dtype)[0]
+    tile = mm.reshape(a, a, oc, n, th, tw).transpose(3, 2, 4, 5, 0, 1)     # (N, oc, th, tw, a, a)
     y = at @ tile @ at.T                                                  # (N, oc, th, tw, 2, 2)
     y = y.transpose(0, 1, 2, 4, 3, 5).reshape(n, oc, th * m, tw * m)[:, :, :oh, :ow]
     if bias is not None:
@@ -144,18 +145,18 @@ def winograd_untile(mm, n, oh, ow, bias=None):
     return np.ascontiguousarray(y)
 
 
-def winograd_untile_adjoint(dy):
+def winograd_untile_adjoint(dy, r):
     """The adjoint of winograd_untile without its bias: dM = A dY A^T per tile, where dY is the
     tile of dy with zeros where it sticks out of (oh, ow).
 
-    dy (N, oc, oh, ow) -> dM (16, oc, N*th*tw)"""
+    dy (N, oc, oh, ow) -> dM (a*a, oc, N*th*tw)"""
     n, oc, oh, ow = dy.shape
-    a, m = winograd.alpha(), winograd.TILE
+    a, m = winograd.alpha(r), winograd.TILE
     th, tw = winograd.tiles(oh), winograd.tiles(ow)
-    at = winograd.matrices(dtype=dy.dtype)[0]
+    at = winograd.matrices(r, dtype=dy.dtype)[0]
     dyp = np.pad(dy, ((0, 0), (0, 0), (0, th * m - oh), (0, tw * m - ow)))
     tile = dyp.reshape(n, oc, th, m, tw, m).transpose(0, 1, 2, 4, 3, 5)    # (N, oc, th, tw, 2, 2)
-    dmm = at.T @ tile @ at                                                # (N, oc, th, tw, 4, 4)
+    dmm = at.T @ tile @ at                                                # (N, oc, th, tw, a, a)
     return np.ascontiguousarray(dmm.transpose(4, 5, 1, 0, 2, 3)).reshape(a * a, oc, n * th * tw)
 
 
