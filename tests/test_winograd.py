@@ -16,7 +16,7 @@ from tinynet.device import Device
 @pytest.mark.parametrize("m, r", [(2, 3), (2, 1), (2, 2), (2, 5), (4, 3), (3, 2)])
 def test_matrices_compute_the_correlation(m, r):
     """y = A^T [(G g) * (B^T d)] equals y[i] = sum_k g[k] d[i + k] for F(m, r), in 1-D and 2-D."""
-    at, g_mat, bt = winograd.matrices(m, r)
+    at, g_mat, bt = winograd.matrices(r, m)
     a = winograd.alpha(m, r)
     assert at.shape == (m, a) and g_mat.shape == (a, r) and bt.shape == (a, a)
     rng = np.random.default_rng(m * 10 + r)
@@ -29,37 +29,39 @@ def test_matrices_compute_the_correlation(m, r):
 
 def test_f23_matrices_are_lavins():
     """With the points 0, 1, -1 the derivation gives the paper's F(2, 3) (B^T's last row negated)."""
-    at, g_mat, bt = winograd.matrices()
+    at, g_mat, bt = winograd.matrices(3)
     np.testing.assert_array_equal(at, [[1, 1, 1, 0], [0, 1, -1, 1]])
     np.testing.assert_array_equal(g_mat, [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
     np.testing.assert_array_equal(bt, [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]])
 
 
-def test_filter_matrix_is_the_filter_transform():
-    g = np.random.default_rng(0).standard_normal((5, 3, 3))
-    g_mat = winograd.matrices()[1]
-    u = winograd.filter_matrix() @ g.reshape(5, 9).T                     # (16, 5)
-    np.testing.assert_allclose(u.T.reshape(5, 4, 4), g_mat @ g @ g_mat.T, atol=1e-14)
+@pytest.mark.parametrize("r", winograd.KERNELS)
+def test_filter_matrix_is_the_filter_transform(r):
+    a = winograd.alpha(r)
+    g = np.random.default_rng(0).standard_normal((5, r, r))
+    g_mat = winograd.matrices(r)[1]
+    u = winograd.filter_matrix(r) @ g.reshape(5, r * r).T                # (a*a, 5)
+    np.testing.assert_allclose(u.T.reshape(5, a, a), g_mat @ g @ g_mat.T, atol=1e-13)
 
 
 def test_too_few_points_is_an_error():
     with pytest.raises(ValueError, match=r"F\(4, 5\) needs 7 points"):
-        winograd.matrices(4, 5)
+        winograd.matrices(5, 4)
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 3), groups=st.integers(1, 2), cg=st.integers(1, 3), og=st.integers(1, 3),
-       h=st.integers(1, 9), w=st.integers(1, 9), ph=st.integers(0, 2), pw=st.integers(0, 2),
+@given(r=st.sampled_from(winograd.KERNELS), n=st.integers(1, 3), groups=st.integers(1, 2), cg=st.integers(1, 3),
+       og=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), ph=st.integers(0, 3), pw=st.integers(0, 3),
        bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_winograd_equals_im2col(cpu_backend, n, groups, cg, og, h, w, ph, pw, bias, seed):
-    """Both algorithms compute the same convolution and the same gradients (float64, any padding,
-    groups, odd and even outputs), forward and backward."""
-    h, w = max(h, 3 - 2 * ph), max(w, 3 - 2 * pw)
+def test_winograd_equals_im2col(cpu_backend, r, n, groups, cg, og, h, w, ph, pw, bias, seed):
+    """Both algorithms compute the same convolution and the same gradients (float64, 3 x 3 and
+    5 x 5, any padding, groups, odd and even outputs), forward and backward."""
+    h, w = max(h, r - 2 * ph), max(w, r - 2 * pw)
     rng = np.random.default_rng(seed)
-    arrays = [rng.standard_normal((n, groups * cg, h, w)), rng.standard_normal((groups * og, cg, 3, 3))]
+    arrays = [rng.standard_normal((n, groups * cg, h, w)), rng.standard_normal((groups * og, cg, r, r))]
     if bias:
         arrays.append(rng.standard_normal(groups * og))
-    dy = rng.standard_normal((n, groups * og, h + 2 * ph - 2, w + 2 * pw - 2))
+    dy = rng.standard_normal((n, groups * og, h + 2 * ph - r + 1, w + 2 * pw - r + 1))
     results = {}
     for algorithm in ("im2col", "winograd"):
         leaves = [tn.tensor(a, dtype=np.float64, requires_grad=True) for a in arrays]
@@ -84,8 +86,8 @@ def test_winograd_float32_stays_close_to_float64():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(stride=2), r"algorithm='winograd' needs stride 1 \(got stride \(2, 2\)\); use algorithm='im2col'"),
-    (dict(kernel=5), r"needs a 3 x 3 kernel \(got 5 x 5\)"),
-    (dict(kernel=(3, 1), stride=(1, 2)), r"needs a 3 x 3 kernel \(got 3 x 1\) and stride 1 \(got stride \(1, 2\)\)"),
+    (dict(kernel=4), r"needs a 3 x 3 or 5 x 5 kernel \(got 4 x 4\)"),
+    (dict(kernel=(3, 1), stride=(1, 2)), r"needs a 3 x 3 or 5 x 5 kernel \(got 3 x 1\) and stride 1 \(got stride \(1, 2\)\)"),
 ])
 def test_winograd_refuses_what_it_cannot_compute(kwargs, message):
     kh, kw = np.broadcast_to(kwargs.get("kernel", 3), 2)
@@ -125,7 +127,9 @@ def test_environment_sets_what_auto_means(monkeypatch):
     assert F.conv_algorithm(cpu, (384, 256, 3, 3), 1) == "im2col"
     monkeypatch.setenv("TINYNET_CONV_ALGORITHM", "winograd")
     assert F.conv_algorithm(cpu, (72, 48, 3, 3), 1) == "winograd"
-    assert F.conv_algorithm(cpu, (72, 48, 5, 5), 1) == "im2col"                 # where it applies only
+    assert F.conv_algorithm(cpu, (72, 48, 5, 5), 1) == "winograd"
+    assert F.conv_algorithm(cpu, (72, 48, 7, 7), 1) == "im2col"                 # where it applies only
+    assert F.conv_algorithm(cpu, (72, 48, 3, 3), 2) == "im2col"
     assert F.conv_algorithm(cpu, (72, 48, 3, 3), 1, "im2col") == "im2col"
     monkeypatch.setenv("TINYNET_CONV_ALGORITHM", "fast")
     with pytest.raises(ValueError, match="TINYNET_CONV_ALGORITHM='fast': expected one of auto, im2col, winograd"):

@@ -55,11 +55,11 @@ def _check_window_fits(size, kernel, padding, op, axis):
 # ================================================================= convolution
 
 def _check_winograd(w_shape, stride):
-    """tinynet's Winograd is F(2x2, 3x3): 3 x 3 kernels moved by 1."""
+    """tinynet's Winograd is F(2x2, 3x3) and F(2x2, 5x5): square 3 x 3 or 5 x 5 kernels moved by 1."""
     kh, kw = w_shape[2:]
     why = []
-    if (kh, kw) != (winograd.KERNEL, winograd.KERNEL):
-        why.append(f"a 3 x 3 kernel (got {kh} x {kw})")
+    if kh != kw or kh not in winograd.KERNELS:
+        why.append(f"a 3 x 3 or 5 x 5 kernel (got {kh} x {kw})")
     if stride != (1, 1):
         why.append(f"stride 1 (got stride {stride})")
     if why:
@@ -121,13 +121,14 @@ class Conv2d(Function):
 
 
 class WinogradConv2d(Function):
-    """The same convolution (3 x 3 kernels, stride 1) by Winograd's F(2x2, 3x3): 2 x 2 output
-    tiles from 4 x 4 input tiles, 16 multiplies per tile and channel pair instead of 36
-    (tinynet/winograd.py has the algorithm and its matrices A^T, G, B^T):
+    """The same convolution (r x r kernels, r = 3 or 5, stride 1) by Winograd's F(2x2, r x r):
+    2 x 2 output tiles from a x a input tiles (a = r + 1), a*a multiplies per tile and channel pair
+    instead of 4*r*r: 16 for 36 (3 x 3), 36 for 100 (5 x 5). tinynet/winograd.py has the algorithm
+    and its matrices A^T, G, B^T:
 
-        U = (G (x) G) @ w.reshape(oc*C/G, 9)^T    (16, oc, C/G): G w[o, c] G^T for every filter
-        V = be.winograd_tiles(x)                 (16, C, P): B^T d B for every input tile d
-        M[xi]_g = U[xi]_g @ V[xi]_g              16*G GEMMs, P = N * th * tw tiles
+        U = (G (x) G) @ w.reshape(oc*C/G, r*r)^T   (a*a, oc, C/G): G w[o, c] G^T for every filter
+        V = be.winograd_tiles(x)                 (a*a, C, P): B^T d B for every input tile d
+        M[xi]_g = U[xi]_g @ V[xi]_g              a*a*G GEMMs, P = N * th * tw tiles
         y = be.winograd_untile(M) + b            A^T M A for every output tile
     Backward, each line the adjoint of one above (dM in M's layout):
         dM = be.winograd_untile_adjoint(dy)      A dY A^T per tile
@@ -139,31 +140,33 @@ class WinogradConv2d(Function):
     def forward(ctx, x, w, b, padding, groups):
         be, xp = ctx.be, ctx.xp
         n, _, h, w_in = x.shape
-        oc, cg, _, _ = w.shape
-        a, batch = winograd.alpha(), winograd.alpha() ** 2 * groups
-        oh, ow, _, _ = winograd.tile_grid(h, w_in, padding)
-        gg = xp.asarray(winograd.filter_matrix(w.dtype))                       # (16, 9): G (x) G
-        u_g = (gg @ w.reshape(oc * cg, -1).T).reshape(batch, oc // groups, cg)  # G w G^T, (16*G, oc/G, C/G)
-        v_g = be.winograd_tiles(x, padding).reshape(batch, cg, -1)             # (16*G, C/G, P)
-        mm = _grouped_matmul(xp, u_g, v_g, batch)                              # (16*G, oc/G, P)
+        oc, cg, r, _ = w.shape
+        a = winograd.alpha(r)
+        batch = a * a * groups
+        oh, ow, _, _ = winograd.tile_grid(h, w_in, r, padding)
+        gg = xp.asarray(winograd.filter_matrix(r, w.dtype))                    # (a*a, r*r): G (x) G
+        u_g = (gg @ w.reshape(oc * cg, -1).T).reshape(batch, oc // groups, cg)  # G w G^T, (a*a*G, oc/G, C/G)
+        v_g = be.winograd_tiles(x, r, padding).reshape(batch, cg, -1)          # (a*a*G, C/G, P)
+        mm = _grouped_matmul(xp, u_g, v_g, batch)                              # (a*a*G, oc/G, P)
         ctx.save_for_backward(u_g, v_g, gg)
         ctx.shapes = (x.shape, w.shape, padding, groups)
-        return be.winograd_untile(mm.reshape(a * a, oc, -1), n, oh, ow, b)
+        return be.winograd_untile(mm.reshape(a * a, oc, -1), r, n, oh, ow, b)
 
     @staticmethod
     def backward(ctx, dy):
         be, xp = ctx.be, ctx.xp
         u_g, v_g, gg = ctx.saved
         x_shape, w_shape, padding, groups = ctx.shapes
-        oc, cg, kh, kw = w_shape
-        a, batch = winograd.alpha(), winograd.alpha() ** 2 * groups
+        oc, cg, r, _ = w_shape
+        a = winograd.alpha(r)
+        batch = a * a * groups
         dx = dw = db = None
-        dm_g = be.winograd_untile_adjoint(dy).reshape(batch, oc // groups, -1)  # (16*G, oc/G, P)
+        dm_g = be.winograd_untile_adjoint(dy, r).reshape(batch, oc // groups, -1)  # (a*a*G, oc/G, P)
         if ctx.needs_input_grad[0]:
-            dv = _grouped_matmul(xp, u_g.transpose(0, 2, 1), dm_g, batch)       # (16*G, C/G, P)
-            dx = be.winograd_tiles_adjoint(dv.reshape(a * a, groups * cg, -1), x_shape, padding)
+            dv = _grouped_matmul(xp, u_g.transpose(0, 2, 1), dm_g, batch)       # (a*a*G, C/G, P)
+            dx = be.winograd_tiles_adjoint(dv.reshape(a * a, groups * cg, -1), r, x_shape, padding)
         if ctx.needs_input_grad[1]:
-            du = _grouped_matmul(xp, dm_g, v_g.transpose(0, 2, 1), batch)       # (16*G, oc/G, C/G)
+            du = _grouped_matmul(xp, dm_g, v_g.transpose(0, 2, 1), batch)       # (a*a*G, oc/G, C/G)
             dw = (du.reshape(a * a, oc * cg).T @ gg).reshape(w_shape)            # G^T dU G
         if ctx.needs_input_grad[2]:
             db = dy.sum(axis=(0, 2, 3))
@@ -189,10 +192,11 @@ def conv_algorithm(device, w_shape, stride, algorithm="auto"):
     if algorithm != "auto":
         return algorithm
     _, cg, kh, kw = w_shape
-    applies = (kh, kw) == (winograd.KERNEL, winograd.KERNEL) and tuple(pair(stride, "stride", "conv2d")) == (1, 1)
+    applies = kh == kw and kh in winograd.KERNELS and tuple(pair(stride, "stride", "conv2d")) == (1, 1)
     rule = config.conv_algorithm()
     if rule == "auto":
-        return "winograd" if applies and device.type == "cpu" and cg >= WINOGRAD_MIN_CHANNELS else "im2col"
+        fast = kh == 3 and device.type == "cpu" and cg >= WINOGRAD_MIN_CHANNELS
+        return "winograd" if applies and fast else "im2col"
     return "winograd" if rule == "winograd" and applies else "im2col"
 
 

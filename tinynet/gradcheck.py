@@ -214,6 +214,12 @@ def _conv_winograd_padding(rng, device, dtype):  # padding (0, 2): an output of 
     return lambda x, w: F.conv2d(x, w, padding=(0, 2), algorithm="winograd"), [x, w]
 
 
+def _conv_winograd_5x5(rng, device, dtype):  # F(2x2, 5x5), padding (2, 1): an output of 5 x 3
+    x = _t(rng.standard_normal((2, 2, 5, 5)), device, dtype)
+    w = _t(rng.standard_normal((3, 2, 5, 5)), device, dtype)
+    return lambda x, w: F.conv2d(x, w, padding=(2, 1), algorithm="winograd"), [x, w]
+
+
 def _adaptive_pool(rng, device, dtype):  # overlapping windows (13 -> 6) and repeated pixels (3 -> 5)
     x = _t(rng.standard_normal((2, 3, 13, 3)), device, dtype)
     return lambda x: F.adaptive_avg_pool2d(x, (6, 5)), [x]
@@ -298,6 +304,7 @@ def _network(rng, device, dtype):
 CASES = {
     "conv2d": _conv, "conv2d_stride4": _conv_stride4, "conv2d_per_side_padding": _conv_per_side,
     "conv2d_winograd": _conv_winograd, "conv2d_winograd_padding": _conv_winograd_padding,
+    "conv2d_winograd_5x5": _conv_winograd_5x5,
     "max_pool2d": _pool, "adaptive_avg_pool2d": _adaptive_pool,
     "local_response_norm": _lrn, "relu": _relu, "dropout": _dropout, "linear": _linear,
     "softmax_cross_entropy": _xent, "shape_ops": _shapes, "to": _to, "network": _network,

@@ -1,23 +1,27 @@
-"""Winograd F(2x2, 3x3) tile transforms: conv2d(algorithm="winograd") (tinynet/winograd.py).
+"""Winograd F(2x2, 3x3) and F(2x2, 5x5) tile transforms: conv2d(algorithm="winograd").
 
-With tinynet.winograd's matrices for F(2, 3) (points 0, 1, -1 and infinity)
+tinynet/winograd.py has the algorithm and the matrices; a = r + 1 is the input tile's side (4 or
+6). For F(2, 3) (points 0, 1, -1 and infinity)
 
     B^T = [[1,  0, -1, 0],      A^T = [[1, 1,  1, 0],
            [0,  1,  1, 0],             [0, 1, -1, 1]]
            [0, -1,  1, 0],
            [0, -1,  0, 1]]
 
-the four kernels are, for every tile q = (n*th + ty)*tw + tx (4 x 4 inputs d at (2ty, 2tx) of the
-padded plane; 2 x 2 outputs at (2ty, 2tx)):
+and F(2, 5)'s (points 0, 1, -1, 2, -1/2, infinity) have the zeros B^T[1:5, 0], B^T[:5, 5], A^T[0, 5]
+and A^T[1, 0]. The four kernels are, for every tile q = (n*th + ty)*tw + tx (a x a inputs d at
+(2ty, 2tx) of the padded plane; 2 x 2 outputs at (2ty, 2tx)):
 
-    tiles:           V[4s + t, c, q] = (B^T d B)[s, t]
-    tiles_adjoint:   dxpad[tile q] += B dV_q B^T          (neighbouring tiles overlap by 2 pixels)
+    tiles:           V[a*s + t, c, q] = (B^T d B)[s, t]
+    tiles_adjoint:   dxpad[tile q] += B dV_q B^T          (neighbouring tiles overlap by r - 1 pixels)
     untile:          y[tile q] = A^T M_q A + bias[o]       (cut where the last tiles stick out)
-    untile_adjoint:  dM[4s + t, o, q] = (A dY_q A^T)[s, t]  (dY_q: dy's tile, zeros outside)
+    untile_adjoint:  dM[a*s + t, o, q] = (A dY_q A^T)[s, t]  (dY_q: dy's tile, zeros outside)
 
-Each matrix product is written out as the additions it is (B^T's entries are 0 and +-1), as Lavin &
-Gray's paper does; tests/test_backend_contract.py checks every kernel against reference.py, which
-multiplies by the matrices themselves.
+Each matrix product is written out entry by entry: F(2, 3)'s as the additions it is (its entries
+are 0 and +-1, as in Lavin & Gray's paper), F(2, 5)'s as multiply-adds by the entries of the
+matrices the caller passes (winograd.matrices(5, dtype=...), read into scalars once), skipping the
+zeros. tests/test_backend_contract.py checks every kernel against reference.py, which multiplies by
+the matrices themselves.
 
 Loop nest, the same for all four (prange over planes; each task owns its plane, so there are no
 atomics and the result does not depend on the number of threads):
@@ -29,7 +33,7 @@ entry (i, j) of tile p sits at scratch[where[p] + i*Wp + j], where[p] = 2ty*Wp +
 pass is one loop over the plane's tiles with no branches, which the compiler vectorises. Measured
 on the paper net's conv3 input (32 x 256 x 13 x 13, float32, 2 threads): 6.9 ms for `tiles`,
 the same as im2col's 6.7 ms for 2.25x more output; the same sums as a per-tile scalar kernel
-took 10.9 ms, and a kernel generic in the matrices (multiply-adds skipping zeros) 12.5 ms.
+took 10.9 ms, and a kernel looping over the matrix entries (multiply-adds skipping zeros) 12.5 ms.
 """
 import numpy as np
 from numba import njit, prange
@@ -45,11 +49,72 @@ def _where(th, tw, wp):
     return where
 
 
+# ---------------------------------------------------------------- F(2, 5)'s 1-D transforms
+# b: F(2, 5)'s B^T as a tuple of its 36 entries, row-major (_entries); e: A^T's 12.
+
+@njit(cache=True)
+def _entries(mat):
+    """The entries of a 6 x 6 (B^T) or 2 x 6 (A^T) matrix as a flat tuple, row-major."""
+    if mat.shape[0] == 2:
+        return (mat[0, 0], mat[0, 1], mat[0, 2], mat[0, 3], mat[0, 4], mat[0, 5],
+                mat[1, 0], mat[1, 1], mat[1, 2], mat[1, 3], mat[1, 4], mat[1, 5],
+                mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0],
+                mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0],
+                mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0],
+                mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0])   # padding, unused
+    return (mat[0, 0], mat[0, 1], mat[0, 2], mat[0, 3], mat[0, 4], mat[0, 5],
+            mat[1, 0], mat[1, 1], mat[1, 2], mat[1, 3], mat[1, 4], mat[1, 5],
+            mat[2, 0], mat[2, 1], mat[2, 2], mat[2, 3], mat[2, 4], mat[2, 5],
+            mat[3, 0], mat[3, 1], mat[3, 2], mat[3, 3], mat[3, 4], mat[3, 5],
+            mat[4, 0], mat[4, 1], mat[4, 2], mat[4, 3], mat[4, 4], mat[4, 5],
+            mat[5, 0], mat[5, 1], mat[5, 2], mat[5, 3], mat[5, 4], mat[5, 5])
+
+
+@njit(inline="always")
+def _bt6(b, d0, d1, d2, d3, d4, d5):
+    """B^T d: row s is b[6s:6s+6] . d, without B^T's zeros."""
+    return (b[0] * d0 + b[1] * d1 + b[2] * d2 + b[3] * d3 + b[4] * d4,
+            b[7] * d1 + b[8] * d2 + b[9] * d3 + b[10] * d4,
+            b[13] * d1 + b[14] * d2 + b[15] * d3 + b[16] * d4,
+            b[19] * d1 + b[20] * d2 + b[21] * d3 + b[22] * d4,
+            b[25] * d1 + b[26] * d2 + b[27] * d3 + b[28] * d4,
+            b[31] * d1 + b[32] * d2 + b[33] * d3 + b[34] * d4 + b[35] * d5)
+
+
+@njit(inline="always")
+def _b6(b, g0, g1, g2, g3, g4, g5):
+    """B g = (B^T)^T g: entry i is column i of B^T . g, without B^T's zeros."""
+    return (b[0] * g0,
+            b[1] * g0 + b[7] * g1 + b[13] * g2 + b[19] * g3 + b[25] * g4 + b[31] * g5,
+            b[2] * g0 + b[8] * g1 + b[14] * g2 + b[20] * g3 + b[26] * g4 + b[32] * g5,
+            b[3] * g0 + b[9] * g1 + b[15] * g2 + b[21] * g3 + b[27] * g4 + b[33] * g5,
+            b[4] * g0 + b[10] * g1 + b[16] * g2 + b[22] * g3 + b[28] * g4 + b[34] * g5,
+            b[35] * g5)
+
+
+@njit(inline="always")
+def _at6(e, f0, f1, f2, f3, f4, f5):
+    """A^T f (2 values), without A^T's zeros."""
+    return (e[0] * f0 + e[1] * f1 + e[2] * f2 + e[3] * f3 + e[4] * f4,
+            e[7] * f1 + e[8] * f2 + e[9] * f3 + e[10] * f4 + e[11] * f5)
+
+
+@njit(inline="always")
+def _a6(e, g0, g1):
+    """A g (6 values from 2), without A^T's zeros."""
+    return (e[0] * g0, e[1] * g0 + e[7] * g1, e[2] * g0 + e[8] * g1, e[3] * g0 + e[9] * g1,
+            e[4] * g0 + e[10] * g1, e[11] * g1)
+
+
+# ---------------------------------------------------------------- the kernels
+
 @njit(parallel=True, cache=True)
-def tiles(x, ph, pw, th, tw, v):
-    """x: float[N, C, H, W] -> v: float[16, C, N*th*tw], in place."""
+def tiles(x, bt, ph, pw, th, tw, v):
+    """x: float[N, C, H, W], bt: B^T float[a, a] -> v: float[a*a, C, N*th*tw], in place."""
     n, c, h, w = x.shape
-    hp, wp = 2 * th + 2, 2 * tw + 2                  # the padded plane, tiles included
+    a = bt.shape[0]
+    b = _entries(bt)
+    hp, wp = 2 * th + a - 2, 2 * tw + a - 2          # the padded plane, tiles included
     count = th * tw
     where = _where(th, tw, wp)
     for task in prange(n * c):
@@ -57,61 +122,82 @@ def tiles(x, ph, pw, th, tw, v):
         pad = np.zeros(hp * wp, dtype=x.dtype)
         for row in range(h):
             pad[(row + ph) * wp + pw:(row + ph) * wp + pw + w] = x[img, ch, row]
-        t = np.empty((16, count), dtype=x.dtype)     # t[4s + j] = (B^T d)[s, j]
-        for j in range(4):
-            t0, t1, t2, t3 = t[j], t[4 + j], t[8 + j], t[12 + j]
-            for p in range(count):
-                k = where[p] + j
-                d0, d1, d2, d3 = pad[k], pad[k + wp], pad[k + 2 * wp], pad[k + 3 * wp]
-                t0[p] = d0 - d2
-                t1[p] = d1 + d2
-                t2[p] = d2 - d1
-                t3[p] = d3 - d1
+        t = np.empty((a * a, count), dtype=x.dtype)  # t[a*s + j] = (B^T d)[s, j]
+        for j in range(a):
+            if a == 4:
+                t0, t1, t2, t3 = t[j], t[4 + j], t[8 + j], t[12 + j]
+                for p in range(count):
+                    k = where[p] + j
+                    d0, d1, d2, d3 = pad[k], pad[k + wp], pad[k + 2 * wp], pad[k + 3 * wp]
+                    t0[p] = d0 - d2
+                    t1[p] = d1 + d2
+                    t2[p] = d2 - d1
+                    t3[p] = d3 - d1
+            else:
+                for p in range(count):
+                    k = where[p] + j
+                    r0, r1, r2, r3, r4, r5 = _bt6(b, pad[k], pad[k + wp], pad[k + 2 * wp], pad[k + 3 * wp],
+                                                  pad[k + 4 * wp], pad[k + 5 * wp])
+                    t[j, p], t[6 + j, p], t[12 + j, p], t[18 + j, p], t[24 + j, p], t[30 + j, p] = r0, r1, r2, r3, r4, r5
         base = img * count
-        for s in range(4):                           # V[s, :] = (B^T d)[s, :] B
-            u0, u1, u2, u3 = t[4 * s], t[4 * s + 1], t[4 * s + 2], t[4 * s + 3]
-            o0, o1 = v[4 * s, ch, base:base + count], v[4 * s + 1, ch, base:base + count]
-            o2, o3 = v[4 * s + 2, ch, base:base + count], v[4 * s + 3, ch, base:base + count]
-            for p in range(count):
-                o0[p] = u0[p] - u2[p]
-                o1[p] = u1[p] + u2[p]
-                o2[p] = u2[p] - u1[p]
-                o3[p] = u3[p] - u1[p]
+        for s in range(a):                           # V[s, :] = (B^T d)[s, :] B
+            o = v[a * s:a * s + a, ch, base:base + count]
+            u = t[a * s:a * s + a]
+            if a == 4:
+                for p in range(count):
+                    o[0, p] = u[0, p] - u[2, p]
+                    o[1, p] = u[1, p] + u[2, p]
+                    o[2, p] = u[2, p] - u[1, p]
+                    o[3, p] = u[3, p] - u[1, p]
+            else:
+                for p in range(count):
+                    o[0, p], o[1, p], o[2, p], o[3, p], o[4, p], o[5, p] = _bt6(
+                        b, u[0, p], u[1, p], u[2, p], u[3, p], u[4, p], u[5, p])
 
 
 @njit(parallel=True, cache=True)
-def tiles_adjoint(dv, ph, pw, th, tw, dx):
-    """dv: float[16, C, N*th*tw] -> dx: float[N, C, H, W], in place."""
+def tiles_adjoint(dv, bt, ph, pw, th, tw, dx):
+    """dv: float[a*a, C, N*th*tw], bt: B^T float[a, a] -> dx: float[N, C, H, W], in place."""
     n, c, h, w = dx.shape
-    hp, wp = 2 * th + 2, 2 * tw + 2
+    a = bt.shape[0]
+    b = _entries(bt)
+    hp, wp = 2 * th + a - 2, 2 * tw + a - 2
     count = th * tw
     where = _where(th, tw, wp)
     for task in prange(n * c):
         img, ch = task // c, task % c
         base = img * count
-        e = np.empty((16, count), dtype=dx.dtype)     # e[4i + t] = (B dV)[i, t]
-        for t in range(4):
-            g0, g1 = dv[t, ch, base:base + count], dv[4 + t, ch, base:base + count]
-            g2, g3 = dv[8 + t, ch, base:base + count], dv[12 + t, ch, base:base + count]
-            e0, e1, e2, e3 = e[t], e[4 + t], e[8 + t], e[12 + t]
-            for p in range(count):
-                e0[p] = g0[p]
-                e1[p] = g1[p] - g2[p] - g3[p]
-                e2[p] = g1[p] + g2[p] - g0[p]
-                e3[p] = g3[p]
-        dd = np.empty((16, count), dtype=dx.dtype)    # dd[4i + j] = (B dV B^T)[i, j]
-        for i in range(4):
-            f0, f1, f2, f3 = e[4 * i], e[4 * i + 1], e[4 * i + 2], e[4 * i + 3]
-            o0, o1, o2, o3 = dd[4 * i], dd[4 * i + 1], dd[4 * i + 2], dd[4 * i + 3]
-            for p in range(count):
-                o0[p] = f0[p]
-                o1[p] = f1[p] - f2[p] - f3[p]
-                o2[p] = f1[p] + f2[p] - f0[p]
-                o3[p] = f3[p]
+        e = np.empty((a * a, count), dtype=dx.dtype)     # e[a*i + t] = (B dV)[i, t]
+        for t in range(a):
+            g = dv[t::a, ch, base:base + count]           # g[s] = dV[s, t]
+            if a == 4:
+                for p in range(count):
+                    e[t, p] = g[0, p]
+                    e[4 + t, p] = g[1, p] - g[2, p] - g[3, p]
+                    e[8 + t, p] = g[1, p] + g[2, p] - g[0, p]
+                    e[12 + t, p] = g[3, p]
+            else:
+                for p in range(count):
+                    e[t, p], e[6 + t, p], e[12 + t, p], e[18 + t, p], e[24 + t, p], e[30 + t, p] = _b6(
+                        b, g[0, p], g[1, p], g[2, p], g[3, p], g[4, p], g[5, p])
+        dd = np.empty((a * a, count), dtype=dx.dtype)    # dd[a*i + j] = (B dV B^T)[i, j]
+        for i in range(a):
+            f = e[a * i:a * i + a]
+            o = dd[a * i:a * i + a]
+            if a == 4:
+                for p in range(count):
+                    o[0, p] = f[0, p]
+                    o[1, p] = f[1, p] - f[2, p] - f[3, p]
+                    o[2, p] = f[1, p] + f[2, p] - f[0, p]
+                    o[3, p] = f[3, p]
+            else:
+                for p in range(count):
+                    o[0, p], o[1, p], o[2, p], o[3, p], o[4, p], o[5, p] = _b6(
+                        b, f[0, p], f[1, p], f[2, p], f[3, p], f[4, p], f[5, p])
         pad = np.zeros(hp * wp, dtype=dx.dtype)
-        for i in range(4):
-            for j in range(4):
-                src = dd[4 * i + j]
+        for i in range(a):
+            for j in range(a):
+                src = dd[a * i + j]
                 off = i * wp + j
                 for p in range(count):                # one (i, j): the tiles' pixels are distinct
                     pad[where[p] + off] += src[p]
@@ -120,40 +206,49 @@ def tiles_adjoint(dv, ph, pw, th, tw, dx):
 
 
 @njit(parallel=True, cache=True)
-def untile(mm, th, tw, bias, y):
-    """mm: float[16, oc, N*th*tw], bias: float[oc] -> y: float[N, oc, oh, ow], in place."""
+def untile(mm, at, th, tw, bias, y):
+    """mm: float[a*a, oc, N*th*tw], at: A^T float[2, a], bias: float[oc] -> y: float[N, oc, oh, ow], in place."""
     n, oc, oh, ow = y.shape
+    a = at.shape[1]
+    e = _entries(at)
     wo = 2 * tw                                       # the uncut output plane is 2th x 2tw
     count = th * tw
     where = _where(th, tw, wo)
     for task in prange(n * oc):
         img, o = task // oc, task % oc
         base = img * count
-        f = np.empty((8, count), dtype=y.dtype)      # f[4u + t] = (A^T M)[u, t]
-        for t in range(4):
-            m0, m1 = mm[t, o, base:base + count], mm[4 + t, o, base:base + count]
-            m2, m3 = mm[8 + t, o, base:base + count], mm[12 + t, o, base:base + count]
-            f0, f1 = f[t], f[4 + t]
-            for p in range(count):
-                f0[p] = m0[p] + m1[p] + m2[p]
-                f1[p] = m1[p] - m2[p] + m3[p]
+        f = np.empty((2 * a, count), dtype=y.dtype)  # f[a*u + t] = (A^T M)[u, t]
+        for t in range(a):
+            m = mm[t::a, o, base:base + count]        # m[s] = M[s, t]
+            if a == 4:
+                for p in range(count):
+                    f[t, p] = m[0, p] + m[1, p] + m[2, p]
+                    f[4 + t, p] = m[1, p] - m[2, p] + m[3, p]
+            else:
+                for p in range(count):
+                    f[t, p], f[6 + t, p] = _at6(e, m[0, p], m[1, p], m[2, p], m[3, p], m[4, p], m[5, p])
         plane = np.empty(2 * th * wo, dtype=y.dtype)
         for u in range(2):
-            g0, g1, g2, g3 = f[4 * u], f[4 * u + 1], f[4 * u + 2], f[4 * u + 3]
+            g = f[a * u:a * u + a]
             for p in range(count):
                 k = where[p] + u * wo
-                plane[k] = g0[p] + g1[p] + g2[p]
-                plane[k + 1] = g1[p] - g2[p] + g3[p]
-        b = bias[o]
+                if a == 4:
+                    plane[k] = g[0, p] + g[1, p] + g[2, p]
+                    plane[k + 1] = g[1, p] - g[2, p] + g[3, p]
+                else:
+                    plane[k], plane[k + 1] = _at6(e, g[0, p], g[1, p], g[2, p], g[3, p], g[4, p], g[5, p])
+        bo = bias[o]
         for row in range(oh):
             for col in range(ow):
-                y[img, o, row, col] = plane[row * wo + col] + b
+                y[img, o, row, col] = plane[row * wo + col] + bo
 
 
 @njit(parallel=True, cache=True)
-def untile_adjoint(dy, th, tw, dmm):
-    """dy: float[N, oc, oh, ow] -> dmm: float[16, oc, N*th*tw], in place."""
+def untile_adjoint(dy, at, th, tw, dmm):
+    """dy: float[N, oc, oh, ow], at: A^T float[2, a] -> dmm: float[a*a, oc, N*th*tw], in place."""
     n, oc, oh, ow = dy.shape
+    a = at.shape[1]
+    e = _entries(at)
     wo = 2 * tw
     count = th * tw
     where = _where(th, tw, wo)
@@ -163,22 +258,24 @@ def untile_adjoint(dy, th, tw, dmm):
         plane = np.zeros(2 * th * wo, dtype=dy.dtype)     # dy with zeros where tiles stick out
         for row in range(oh):
             plane[row * wo:row * wo + ow] = dy[img, o, row]
-        g = np.empty((8, count), dtype=dy.dtype)          # g[2s + v] = (A dY)[s, v]
+        g = np.empty((2 * a, count), dtype=dy.dtype)      # g[2s + v] = (A dY)[s, v]
         for v in range(2):
-            g0, g1, g2, g3 = g[v], g[2 + v], g[4 + v], g[6 + v]
             for p in range(count):
                 k = where[p] + v
                 a0, a1 = plane[k], plane[k + wo]
-                g0[p] = a0
-                g1[p] = a0 + a1
-                g2[p] = a0 - a1
-                g3[p] = a1
-        for s in range(4):                                # dM[s, :] = (A dY)[s, :] A^T
+                if a == 4:
+                    g[v, p], g[2 + v, p], g[4 + v, p], g[6 + v, p] = a0, a0 + a1, a0 - a1, a1
+                else:
+                    g[v, p], g[2 + v, p], g[4 + v, p], g[6 + v, p], g[8 + v, p], g[10 + v, p] = _a6(e, a0, a1)
+        for s in range(a):                                # dM[s, :] = (A dY)[s, :] A^T
             h0, h1 = g[2 * s], g[2 * s + 1]
-            o0, o1 = dmm[4 * s, o, base:base + count], dmm[4 * s + 1, o, base:base + count]
-            o2, o3 = dmm[4 * s + 2, o, base:base + count], dmm[4 * s + 3, o, base:base + count]
-            for p in range(count):
-                o0[p] = h0[p]
-                o1[p] = h0[p] + h1[p]
-                o2[p] = h0[p] - h1[p]
-                o3[p] = h1[p]
+            out = dmm[a * s:a * s + a, o, base:base + count]
+            if a == 4:
+                for p in range(count):
+                    out[0, p] = h0[p]
+                    out[1, p] = h0[p] + h1[p]
+                    out[2, p] = h0[p] - h1[p]
+                    out[3, p] = h1[p]
+            else:
+                for p in range(count):
+                    out[0, p], out[1, p], out[2, p], out[3, p], out[4, p], out[5, p] = _a6(e, h0[p], h1[p])

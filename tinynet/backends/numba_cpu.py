@@ -113,42 +113,49 @@ def nchw_to_cols(dy):
     return cols
 
 
-# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+# ---------------------------------------------------------------- Winograd F(2x2, r x r), r = 3 or 5
 
-def winograd_tiles(x, padding):
-    """x (N, C, H, W) -> V (16, C, N*th*tw), V = B^T d B per 4 x 4 input tile d"""
+def winograd_tiles(x, r, padding):
+    """x (N, C, H, W) -> V (a*a, C, N*th*tw), V = B^T d B per a x a input tile d (a = r + 1)"""
     n, c, h, w = x.shape
-    _, _, th, tw = winograd.tile_grid(h, w, padding)
-    v = np.empty((16, c, n * th * tw), dtype=x.dtype)
-    _launch(_winograd.tiles, _c(x), int(padding[0]), int(padding[1]), th, tw, v)
+    a = winograd.alpha(r)
+    _, _, th, tw = winograd.tile_grid(h, w, r, padding)
+    v = np.empty((a * a, c, n * th * tw), dtype=x.dtype)
+    bt = winograd.matrices(r, dtype=x.dtype)[2]
+    _launch(_winograd.tiles, _c(x), bt, int(padding[0]), int(padding[1]), th, tw, v)
     return v
 
 
-def winograd_tiles_adjoint(dv, x_shape, padding):
-    """dV (16, C, N*th*tw) -> dx (N, C, H, W), the adjoint of winograd_tiles"""
+def winograd_tiles_adjoint(dv, r, x_shape, padding):
+    """dV (a*a, C, N*th*tw) -> dx (N, C, H, W), the adjoint of winograd_tiles"""
     n, c, h, w = x_shape
-    _, _, th, tw = winograd.tile_grid(h, w, padding)
+    a = winograd.alpha(r)
+    _, _, th, tw = winograd.tile_grid(h, w, r, padding)
     dx = np.empty((n, c, h, w), dtype=dv.dtype)
-    _launch(_winograd.tiles_adjoint, _c(dv).reshape(16, c, n * th * tw), int(padding[0]), int(padding[1]),
+    bt = winograd.matrices(r, dtype=dv.dtype)[2]
+    _launch(_winograd.tiles_adjoint, _c(dv).reshape(a * a, c, n * th * tw), bt, int(padding[0]), int(padding[1]),
             th, tw, dx)
     return dx
 
 
-def winograd_untile(mm, n, oh, ow, bias=None):
-    """M (16, oc, N*th*tw) -> y (N, oc, oh, ow) = A^T M A per tile, plus bias[oc] if given"""
+def winograd_untile(mm, r, n, oh, ow, bias=None):
+    """M (a*a, oc, N*th*tw) -> y (N, oc, oh, ow) = A^T M A per tile, plus bias[oc] if given"""
     oc = mm.shape[1]
     y = np.empty((n, oc, oh, ow), dtype=mm.dtype)
     b = np.zeros(oc, dtype=mm.dtype) if bias is None else _c(np.asarray(bias, dtype=mm.dtype))
-    _launch(_winograd.untile, _c(mm), winograd.tiles(oh), winograd.tiles(ow), b, y)
+    at = winograd.matrices(r, dtype=mm.dtype)[0]
+    _launch(_winograd.untile, _c(mm), at, winograd.tiles(oh), winograd.tiles(ow), b, y)
     return y
 
 
-def winograd_untile_adjoint(dy):
-    """dy (N, oc, oh, ow) -> dM (16, oc, N*th*tw), the adjoint of winograd_untile without bias"""
+def winograd_untile_adjoint(dy, r):
+    """dy (N, oc, oh, ow) -> dM (a*a, oc, N*th*tw), the adjoint of winograd_untile without bias"""
     n, oc, oh, ow = dy.shape
+    a = winograd.alpha(r)
     th, tw = winograd.tiles(oh), winograd.tiles(ow)
-    dmm = np.empty((16, oc, n * th * tw), dtype=dy.dtype)
-    _launch(_winograd.untile_adjoint, _c(dy), th, tw, dmm)
+    dmm = np.empty((a * a, oc, n * th * tw), dtype=dy.dtype)
+    at = winograd.matrices(r, dtype=dy.dtype)[0]
+    _launch(_winograd.untile_adjoint, _c(dy), at, th, tw, dmm)
     return dmm
 
 
