@@ -12,6 +12,7 @@ import pytest
 
 from conftest import CUDA_RUNTIMES, cuda_runtime
 from test_backend_contract import Backend, FixedDraws
+from tinynet import winograd
 from tinynet.backends import reference as ref
 
 cupy = gpu = None   # set for each runtime by the fixture below
@@ -96,32 +97,57 @@ def test_64_bit_index_kernels_match_reference(monkeypatch, dtype):
     ref.sgd_update_(w, g, v, 0.01, 0.9, 5e-4)
     assert_close(w_gpu, w, dtype)
     assert_close(v_gpu, v, dtype)
-    # Winograd: x (2, 5, 9, 7) padded by (1, 0) gives a 9 x 5 output, odd both ways (tiles stick out)
-    v_ref = ref.winograd_tiles(x, (1, 0))
-    assert_close(gpu.winograd_tiles(cupy.asarray(x), (1, 0)), v_ref, dtype)
-    dv = rng.standard_normal(v_ref.shape).astype(dtype)
-    assert_close(gpu.winograd_tiles_adjoint(cupy.asarray(dv), x.shape, (1, 0)),
-                 ref.winograd_tiles_adjoint(dv, x.shape, (1, 0)), dtype)
-    mm, bias = rng.standard_normal((16, 3, v_ref.shape[2])).astype(dtype), np.arange(3, dtype=dtype)
-    assert_close(gpu.winograd_untile(cupy.asarray(mm), 2, 9, 5, cupy.asarray(bias)),
-                 ref.winograd_untile(mm, 2, 9, 5, bias), dtype)
-    dy = rng.standard_normal((2, 3, 9, 5)).astype(dtype)
-    assert_close(gpu.winograd_untile_adjoint(cupy.asarray(dy)), ref.winograd_untile_adjoint(dy), dtype)
+    # Winograd, both filter sizes: x (2, 5, 9, 7) padded by (1, 0) gives a 9 x 5 output (r = 3)
+    # or a 7 x 3 one (r = 5), odd both ways (the last tiles stick out)
+    for r in winograd.KERNELS:
+        oh, ow, _, _ = winograd.tile_grid(9, 7, r, (1, 0))
+        v_ref = ref.winograd_tiles(x, r, (1, 0))
+        assert_close(gpu.winograd_tiles(cupy.asarray(x), r, (1, 0)), v_ref, dtype)
+        dv = rng.standard_normal(v_ref.shape).astype(dtype)
+        assert_close(gpu.winograd_tiles_adjoint(cupy.asarray(dv), r, x.shape, (1, 0)),
+                     ref.winograd_tiles_adjoint(dv, r, x.shape, (1, 0)), dtype)
+        mm, bias = rng.standard_normal((v_ref.shape[0], 3, v_ref.shape[2])).astype(dtype), np.arange(3, dtype=dtype)
+        assert_close(gpu.winograd_untile(cupy.asarray(mm), r, 2, oh, ow, cupy.asarray(bias)),
+                     ref.winograd_untile(mm, r, 2, oh, ow, bias), dtype)
+        dy = rng.standard_normal((2, 3, oh, ow)).astype(dtype)
+        assert_close(gpu.winograd_untile_adjoint(cupy.asarray(dy), r), ref.winograd_untile_adjoint(dy, r), dtype)
 
 
 def test_winograd_kernels_name_a_transformed_tensor_of_the_wrong_shape():
-    """A (16, C, N*th*tw) tensor that does not fit the geometry would be read out of bounds: the
+    """An (a*a, C, N*th*tw) tensor that does not fit the geometry would be read out of bounds: the
     wrappers refuse it, naming the array, its shape and the expected one."""
     x_shape, padding = (2, 3, 7, 6), (1, 1)           # 7 x 6 output: 4 x 3 tiles per image, 24 in all
     dv = cupy.zeros((16, 3, 23), dtype=np.float32)
     with pytest.raises(ValueError, match=r"winograd_tiles_adjoint: dv has shape \(16, 3, 23\), expected \(16, 3, 24\)"):
-        gpu.winograd_tiles_adjoint(dv, x_shape, padding)
+        gpu.winograd_tiles_adjoint(dv, 3, x_shape, padding)
     mm = cupy.zeros((9, 4, 24), dtype=np.float32)
     with pytest.raises(ValueError, match=r"winograd_untile: mm has shape \(9, 4, 24\), expected \(16, oc, 24\) "
                                          r"for n=2, oh=7, ow=6 \(4 x 3 tiles of 2 x 2\)"):
-        gpu.winograd_untile(mm, 2, 7, 6)
+        gpu.winograd_untile(mm, 3, 2, 7, 6)
     with pytest.raises(ValueError, match=r"winograd_untile: bias has shape \(3,\), expected \(4,\)"):
-        gpu.winograd_untile(cupy.zeros((16, 4, 24), dtype=np.float32), 2, 7, 6, cupy.zeros(3, dtype=np.float32))
+        gpu.winograd_untile(cupy.zeros((16, 4, 24), dtype=np.float32), 3, 2, 7, 6, cupy.zeros(3, dtype=np.float32))
+    # r = 5 on the same input: a 5 x 4 output, 3 x 2 tiles per image, 12 in all, rows of 6 x 6 tiles
+    with pytest.raises(ValueError, match=r"winograd_tiles_adjoint: dv has shape \(16, 3, 12\), expected \(36, 3, 12\)"):
+        gpu.winograd_tiles_adjoint(cupy.zeros((16, 3, 12), dtype=np.float32), 5, x_shape, padding)
+    with pytest.raises(ValueError, match=r"winograd_untile: mm has shape \(16, 4, 12\), expected \(36, oc, 12\) "
+                                         r"for n=2, oh=5, ow=4 \(3 x 2 tiles of 2 x 2\)"):
+        gpu.winograd_untile(cupy.zeros((16, 4, 12), dtype=np.float32), 5, 2, 5, 4)
+
+
+@pytest.mark.parametrize("r", [1, 4, 7, "3"])
+def test_winograd_kernels_name_a_filter_size_they_have_no_instance_for(r):
+    """Only F(2x2, 3x3) and F(2x2, 5x5) are compiled: any other r is refused by name, before a
+    launch could ask for an instance that does not exist."""
+    x = cupy.zeros((1, 2, 8, 8), dtype=np.float32)
+    expected = rf"r = {r!r}, expected one of \(3, 5\)"
+    with pytest.raises(ValueError, match=rf"winograd_tiles: {expected}"):
+        gpu.winograd_tiles(x, r, (0, 0))
+    with pytest.raises(ValueError, match=rf"winograd_tiles_adjoint: {expected}"):
+        gpu.winograd_tiles_adjoint(cupy.zeros((16, 2, 9), dtype=np.float32), r, x.shape, (0, 0))
+    with pytest.raises(ValueError, match=rf"winograd_untile: {expected}"):
+        gpu.winograd_untile(cupy.zeros((16, 2, 9), dtype=np.float32), r, 1, 6, 6)
+    with pytest.raises(ValueError, match=rf"winograd_untile_adjoint: {expected}"):
+        gpu.winograd_untile_adjoint(cupy.zeros((1, 2, 6, 6), dtype=np.float32), r)
 
 
 def test_out_of_range_label_makes_its_row_nan():

@@ -126,7 +126,8 @@ if not _tf32:
 
 # ---------------------------------------------------------------- compiled kernels
 
-# Each .cu file and its kernels: (name, whether it is also templated on the flat-index type I).
+# Each .cu file and its kernels: (name, whether it is also templated on the flat-index type I[,
+# the values of a last template parameter: one instance each]).
 _KERNELS = {
     "im2col.cu": (("im2col", False), ("col2im", True)),
     "pool.cu": (("maxpool_forward", True), ("maxpool_backward", True)),
@@ -136,8 +137,8 @@ _KERNELS = {
                        ("relu_backward", True), ("dropout_mask", True)),
     "loss.cu": (("softmax_xent_forward", False), ("mean_loss", False), ("softmax_xent_backward", True)),
     "optim.cu": (("sgd_update", True),),
-    "winograd.cu": (("winograd_tiles", True), ("winograd_tiles_adjoint", True), ("winograd_untile", True),
-                    ("winograd_untile_adjoint", True)),
+    "winograd.cu": tuple((kernel, True, winograd.KERNELS) for kernel in (    # R, the filter size
+        "winograd_tiles", "winograd_tiles_adjoint", "winograd_untile", "winograd_untile_adjoint")),
 }
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _INDEX_TYPES = {"int": np.int32, "long long": np.int64}
@@ -151,11 +152,14 @@ _modules_lock = threading.Lock()
 
 
 def _name_expressions(source):
-    """The template instances of a file's kernels: 'col2im<float, int>', 'im2col<double>', ..."""
+    """The template instances of a file's kernels: 'col2im<float, int>', 'im2col<double>',
+    'winograd_tiles<float, long long, 5>', ..."""
     names = []
-    for kernel, indexed in _KERNELS[source]:
+    for kernel, indexed, *last in _KERNELS[source]:
+        tails = [f", {value}" for value in last[0]] if last else [""]
         for t in _CTYPES.values():
-            names += [f"{kernel}<{t}, {i}>" for i in _INDEX_TYPES] if indexed else [f"{kernel}<{t}>"]
+            heads = [f"{t}, {i}" for i in _INDEX_TYPES] if indexed else [t]
+            names += [f"{kernel}<{head}{tail}>" for head in heads for tail in tails]
     return names
 
 
@@ -175,10 +179,11 @@ def _kernel(source, expression):
     return kernels[expression]
 
 
-def _launch(op, source, kernel, out, arrays, *, sizes=(), ints=None, scalars=(), threads=None):
-    """Run kernel<T, I> of kernels/cuda/<source> with one thread per element of `out` (or `threads`
-    threads where each writes several elements: a Winograd kernel's thread per (channel, tile)
-    writes 16): ceil(threads / 256) blocks of 256 threads on the current GPU, none when there are none.
+def _launch(op, source, kernel, out, arrays, *, sizes=(), ints=None, scalars=(), threads=None, last=None):
+    """Run kernel<T, I> of kernels/cuda/<source> (kernel<T, I, last> when given: a Winograd
+    kernel's filter size) with one thread per element of `out` (or `threads` threads where each
+    writes several elements: a Winograd kernel's thread per (channel, tile) writes a*a):
+    ceil(threads / 256) blocks of 256 threads on the current GPU, none when there are none.
 
     T is out's float type. I, the flat-index type, is int unless out.size or one of `sizes` (the
     other arrays the kernel indexes) needs 64 bits. The kernel's arguments, in this order: `arrays`
@@ -188,7 +193,7 @@ def _launch(op, source, kernel, out, arrays, *, sizes=(), ints=None, scalars=(),
     if count == 0:
         return
     it, ix = _index(out.size, count, *sizes)
-    expression = f"{kernel}<{_ctype(op, out.dtype)}, {it}>"
+    expression = f"{kernel}<{_ctype(op, out.dtype)}, {it}{'' if last is None else f', {last}'}>"
     args = (*arrays, ix(count), *_int32(op, **(ints or {})), *scalars)
     _kernel(source, expression)(((count + _THREADS - 1) // _THREADS,), (_THREADS,), args)
 
@@ -294,77 +299,110 @@ def nchw_to_cols(dy):
     return cols
 
 
-# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
-# kernels/cuda/winograd.cu; tile (ty, tx) of image n is column q = (n*th + ty)*tw + tx of the
-# (16, channels, N*th*tw) transformed tensors, row 4s + t holding entry (s, t) of each 4 x 4 tile.
+# ---------------------------------------------------------------- Winograd F(2x2, r x r)
+# kernels/cuda/winograd.cu, one instance per filter size r in winograd.KERNELS (3, 5), a = r + 1;
+# tile (ty, tx) of image n is column q = (n*th + ty)*tw + tx of the (a*a, channels, N*th*tw)
+# transformed tensors, row a*s + t holding entry (s, t) of each a x a tile.
 
-def winograd_tiles(x, padding):
-    """x (N, C, H, W) -> V (16, C, N*th*tw): V = B^T d B for every 4 x 4 input tile d of xpad,
+_winograd_on_gpu = {}    # (GPU id, r, dtype) -> (A^T, B^T) of winograd.matrices(r) on that GPU
+
+
+def _winograd_size(op, r):
+    """r, checked to be a filter size the kernels have an instance for, and a = r + 1."""
+    if r not in winograd.KERNELS:
+        raise ValueError(f"{op}: r = {r!r}, expected one of {winograd.KERNELS} (the filter sizes of the "
+                         f"Winograd kernels)")
+    return int(r), winograd.alpha(int(r))
+
+
+def _winograd_matrices(r, dtype):
+    """(A^T (2 x a), B^T (a x a)) of winograd.matrices(r, dtype=dtype) on the current GPU: the
+    kernels multiply by these values (F(2, 5)'s 2/5, 3/4, ... are not all exact in binary, so they
+    come from the one place the reference takes them from). Copied once per GPU, r and dtype:
+    a copy from host memory at every call would wait for the GPU."""
+    key = (cupy.cuda.runtime.getDevice(), r, np.dtype(dtype))
+    pair = _winograd_on_gpu.get(key)
+    if pair is None:
+        at, _, bt = winograd.matrices(r, dtype=dtype)   # B^T may be a transposed view: row-major copies
+        pair = _winograd_on_gpu.setdefault(key, (_c(cupy.asarray(at)), _c(cupy.asarray(bt))))
+    return pair
+
+
+def winograd_tiles(x, r, padding):
+    """x (N, C, H, W) -> V (a*a, C, N*th*tw): V = B^T d B for every a x a input tile d of xpad,
     one thread per (channel, tile)"""
     op = "winograd_tiles"
+    r, a = _winograd_size(op, r)
     _ctype(op, x.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x.shape
     ph, pw = (int(p) for p in padding)
-    _, _, th, tw = winograd.tile_grid(h, w, (ph, pw))
+    _, _, th, tw = winograd.tile_grid(h, w, r, (ph, pw))
     with _on(x):
         x = _c(x)
-        v = cupy.empty((16, c, n * th * tw), dtype=x.dtype)
-        _launch(op, "winograd.cu", "winograd_tiles", v, (x, v), sizes=(x.size,), threads=c * n * th * tw,
-                ints=dict(N=n, C=c, H=h, W=w, ph=ph, pw=pw, th=th, tw=tw))
+        _, bt = _winograd_matrices(r, x.dtype)
+        v = cupy.empty((a * a, c, n * th * tw), dtype=x.dtype)
+        _launch(op, "winograd.cu", "winograd_tiles", v, (x, bt, v), sizes=(x.size,), threads=c * n * th * tw,
+                ints=dict(N=n, C=c, H=h, W=w, ph=ph, pw=pw, th=th, tw=tw), last=r)
     return v
 
 
-def winograd_tiles_adjoint(dv, x_shape, padding):
-    """dV (16, C, N*th*tw) -> dx (N, C, H, W) = x_shape, the adjoint of winograd_tiles: each pixel
-    gathers B dV B^T of the (at most 2 x 2) tiles covering it, one thread per pixel"""
+def winograd_tiles_adjoint(dv, r, x_shape, padding):
+    """dV (a*a, C, N*th*tw) -> dx (N, C, H, W) = x_shape, the adjoint of winograd_tiles: each pixel
+    gathers B dV B^T of the (at most a/2 x a/2) tiles covering it, one thread per pixel"""
     op = "winograd_tiles_adjoint"
+    r, a = _winograd_size(op, r)
     _ctype(op, dv.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x_shape
     ph, pw = (int(p) for p in padding)
-    _, _, th, tw = winograd.tile_grid(h, w, (ph, pw))
-    _expect_shape(op, "dv", dv, (16, c, n * th * tw))
+    _, _, th, tw = winograd.tile_grid(h, w, r, (ph, pw))
+    _expect_shape(op, "dv", dv, (a * a, c, n * th * tw))
     with _on(dv):
         dv = _c(dv)
+        _, bt = _winograd_matrices(r, dv.dtype)
         dx = cupy.empty((n, c, h, w), dtype=dv.dtype)
-        _launch(op, "winograd.cu", "winograd_tiles_adjoint", dx, (dv, dx), sizes=(dv.size,),
-                ints=dict(N=n, C=c, H=h, W=w, ph=ph, pw=pw, th=th, tw=tw))
+        _launch(op, "winograd.cu", "winograd_tiles_adjoint", dx, (dv, bt, dx), sizes=(dv.size,),
+                ints=dict(N=n, C=c, H=h, W=w, ph=ph, pw=pw, th=th, tw=tw), last=r)
     return dx
 
 
-def winograd_untile(mm, n, oh, ow, bias=None):
-    """M (16, oc, N*th*tw) -> y (N, oc, oh, ow): A^T M A for every 2 x 2 output tile, cut to (oh, ow),
-    plus bias[oc] if given; one thread per (output channel, tile)"""
+def winograd_untile(mm, r, n, oh, ow, bias=None):
+    """M (a*a, oc, N*th*tw) -> y (N, oc, oh, ow): A^T M A for every 2 x 2 output tile, cut to
+    (oh, ow), plus bias[oc] if given; one thread per (output channel, tile)"""
     op = "winograd_untile"
+    r, a = _winograd_size(op, r)
     _ctype(op, mm.dtype)  # float32 or float64, checked before anything is allocated
     th, tw = winograd.tiles(oh), winograd.tiles(ow)
-    if mm.ndim != 3 or mm.shape[0] != 16 or mm.shape[2] != n * th * tw:
-        raise ValueError(f"{op}: mm has shape {tuple(mm.shape)}, expected (16, oc, {n * th * tw}) for "
+    if mm.ndim != 3 or mm.shape[0] != a * a or mm.shape[2] != n * th * tw:
+        raise ValueError(f"{op}: mm has shape {tuple(mm.shape)}, expected ({a * a}, oc, {n * th * tw}) for "
                          f"n={n}, oh={oh}, ow={ow} ({th} x {tw} tiles of 2 x 2)")
     oc = mm.shape[1]
     with _on(mm):
         mm = _c(mm)
+        at, _ = _winograd_matrices(r, mm.dtype)
         if bias is not None:
             _expect_shape(op, "bias", bias, (oc,))
             bias = _c(bias.astype(mm.dtype, copy=False))
         y = cupy.empty((n, oc, oh, ow), dtype=mm.dtype)
-        _launch(op, "winograd.cu", "winograd_untile", y, (mm, mm if bias is None else bias, y),
+        _launch(op, "winograd.cu", "winograd_untile", y, (mm, at, mm if bias is None else bias, y),
                 sizes=(mm.size,), threads=oc * n * th * tw,
-                ints=dict(N=n, oc=oc, oh=oh, ow=ow, th=th, tw=tw, has_bias=bias is not None))
+                ints=dict(N=n, oc=oc, oh=oh, ow=ow, th=th, tw=tw, has_bias=bias is not None), last=r)
     return y
 
 
-def winograd_untile_adjoint(dy):
-    """dy (N, oc, oh, ow) -> dM (16, oc, N*th*tw): A dY A^T for every 2 x 2 tile of dy (zeros where
+def winograd_untile_adjoint(dy, r):
+    """dy (N, oc, oh, ow) -> dM (a*a, oc, N*th*tw): A dY A^T for every 2 x 2 tile of dy (zeros where
     it sticks out), the adjoint of winograd_untile without the bias; one thread per (channel, tile)"""
     op = "winograd_untile_adjoint"
+    r, a = _winograd_size(op, r)
     _ctype(op, dy.dtype)  # float32 or float64, checked before anything is allocated
     n, oc, oh, ow = dy.shape
     th, tw = winograd.tiles(oh), winograd.tiles(ow)
     with _on(dy):
         dy = _c(dy)
-        dmm = cupy.empty((16, oc, n * th * tw), dtype=dy.dtype)
-        _launch(op, "winograd.cu", "winograd_untile_adjoint", dmm, (dy, dmm), sizes=(dy.size,),
-                threads=oc * n * th * tw, ints=dict(N=n, oc=oc, oh=oh, ow=ow, th=th, tw=tw))
+        at, _ = _winograd_matrices(r, dy.dtype)
+        dmm = cupy.empty((a * a, oc, n * th * tw), dtype=dy.dtype)
+        _launch(op, "winograd.cu", "winograd_untile_adjoint", dmm, (dy, at, dmm), sizes=(dy.size,),
+                threads=oc * n * th * tw, ints=dict(N=n, oc=oc, oh=oh, ow=ow, th=th, tw=tw), last=r)
     return dmm
 
 
