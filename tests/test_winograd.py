@@ -106,17 +106,19 @@ def test_unknown_algorithm_is_an_error():
         nn.set_conv_algorithm(nn.Sequential(nn.Conv2d(2, 2, 3)), "Winograd")
 
 
-def test_auto_picks_winograd_for_the_paper_nets_wide_3x3_layers_only(monkeypatch):
-    """The measured rule: on the CPU, 3 x 3 stride-1 layers with >= 128 input channels per group.
-    The paper net's conv3-5 (256, 192, 192 per group) run Winograd; conv1, conv2 and every
-    layer of alexnet-small (48, 36, 36 at width 24) stay on im2col, and so does CUDA."""
+def test_auto_picks_winograd_for_the_paper_nets_conv2_to_conv5_only(monkeypatch):
+    """The measured rule: on the CPU, stride-1 layers of 3 x 3 with >= 128 input channels per
+    group and of 5 x 5 with >= 48. The paper net's conv2 (48 per group) and conv3-5 (256, 192,
+    192) run Winograd; conv1 and every layer of alexnet-small (12 and 48, 36, 36 at width 24) stay
+    on im2col, and so does CUDA."""
     monkeypatch.delenv("TINYNET_CONV_ALGORITHM", raising=False)
     cpu, cuda = Device("cpu"), Device("cuda")                 # the rule needs no GPU to be asked
     shapes = {"conv1": ((96, 3, 11, 11), 4), "conv2": ((256, 48, 5, 5), 1), "conv3": ((384, 256, 3, 3), 1),
-              "conv4": ((384, 192, 3, 3), 1), "conv5": ((256, 192, 3, 3), 1), "small.conv3": ((72, 48, 3, 3), 1)}
+              "conv4": ((384, 192, 3, 3), 1), "conv5": ((256, 192, 3, 3), 1), "small.conv2": ((48, 12, 5, 5), 1),
+              "small.conv3": ((72, 48, 3, 3), 1)}
     picked = {name: F.conv_algorithm(cpu, shape, stride) for name, (shape, stride) in shapes.items()}
-    assert picked == {"conv1": "im2col", "conv2": "im2col", "conv3": "winograd", "conv4": "winograd",
-                      "conv5": "winograd", "small.conv3": "im2col"}
+    assert picked == {"conv1": "im2col", "conv2": "winograd", "conv3": "winograd", "conv4": "winograd",
+                      "conv5": "winograd", "small.conv2": "im2col", "small.conv3": "im2col"}
     assert F.conv_algorithm(cuda, (384, 256, 3, 3), 1) == "im2col"
     assert F.conv_algorithm(cpu, (384, 256, 3, 3), 1, "im2col") == "im2col"    # an explicit choice wins
 

@@ -180,29 +180,31 @@ class WinogradConv2d(Function):
 
 
 CONV_ALGORITHMS = ("auto", "im2col", "winograd")
-# "auto" picks Winograd on the CPU for 3 x 3, stride-1 layers with at least this many input
-# channels per group. Measured (benchmarks/bench_conv_algorithms.py, results in benchmarks/results):
-# from 128 channels up Winograd's 2.25x fewer multiplies win clearly; AlexNet's conv3-5 (192-256 per
-# group) train 25-35% faster; below 64 (alexnet-small's 36-48) the tile transforms cost what the
-# GEMMs save. A fixed rule, not a timing at run time: the same net computes the same digits in
-# every run. On CUDA "auto" stays im2col until Winograd has been timed on a GPU.
-WINOGRAD_MIN_CHANNELS = 128
+# "auto" picks Winograd on the CPU for r x r stride-1 layers with at least this many input channels
+# per group. Measured (benchmarks/bench_conv_algorithms.py, 2 threads, batch 32; its JSON and log in
+# benchmarks/results): the paper net's conv3-5 (256 / 192 / 192 per group, 3 x 3) train 17-24% faster
+# forward + backward by Winograd, its conv2 (48 per group, 5 x 5) 11% (backward 21%, forward even);
+# alexnet-small's narrow layers (12 to 48) are as fast or slower (the tile transforms cost what the
+# GEMMs save), so the default job runs im2col as before, to the bit. A fixed rule, not a timing at
+# run time: the same net computes the same digits in every run. On CUDA "auto" stays im2col until
+# Winograd has been timed on a GPU.
+WINOGRAD_MIN_CHANNELS = {3: 128, 5: 48}
 
 
 def conv_algorithm(device, w_shape, stride, algorithm="auto"):
     """The algorithm conv2d runs for a weight of w_shape (oc, C/G, kh, kw) on `device`: `algorithm`
     itself unless it is "auto". "auto" follows TINYNET_CONV_ALGORITHM (config.conv_algorithm): by
-    default Winograd on the CPU for 3 x 3, stride-1 layers with at least WINOGRAD_MIN_CHANNELS
-    input channels per group; "im2col" makes it im2col everywhere; "winograd" makes it Winograd
-    wherever Winograd applies."""
+    default Winograd on the CPU for 3 x 3 and 5 x 5 stride-1 layers with at least
+    WINOGRAD_MIN_CHANNELS[r] input channels per group; "im2col" makes it im2col everywhere;
+    "winograd" makes it Winograd wherever Winograd applies."""
     if algorithm != "auto":
         return algorithm
     _, cg, kh, kw = w_shape
     applies = kh == kw and kh in winograd.KERNELS and tuple(pair(stride, "stride", "conv2d")) == (1, 1)
     rule = config.conv_algorithm()
     if rule == "auto":
-        fast = kh == 3 and device.type == "cpu" and cg >= WINOGRAD_MIN_CHANNELS
-        return "winograd" if applies and fast else "im2col"
+        fast = applies and device.type == "cpu" and cg >= WINOGRAD_MIN_CHANNELS[kh]
+        return "winograd" if fast else "im2col"
     return "winograd" if rule == "winograd" and applies else "im2col"
 
 
