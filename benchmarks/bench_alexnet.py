@@ -81,14 +81,14 @@ TORCH_NAMES = ["conv1", "relu1", "lrn1", "pool1", "conv2", "relu2", "lrn2", "poo
 class Runner:
     """One framework's training step on one batch, and a clock for it."""
 
-    def __init__(self, framework, device, batch, seed=0):
+    def __init__(self, framework, device, batch, seed=0, conv_algorithm="auto"):
         self.framework, self.device, self.batch = framework, device, batch
         rng = np.random.default_rng(seed)
         images = rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)
         labels = rng.integers(0, 1000, batch)
         if framework == "tinynet":
             tn.manual_seed(seed)
-            self.model = tn.models.alexnet(1000, device=device)
+            self.model = tn.nn.set_conv_algorithm(tn.models.alexnet(1000, device=device), conv_algorithm)
             self.opt = tn.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
             self.x = tn.tensor(images, device=device)
             self.labels = labels
@@ -298,21 +298,27 @@ def set_tf32(enabled):
     cupy_gpu.set_tf32(enabled)
 
 
-def bench_batch(device, batch, warmup, repeats, layers):
+def bench_batch(device, batch, warmup, repeats, layers, baseline=None):
+    """One batch size: the frameworks' steps interleaved, then their layers. With `baseline` (a conv
+    algorithm, e.g. "im2col"), a second tinynet net whose convolutions all run that algorithm takes
+    its turn in the same rounds: the change the default algorithms make, measured side by side."""
     runners = {name: Runner(name, device, batch) for name in ("tinynet", "torch")}
+    if baseline:
+        runners["tinynet_" + baseline] = Runner("tinynet", device, batch, conv_algorithm=baseline)
     for runner in runners.values():
         for _ in range(warmup):
             runner.timed_step()
     times = {name: [] for name in runners}
     for r in range(repeats):
-        order = ("tinynet", "torch") if r % 2 == 0 else ("torch", "tinynet")
-        for name in order:
+        for name in (list(runners) if r % 2 == 0 else list(runners)[::-1]):
             times[name].append(runners[name].timed_step())
-    result = {"batch": batch,
-              "tinynet_ms": statistics.median(times["tinynet"]), "torch_ms": statistics.median(times["torch"]),
-              "tinynet_runs_ms": times["tinynet"], "torch_runs_ms": times["torch"]}
+    result = {"batch": batch}
+    for name in runners:
+        result[f"{name}_ms"], result[f"{name}_runs_ms"] = statistics.median(times[name]), times[name]
     result["time_ratio"] = result["tinynet_ms"] / result["torch_ms"]
     result["throughput_ratio"] = result["torch_ms"] / result["tinynet_ms"]
+    if baseline:
+        result[f"{baseline}_time_ratio"] = result[f"tinynet_{baseline}_ms"] / result["torch_ms"]
     if layers:
         per_layer = {}
         for name, runner in runners.items():
@@ -320,18 +326,20 @@ def bench_batch(device, batch, warmup, repeats, layers):
             per_layer[name] = [(layer, statistics.median(s[i][1] for s in samples),
                                 statistics.median(s[i][2] for s in samples))
                                for i, (layer, _, _) in enumerate(samples[0])]
-        result["layers"] = [{"layer": a[0], "tinynet_forward_ms": a[1], "tinynet_backward_ms": a[2],
-                             "torch_forward_ms": b[1], "torch_backward_ms": b[2]}
-                            for a, b in zip(per_layer["tinynet"], per_layer["torch"])]
+        result["layers"] = [{"layer": rows[0][0], **{f"{name}_{way}_ms": row[k] for name, row in zip(per_layer, rows)
+                                                     for k, way in ((1, "forward"), (2, "backward"))}}
+                            for rows in zip(*per_layer.values())]
     del runners
     return result
 
 
 def print_layers(rows):
-    print(f"  {'layer':<8}{'tinynet fwd':>12}{'torch fwd':>11}{'tinynet bwd':>13}{'torch bwd':>11}   (ms)")
+    names = [key[:-len("_forward_ms")] for key in rows[0] if key.endswith("_forward_ms")]
+    print("  " + f"{'layer':<8}" + "".join(f"{name + ' fwd':>{len(name) + 6}}{name + ' bwd':>{len(name) + 6}}"
+                                          for name in names) + "   (ms)")
     for r in rows:
-        print(f"  {r['layer']:<8}{r['tinynet_forward_ms']:>12.1f}{r['torch_forward_ms']:>11.1f}"
-              f"{r['tinynet_backward_ms']:>13.1f}{r['torch_backward_ms']:>11.1f}")
+        print("  " + f"{r['layer']:<8}" + "".join(f"{r[name + '_forward_ms']:>{len(name) + 6}.1f}"
+                                                  f"{r[name + '_backward_ms']:>{len(name) + 6}.1f}" for name in names))
 
 
 def main(argv=None):
@@ -345,6 +353,8 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/alexnet_<device>_<date>.json)")
     parser.add_argument("--isolated", type=int, default=0, metavar="PAIRS",
                         help="also time each framework alone in its own process, PAIRS times each, alternating")
+    parser.add_argument("--baseline", default=None, choices=["im2col", "winograd"],
+                        help="also time a tinynet net whose convolutions all run this algorithm, in the same rounds")
     parser.add_argument("--memory-child", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--step-child", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -384,7 +394,8 @@ def main(argv=None):
         if cuda:
             set_tf32(precision == "tf32")
         for batch in batches:
-            r = bench_batch(args.device, batch, args.warmup, repeats, not args.no_layers and precision == "fp32")
+            r = bench_batch(args.device, batch, args.warmup, repeats, not args.no_layers and precision == "fp32",
+                            args.baseline)
             r["precision"] = precision
             for name in ("tinynet", "torch"):
                 r[f"{name}_gflops"] = gflop * batch / (r[f"{name}_ms"] / 1e3)
@@ -396,6 +407,10 @@ def main(argv=None):
             print(f"{precision} batch {batch:>4}: tinynet {r['tinynet_ms']:8.1f} ms  torch {r['torch_ms']:8.1f} ms  "
                   f"time ratio {r['time_ratio']:.2f}  (tinynet {r['tinynet_gflops']:.0f} GFLOP/s = "
                   f"{r['tinynet_gflops'] / facts['sgemm_gflops']:.0%} of sgemm){mem}", flush=True)
+            if args.baseline:
+                print(f"  in the same rounds, tinynet with every convolution {args.baseline}: "
+                      f"{r[f'tinynet_{args.baseline}_ms']:.1f} ms, time ratio {r[f'{args.baseline}_time_ratio']:.2f}",
+                      flush=True)
             if args.isolated:
                 r["isolated"] = iso = isolated(args.device, batch, args.warmup, repeats, args.isolated)
                 print(f"  alone in their own processes ({args.isolated} each): tinynet {iso['tinynet_ms']:.1f} ms "

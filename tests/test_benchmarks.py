@@ -17,7 +17,7 @@ def test_bench_alexnet_writes_ratios_and_the_isolated_runs(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_alexnet.py"), "--batch-sizes", "1",
                           "--warmup", "0", "--repeats", "1", "--no-memory", "--no-layers", "--isolated", "1",
-                          "--out", str(out)], capture_output=True, text=True, timeout=300)
+                          "--baseline", "im2col", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "time ratio" in run.stdout and "alone in their own processes" in run.stdout
     record = json.loads(out.read_text())
@@ -25,6 +25,9 @@ def test_bench_alexnet_writes_ratios_and_the_isolated_runs(tmp_path):
     (result,) = record["results"]
     assert result["batch"] == 1 and result["precision"] == "fp32"
     assert result["throughput_ratio"] == pytest.approx(result["torch_ms"] / result["tinynet_ms"])
+    assert result["im2col_time_ratio"] == pytest.approx(result["tinynet_im2col_ms"] / result["torch_ms"])
+    assert record["machine"]["conv_algorithm"]["conv3"] == "winograd"       # the default net's, not the baseline's
+    assert "every convolution im2col" in run.stdout
     iso = result["isolated"]
     assert len(iso["tinynet_runs"]) == len(iso["torch_runs"]) == 1
     assert iso["time_ratio"] == pytest.approx(iso["tinynet_ms"] / iso["torch_ms"])

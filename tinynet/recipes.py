@@ -397,7 +397,13 @@ def thread_count(flag):
     """--threads as a count, or None for the libraries' own. Why 'auto' is 1 on 2 CPUs: the BLAS
     and Numba pools spin-wait for each other and for every other busy process; on the shared
     2-core machine a step of alexnet-small (width 32, batch 128) took 0.54 s with one thread and
-    0.76 s with two (load 1), 1.1 s against 6.8 s under load 5."""
+    0.76 s with two (load 1), 1.1 s against 6.8 s under load 5.
+    Measured again once OpenBLAS's idle workers sleep (config.OPENBLAS_SPIN; issue 17): the
+    default job's step alone (width 24, batch 32, random data) takes 31-38 ms with 2 threads
+    against 45-50 ms with 1 on the idle machine, and 48-68 against 42-48 beside one busy process;
+    the job itself, whose data-loading thread wants a core too, ran its first two epochs at
+    581 and about 820 img/s with 2 threads against 712 and 947 with 1. The weights are the same
+    to the bit either way (Numba's sums do not depend on the thread count)."""
     if flag == "auto":
         return 1 if (os.cpu_count() or 1) <= 2 else None
     return int(flag)
