@@ -353,8 +353,9 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/alexnet_<device>_<date>.json)")
     parser.add_argument("--isolated", type=int, default=0, metavar="PAIRS",
                         help="also time each framework alone in its own process, PAIRS times each, alternating")
-    parser.add_argument("--baseline", default=None, choices=["im2col", "winograd"],
-                        help="also time a tinynet net whose convolutions all run this algorithm, in the same rounds")
+    parser.add_argument("--baseline", default=None, choices=["im2col"],
+                        help="also time a tinynet net whose convolutions all run im2col, in the same rounds "
+                             "(TINYNET_CONV_ALGORITHM=winograd then compares Winograd wherever it applies)")
     parser.add_argument("--memory-child", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--step-child", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

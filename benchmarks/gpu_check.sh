@@ -12,7 +12,8 @@
 #   2 tests      pytest -m gpu: the kernel contract and end-to-end tests on the GPU; the CPU side
 #                on the reference backend, so a cold Numba cache costs nothing
 #   3 bench      bench_alexnet.py --device cuda: batch 128 and 256, TF32 off then on, per-layer
-#                table, no memory child processes
+#                table, no memory child processes; conv2-conv5 by Winograd against all im2col
+#                (--baseline) in the same rounds, which decides what "auto" should pick on CUDA
 #   4 train      the paper's AlexNet on Fashion-MNIST at 224, up to 10 epochs, JSON per epoch
 #   5 recipe     the same recipe in PyTorch, epoch by epoch, for the time left
 #
@@ -115,9 +116,10 @@ step 1_env_smoke.log "${SMOKE[@]}" "${PY_GPU[@]}" benchmarks/gpu_smoke.py "${SMO
 step 2_gpu_tests.log "${TESTS[@]}" env TINYNET_CPU_BACKEND=reference \
     "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider
 
-# 3. the benchmark against PyTorch
-step 3_bench.log "${BENCH[@]}" "$PY" benchmarks/bench_alexnet.py "${BENCH_ARGS[@]}" --no-memory \
-    --out "$OUT/3_bench.json"
+# 3. the benchmark against PyTorch; tinynet's conv2-conv5 by Winograd (TINYNET_CONV_ALGORITHM=winograd:
+# "auto" keeps im2col on CUDA until this is measured) and, in the same rounds, a net all on im2col
+step 3_bench.log "${BENCH[@]}" env TINYNET_CONV_ALGORITHM=winograd "$PY" benchmarks/bench_alexnet.py \
+    "${BENCH_ARGS[@]}" --baseline im2col --no-memory --out "$OUT/3_bench.json"
 
 # 4 and 5. training, tinynet then PyTorch, on the data that travelled with the checkout
 if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
