@@ -84,6 +84,16 @@ def test_sgd_follows_the_papers_rule(cpu_backend):
     np.testing.assert_allclose(p.data, w, rtol=1e-12)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(momentum=1.0), r"SGD: momentum must be below 1, got 1.0 \(the paper's is 0.9\)"),
+    (dict(momentum=-0.1), r"SGD: momentum must be a non-negative number, got -0.1"),
+    (dict(lr=float("nan")), r"SGD: lr must be a non-negative number, got nan"),
+])
+def test_sgd_refuses_settings_that_cannot_train(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tn.optim.SGD([tn.tensor(np.zeros(3), requires_grad=True)], **kwargs)
+
+
 def test_sgd_state_round_trip():
     p = nn.Parameter(np.ones(3))
     opt = tn.optim.SGD([p], lr=0.1)

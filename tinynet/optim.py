@@ -20,6 +20,8 @@ class SGD:
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"SGD: {name} must be a non-negative number, got {value!r}")
+        if momentum >= 1:  # v <- momentum * v - ... never forgets an old gradient: the steps grow without bound
+            raise ValueError(f"SGD: momentum must be below 1, got {momentum!r} (the paper's is 0.9)")
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
         self.velocity = [None] * len(self.params)
 
