@@ -39,8 +39,8 @@ float32 (largest error 1.9e-6 of the largest output on conv2's 48 channels, agai
 (1/2, -1/2), 4.3e-6 with (2, -2) and 5.7e-7 for the direct sum). Larger tiles need more points,
 with larger entries and larger rounding errors, and waste more on AlexNet's odd 13 x 13 maps
 (7 x 7 tiles of 2 x 2 cover 14 x 14: 16% extra; 4 x 4 tiles cover 16 x 16: 51%).
-`matrices` builds any F(m, r); the reference backend multiplies by them, and the Numba and CUDA
-kernels write the same products out, entry by entry.
+`matrices` builds any F(m, r); the reference backend multiplies by them, the Numba kernels write
+the same products out entry by entry, and the CUDA kernels loop over the entries.
 """
 import functools
 
