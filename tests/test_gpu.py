@@ -48,7 +48,11 @@ def _assert_close(a, b, rtol):
 @pytest.mark.slow_when_emulated
 def test_alexnet_on_the_gpu_equals_the_cpu_within_float32_tolerance():
     tn.manual_seed(0)
-    cpu = alexnet(10).eval()
+    # The same algorithm on both sides: the GPU's "auto" is im2col, the CPU's Winograd for conv2-5.
+    # Winograd rounds float32 differently enough (1e-6 of a layer's largest output, against im2col's
+    # 4e-7) to flip near-tied max-pool windows, which moves conv1's and conv2's weight gradients by
+    # up to 8e-3 of their largest (measured) while their biases, sums over the windows, agree to 2e-6.
+    cpu = tn.nn.set_conv_algorithm(alexnet(10).eval(), "im2col")
     gpu = alexnet(10, device="cuda:0").eval()
     gpu.load_state_dict(cpu.state_dict())
     x = np.random.default_rng(0).standard_normal((4, 3, 224, 224)).astype(np.float32)
