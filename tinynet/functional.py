@@ -182,8 +182,9 @@ class WinogradConv2d(Function):
 CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 # "auto" picks Winograd on the CPU for r x r stride-1 layers with at least this many input channels
 # per group. Measured (benchmarks/bench_conv_algorithms.py, 2 threads, batch 32; its JSON and log in
-# benchmarks/results): the paper net's conv3-5 (256 / 192 / 192 per group, 3 x 3) train 17-24% faster
-# forward + backward by Winograd, its conv2 (48 per group, 5 x 5) 11% (backward 21%, forward even);
+# benchmarks/results): the paper net's conv3-5 (256 / 192 / 192 per group, 3 x 3) take 14-18% less
+# time forward + backward by Winograd; its conv2 (48 per group, 5 x 5) 4% (11% in an earlier run):
+# backward 22% less, forward 16% more (its transformed output M is 9x the layer's output);
 # alexnet-small's narrow layers (12 to 48) are as fast or slower (the tile transforms cost what the
 # GEMMs save), so the default job runs im2col as before, to the bit. A fixed rule, not a timing at
 # run time: the same net computes the same digits in every run. On CUDA "auto" stays im2col until
@@ -217,9 +218,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto"):
     algorithm: how it is computed, as cuDNN lets one choose; the results are equal up to rounding.
         "auto"      Winograd where it is measured to be faster (conv_algorithm), im2col elsewhere
         "im2col"    Conv2d: the columns matrix and one GEMM per group (any kernel, stride, padding)
-        "winograd"  WinogradConv2d: F(2x2, 3x3) on 2 x 2 output tiles, for 3 x 3 kernels moved
-                    by 1 (any padding, any groups): 16 multiplies per tile instead of 36, 2.25x
-                    fewer, plus the tile transforms
+        "winograd"  WinogradConv2d: F(2x2, r x r) on 2 x 2 output tiles, for 3 x 3 and 5 x 5
+                    kernels moved by 1 (any padding, any groups): 16 multiplies per tile instead
+                    of 36 (2.25x fewer), 36 instead of 100 (2.8x), plus the tile transforms
 
     padding: P, PyTorch's (ph, pw), or per side ((top, bottom), (left, right)) (shapes.padding_sides).
     A paper summary's "padding [1, 2]" (one before, two after) is ((1, 2), (1, 2)): conv1 on 224 px
