@@ -50,24 +50,23 @@ def _where(th, tw, wp):
 
 
 # ---------------------------------------------------------------- F(2, 5)'s 1-D transforms
-# b: F(2, 5)'s B^T as a tuple of its 36 entries, row-major (_entries); e: A^T's 12.
+# b: F(2, 5)'s B^T as a tuple of its 36 entries, row-major (_entries); e: A^T's, rows 6 wide.
+
+@njit(inline="always")
+def _e(mat, i, j):
+    """mat[i, j], or 0 outside mat (F(2, 3)'s 4 x 4 and 2 x 4 matrices fill only part of the tuple)."""
+    return mat[i, j] if i < mat.shape[0] and j < mat.shape[1] else mat[0, 0] * 0
+
 
 @njit(cache=True)
 def _entries(mat):
-    """The entries of a 6 x 6 (B^T) or 2 x 6 (A^T) matrix as a flat tuple, row-major."""
-    if mat.shape[0] == 2:
-        return (mat[0, 0], mat[0, 1], mat[0, 2], mat[0, 3], mat[0, 4], mat[0, 5],
-                mat[1, 0], mat[1, 1], mat[1, 2], mat[1, 3], mat[1, 4], mat[1, 5],
-                mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0],
-                mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0],
-                mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0],
-                mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0], mat[0, 0])   # padding, unused
-    return (mat[0, 0], mat[0, 1], mat[0, 2], mat[0, 3], mat[0, 4], mat[0, 5],
-            mat[1, 0], mat[1, 1], mat[1, 2], mat[1, 3], mat[1, 4], mat[1, 5],
-            mat[2, 0], mat[2, 1], mat[2, 2], mat[2, 3], mat[2, 4], mat[2, 5],
-            mat[3, 0], mat[3, 1], mat[3, 2], mat[3, 3], mat[3, 4], mat[3, 5],
-            mat[4, 0], mat[4, 1], mat[4, 2], mat[4, 3], mat[4, 4], mat[4, 5],
-            mat[5, 0], mat[5, 1], mat[5, 2], mat[5, 3], mat[5, 4], mat[5, 5])
+    """The entries of a matrix of at most 6 x 6 as a flat tuple of 36, entry (i, j) at 6i + j."""
+    return (_e(mat, 0, 0), _e(mat, 0, 1), _e(mat, 0, 2), _e(mat, 0, 3), _e(mat, 0, 4), _e(mat, 0, 5),
+            _e(mat, 1, 0), _e(mat, 1, 1), _e(mat, 1, 2), _e(mat, 1, 3), _e(mat, 1, 4), _e(mat, 1, 5),
+            _e(mat, 2, 0), _e(mat, 2, 1), _e(mat, 2, 2), _e(mat, 2, 3), _e(mat, 2, 4), _e(mat, 2, 5),
+            _e(mat, 3, 0), _e(mat, 3, 1), _e(mat, 3, 2), _e(mat, 3, 3), _e(mat, 3, 4), _e(mat, 3, 5),
+            _e(mat, 4, 0), _e(mat, 4, 1), _e(mat, 4, 2), _e(mat, 4, 3), _e(mat, 4, 4), _e(mat, 4, 5),
+            _e(mat, 5, 0), _e(mat, 5, 1), _e(mat, 5, 2), _e(mat, 5, 3), _e(mat, 5, 4), _e(mat, 5, 5))
 
 
 @njit(inline="always")
@@ -138,7 +137,8 @@ def tiles(x, bt, ph, pw, th, tw, v):
                     k = where[p] + j
                     r0, r1, r2, r3, r4, r5 = _bt6(b, pad[k], pad[k + wp], pad[k + 2 * wp], pad[k + 3 * wp],
                                                   pad[k + 4 * wp], pad[k + 5 * wp])
-                    t[j, p], t[6 + j, p], t[12 + j, p], t[18 + j, p], t[24 + j, p], t[30 + j, p] = r0, r1, r2, r3, r4, r5
+                    t[j, p], t[6 + j, p], t[12 + j, p] = r0, r1, r2
+                    t[18 + j, p], t[24 + j, p], t[30 + j, p] = r3, r4, r5
         base = img * count
         for s in range(a):                           # V[s, :] = (B^T d)[s, :] B
             o = v[a * s:a * s + a, ch, base:base + count]

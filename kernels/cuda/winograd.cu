@@ -42,6 +42,23 @@
 // when every array of the call has fewer than 2^31 elements (32-bit division is much cheaper).
 // R (3 or 5) is the filter size.
 
+// Thread idx of a kernel over (channels, N, th, tw), tile index fastest: its tile (ty, tx), image
+// n and channel ch.
+template <typename I>
+struct TileOf {
+    int tx, ty;
+    I n, ch;
+    __device__ TileOf(I idx, int n_images, int th, int tw)
+    {
+        tx = (int)(idx % tw);
+        I t = idx / tw;
+        ty = (int)(t % th);
+        t /= th;
+        n = t % n_images;
+        ch = t / n_images;
+    }
+};
+
 template <typename T, typename I, int R>
 __global__ void winograd_tiles(const T* __restrict__ x, const T* __restrict__ bt, T* __restrict__ v, I total,
                                int n_images, int c, int h, int w, int ph, int pw, int th, int tw)
@@ -49,12 +66,9 @@ __global__ void winograd_tiles(const T* __restrict__ x, const T* __restrict__ bt
     constexpr int A = R + 1;
     const I idx = (I)blockIdx.x * blockDim.x + threadIdx.x;  // over (C, N, th, tw): channel ch, tile q
     if (idx >= total) return;
-    const int tx = (int)(idx % tw);
-    I t = idx / tw;
-    const int ty = (int)(t % th);
-    t /= th;
-    const I n = t % n_images;
-    const I ch = t / n_images;
+    const TileOf<I> tile(idx, n_images, th, tw);
+    const int tx = tile.tx, ty = tile.ty;
+    const I n = tile.n, ch = tile.ch;
     const I plane = (n * c + ch) * h * w;
     const int row0 = 2 * ty - ph;
     const int col0 = 2 * tx - pw;
@@ -127,12 +141,9 @@ __global__ void winograd_untile(const T* __restrict__ mm, const T* __restrict__ 
     constexpr int A = R + 1;
     const I idx = (I)blockIdx.x * blockDim.x + threadIdx.x;  // over (oc, N, th, tw): channel o, tile q
     if (idx >= total) return;
-    const int tx = (int)(idx % tw);
-    I t = idx / tw;
-    const int ty = (int)(t % th);
-    t /= th;
-    const I n = t % n_images;
-    const I o = t / n_images;
+    const TileOf<I> tile(idx, n_images, th, tw);
+    const int tx = tile.tx, ty = tile.ty;
+    const I n = tile.n, o = tile.ch;
     T f[2][A];                                    // A^T M
     for (int u = 0; u < 2; ++u)
         for (int k = 0; k < A; ++k) {
@@ -164,12 +175,9 @@ __global__ void winograd_untile_adjoint(const T* __restrict__ dy, const T* __res
     constexpr int A = R + 1;
     const I idx = (I)blockIdx.x * blockDim.x + threadIdx.x;  // over (oc, N, th, tw): channel o, tile q
     if (idx >= total) return;
-    const int tx = (int)(idx % tw);
-    I t = idx / tw;
-    const int ty = (int)(t % th);
-    t /= th;
-    const I n = t % n_images;
-    const I o = t / n_images;
+    const TileOf<I> tile(idx, n_images, th, tw);
+    const int tx = tile.tx, ty = tile.ty;
+    const I n = tile.n, o = tile.ch;
     const I plane = (n * oc + o) * oh * ow;
     T d[2][2];                                    // dy's tile, zeros where it sticks out of (oh, ow)
     for (int u = 0; u < 2; ++u)
