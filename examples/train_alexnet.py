@@ -89,7 +89,7 @@ def parse_args(argv=None):
     add("--eval-only", action="store_true", help="evaluate the checkpoint's weights and stop")
     add("--ten-crop", action="store_true", help="train on random crops and flips, test on ten crops (paper section 4.1)")
     add("--json-log", default=None, metavar="FILE", help="a JSON line per epoch (default runs/<model>-<dataset>.jsonl)")
-    add("--profile", action="store_true", help="time one step layer by layer before training")
+    add("--profile", action="store_true", help="time training steps layer by layer before training (medians of 10)")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--dtype", default="float32", choices=("float32", "float64"))
     add("--workers", type=int, default=1, help="data-loading threads")

@@ -72,3 +72,30 @@ def test_other_models_get_one_row_for_the_whole_step():
     rows = profile_step(Wrapped(), x, labels, warmup=0)
     assert [r["layer"] for r in rows] == ["Wrapped"]
     assert rows[0]["share"] == pytest.approx(1.0)
+
+
+def test_profiling_leaves_the_runs_random_streams_where_they_were():
+    """--profile before training must not change the run: the dropout masks drawn after
+    profile_step are the masks drawn without it (the steps draw from throwaway generators)."""
+    x, labels = batch()
+    net = small_net()  # train mode: its two dropouts draw from the cpu generator
+    tn.manual_seed(3)
+    untouched = tn.random.generator("cpu").random(8)
+    tn.manual_seed(3)
+    profile_step(net, x, labels, warmup=1, repeats=2)
+    assert np.array_equal(tn.random.generator("cpu").random(8), untouched)
+    assert np.array_equal(tn.random.host_rng().random(4), np.random.default_rng([3, 0]).random(4))
+
+
+def test_repeats_report_medians_and_keep_one_steps_gradients():
+    x, labels = batch()
+    net = small_net().eval()
+    profile_step(net, x, labels, warmup=0)
+    one_step = {name: p.grad.copy() for name, p in net.named_parameters()}
+    net.zero_grad()
+    rows = profile_step(net, x, labels, warmup=0, repeats=3)
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    for name, p in net.named_parameters():
+        np.testing.assert_allclose(p.grad, one_step[name], rtol=1e-12, err_msg=name)
+    with pytest.raises(ValueError, match="repeats"):
+        profile_step(net, x, labels, repeats=0)

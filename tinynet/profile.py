@@ -15,10 +15,12 @@ On cuda devices every GPU the model uses is synchronised before and after each t
 otherwise the clock would measure only the kernel launches. Models that are not an
 nn.Sequential (the two-tower AlexNet2012) get one row for the whole step.
 """
+import statistics
 import time
 
 from . import functional as F
 from . import nn
+from . import random as tn_random
 from .tensor import Tensor
 
 
@@ -86,29 +88,42 @@ def _whole_step(model, x, labels, sync):
     return [(type(model).__name__, forward_ms, backward_ms)]
 
 
-def profile_step(model, x, labels, warmup=1):
+def profile_step(model, x, labels, warmup=1, repeats=1):
     """Time one training step (forward, softmax cross-entropy, backward) of `model` on the batch
     x (a Tensor on the model's device) with integer labels, layer by layer for an nn.Sequential
     model. The first `warmup` steps are run untimed (Numba compiles and CuPy loads kernels on first
-    use) and the gradients they leave are removed again; the timed step accumulates the parameter
-    gradients into .grad exactly as loss.backward() would.
+    use); then `repeats` steps are timed and each layer's forward and backward time is the median
+    over them (one step on a shared machine can be off by tens of percent). Only the last step's
+    parameter gradients stay, accumulated into .grad exactly as loss.backward() would.
+
+    Profiling leaves the run as it found it: the steps draw their dropout masks from throwaway
+    generators (tinynet.random.isolated), so the training that follows draws what it would have
+    drawn without --profile, and computes the same digits.
 
     Returns a list of rows {"layer", "forward_ms", "backward_ms", "share"}: share is the layer's
     forward + backward time over the whole step's, so the shares add up to 1."""
     if not isinstance(x, Tensor):
         raise TypeError(f"profile_step: x must be a Tensor, got {type(x).__name__}")
+    if int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"profile_step: repeats must be a whole number >= 1, got {repeats!r}")
     params = model.parameters()
     sync = _synchronizer([x.device] + [p.device for p in params])
     step = _sequential_step if isinstance(model, nn.Sequential) else _whole_step
-    for _ in range(warmup):
-        kept = [p.grad for p in params]
-        step(model, x, labels, sync)
-        for p, g in zip(params, kept):
-            p.grad = g
-    timings = step(model, x, labels, sync)
-    total = sum(f + b for _, f, b in timings) or 1.0
+    kept = [p.grad for p in params]
+    runs = []
+    with tn_random.isolated():
+        for i in range(warmup + repeats):
+            for p, g in zip(params, kept):  # every step starts from the gradients the caller had
+                p.grad = g
+            timings = step(model, x, labels, sync)
+            if i >= warmup:
+                runs.append(timings)
+    names = [name for name, _, _ in runs[0]]
+    forward = [statistics.median(run[k][1] for run in runs) for k in range(len(names))]
+    backward = [statistics.median(run[k][2] for run in runs) for k in range(len(names))]
+    total = sum(forward) + sum(backward) or 1.0
     return [{"layer": name, "forward_ms": f, "backward_ms": b, "share": (f + b) / total}
-            for name, f, b in timings]
+            for name, f, b in zip(names, forward, backward)]
 
 
 def format_profile(rows):

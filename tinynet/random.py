@@ -56,6 +56,22 @@ def set_state(state):
 
 
 @contextlib.contextmanager
+def isolated():
+    """Inside the block every generator (the host's and each device's, CuPy's included) is a
+    throwaway one, made from the seed as manual_seed would make it; on leaving, the run's own
+    generators are back, each exactly where it was. For work that must not change what the run
+    draws next, such as timing a training step with dropout before training (tinynet.profile)."""
+    global _host, _devices
+    saved = _host, _devices
+    _host = np.random.default_rng(None if _seed is None else [_seed, 0])
+    _devices = {}
+    try:
+        yield
+    finally:
+        _host, _devices = saved
+
+
+@contextlib.contextmanager
 def batch_rows(start, total):
     """Inside the block this process computes rows start, start + 1, ... of a batch of `total`
     (data parallel: one rank's share of the global batch). Dropout then draws the mask of the

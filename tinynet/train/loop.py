@@ -61,7 +61,7 @@ class Trainer:
             default 1 on a CPU (a read costs nothing there), 20 on a GPU.
         preprocess: host batch -> Tensor on the device (default BatchPreprocess(device, dtype)).
         ten_crop, crop_size: evaluate with the paper's ten patches (see evaluate).
-        profile: time one step layer by layer first (tinynet.profile).
+        profile: time training steps layer by layer first (tinynet.profile; medians of PROFILE_REPEATS).
         print_fn: where messages go (print by default).
     """
 
@@ -274,15 +274,21 @@ class Trainer:
         self.print(log.format_epoch(record, self.epochs))
 
 
+# --profile times this many steps and prints each layer's median: one step on a shared machine
+# can be off by tens of percent. The steps leave the run's random streams alone (profile_step).
+PROFILE_REPEATS = 10
+
+
 def _profile_one_step(model, loader, epoch, preprocess, print_fn):
-    """Time one training step on the epoch's first batch, layer by layer (tinynet.profile)."""
+    """Time training steps on the epoch's first batch, layer by layer (tinynet.profile)."""
     from .. import profile as tn_profile
     batches = loader.iter_epoch(epoch)
     xb, yb = next(batches)
     batches.close()  # stops the loader's threads
-    rows = tn_profile.profile_step(model, preprocess(xb), preprocess.labels(yb))
+    rows = tn_profile.profile_step(model, preprocess(xb), preprocess.labels(yb), repeats=PROFILE_REPEATS)
     model.zero_grad()
-    print_fn(f"one training step, layer by layer (batch {len(yb)}):\n{tn_profile.format_profile(rows)}")
+    print_fn(f"one training step, layer by layer (batch {len(yb)}, medians of {PROFILE_REPEATS} steps):\n"
+             f"{tn_profile.format_profile(rows)}")
 
 
 class _RunningSums:
