@@ -112,3 +112,41 @@ def test_bench_conv_algorithms_times_the_three_and_says_what_auto_picks(tmp_path
         for how in ("im2col", "winograd", "torch"):
             assert r[f"{how}_forward_ms"] > 0 and r[f"{how}_backward_ms"] > 0
         assert r["winograd_over_im2col"] == pytest.approx(r["winograd_ms"] / r["im2col_ms"])
+
+
+def test_bench_conv_pieces_times_every_im2col_piece_against_the_gemm_floor(tmp_path):
+    out = tmp_path / "pieces.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_conv_pieces.py"), "--batch", "2",
+                          "--repeats", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "their GEMMs at the sgemm rate" in run.stdout
+    record = json.loads(out.read_text())
+    rows = record["rows"]
+    assert [r["layer"] for r in rows] == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert rows[0]["first_layer"] and "col2im_ms" not in rows[0]      # training never needs the images' gradient
+    assert all("col2im_ms" in r and "gemm_input_grad_ms" in r for r in rows[1:])
+    # conv2 of alexnet-small: 48 filters of 12 x 5 x 5 on 13 x 13 maps, two groups; three GEMMs of
+    # 2 * 48 * 300 * (2 * 169) FLOPs each
+    assert rows[1]["weight"] == [48, 12, 5, 5] and rows[1]["input"] == [2, 24, 13, 13]
+    assert rows[1]["gemm_gflop"] == pytest.approx(3 * 2 * 48 * 300 * 2 * 169 / 1e9)
+    for r in rows:
+        assert r["gemm_floor_ms"] == pytest.approx(r["gemm_gflop"] / record["machine"]["sgemm_gflops"] * 1e3)
+        assert r["total_over_floor"] == pytest.approx(r["total_ms"] / r["gemm_floor_ms"])
+        assert r["gemm_weight_grad_ms"] > 0 and r["gemm_weight_grad_other_order_ms"] > 0
+
+
+def test_bench_threads_times_the_step_and_the_kernels_on_one_and_two_threads(tmp_path):
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    out = tmp_path / "threads.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_threads.py"), "--batch", "2",
+                          "--rounds", "2", "--steps", "1", "--out", str(out)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    record = json.loads(out.read_text())
+    assert [r["layer"] for r in record["layers"]][:3] == ["conv1", "relu1", "lrn1"]
+    assert record["layers"][-1]["layer"] == "loss"
+    assert record["step_speedup"] == pytest.approx(record["step_ms"]["1"] / record["step_ms"]["2"])
+    assert {r["kernel"] for r in record["kernels"]} >= {"conv2 im2col", "conv2 col2im", "pool1 forward"}
+    assert all(r["ms_1"] > 0 and r["ms_2"] > 0 for r in record["kernels"])

@@ -75,6 +75,16 @@ def _grouped_matmul(xp, a, b, groups):
     return out
 
 
+def _weight_gradient(xp, dy_g, cols_g, groups):
+    """dW[g] = dY[g] @ cols[g]^T for g < groups: dY (G, m, P), cols (G, K, P) -> (G, m, K), a
+    reduction over the long axis P (every output pixel of the batch).
+    Computed as (cols[g] @ dY[g]^T)^T, the same sums with the operands the other way round: BLAS
+    then packs the large cols matrix in its own row-major order instead of transposed. Measured
+    (OpenBLAS, float32): alexnet-small's conv2-conv5 10-40% faster at one thread, the paper net's
+    conv1 43 instead of 54 ms at batch 32 on two threads."""
+    return _grouped_matmul(xp, cols_g, dy_g.transpose(0, 2, 1), groups).transpose(0, 2, 1)
+
+
 class Conv2d(Function):
     """y[n, o] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] * xpad[n, c, y*sh + i, x*sw + j]
 
@@ -112,7 +122,7 @@ class Conv2d(Function):
         dy_g = dy2.reshape(groups, oc // groups, -1)             # (G, oc/G, N*oh*ow)
         dx = dw = db = None
         if ctx.needs_input_grad[1]:
-            dw = _grouped_matmul(xp, dy_g, cols_g.transpose(0, 2, 1), groups).reshape(w_shape)
+            dw = _weight_gradient(xp, dy_g, cols_g, groups).reshape(w_shape)
         # The columns matrix goes before dcols, its twin, is made: the backward's peak memory holds
         # one of the two, not both (conv2 at batch 32: 215 MiB less).
         del cols_g
@@ -168,7 +178,7 @@ class WinogradConv2d(Function):
         dx = dw = db = None
         dm_g = be.winograd_untile_adjoint(dy, r).reshape(batch, oc // groups, -1)  # (a*a*G, oc/G, P)
         if ctx.needs_input_grad[1]:
-            du = _grouped_matmul(xp, dm_g, v_g.transpose(0, 2, 1), batch)       # (a*a*G, oc/G, C/G)
+            du = _weight_gradient(xp, dm_g, v_g, batch)                         # (a*a*G, oc/G, C/G)
             dw = (du.reshape(a * a, oc * cg).T @ gg).reshape(w_shape)            # G^T dU G
         del v_g
         if ctx.needs_input_grad[0]:

@@ -21,7 +21,7 @@ import time
 from . import functional as F
 from . import nn
 from . import random as tn_random
-from .tensor import Tensor
+from .tensor import Tensor, _run_backward
 
 
 def _synchronizer(devices):
@@ -53,6 +53,17 @@ def _leaf(t, requires_grad=True):
     return Tensor(t.data, t.device, requires_grad=requires_grad)
 
 
+def _backward(out, grad):
+    """out.backward(grad) as it runs inside loss.backward(): without the copy of `grad` that the
+    public Tensor.backward makes of a caller's array, which the training step never makes (it
+    would be charged to the layer). grad is the next layer's input gradient, which the scaffolding
+    owns and drops, so nothing else holds it."""
+    if grad is None:
+        out.backward()          # the loss: a scalar, its backward starts from 1
+    else:
+        _run_backward(out, grad)
+
+
 def _sequential_step(model, x, labels, sync):
     """[(name, forward ms, backward ms)] for each child and the loss."""
     names, outputs, inputs, forward_ms = [], [], [], []
@@ -72,7 +83,7 @@ def _sequential_step(model, x, labels, sync):
     for i in reversed(range(len(names))):
         out = outputs[i]
         if out.requires_grad:  # a parameter-free layer on the images has no graph
-            _, backward_ms[i] = _timed(sync, out.backward, grad)
+            _, backward_ms[i] = _timed(sync, _backward, out, grad)
         grad = inputs[i].grad
         if grad is None and i > 0:
             raise RuntimeError(f"profile_step: no gradient reached the input of {names[i]!r}")
