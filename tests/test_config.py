@@ -142,3 +142,35 @@ def test_freed_memory_is_reused_without_page_faults():
         pytest.skip("not glibc: keep_freed_memory does nothing here")
     assert results["1"][1] < 5, results
     assert results["0"] == (False, results["0"][1]) and results["0"][1] >= 10, results
+
+
+LATE_APPLY = """
+import os, numba, numpy as np
+from tinynet import config
+from numba import njit, prange
+
+@njit(parallel=True)
+def first(a):
+    for i in prange(a.size):
+        a[i] += 1
+
+first(np.zeros(100))                         # Numba's thread pool is up, with its default size
+config.apply_process_settings(threads=1)
+
+@njit(parallel=True)
+def compiled_afterwards(a):                  # compiling re-reads NUMBA_NUM_THREADS
+    for i in prange(a.size):
+        a[i] *= 2
+
+compiled_afterwards(np.ones(100))
+print(numba.get_num_threads(), os.environ.get("NUMBA_NUM_THREADS"), config.thread_settings()["NUMBA_NUM_THREADS"])
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a pool of one thread cannot be resized to a different size")
+def test_apply_process_settings_after_numba_started_its_threads_leaves_later_compiles_working():
+    """Setting NUMBA_NUM_THREADS once Numba's pool runs made the next compilation raise ("Cannot set
+    NUMBA_NUM_THREADS to a different value once the threads have been launched"): the short d2l
+    run failed so from a cold Numba cache. A loaded Numba is now resized through its API."""
+    out = run_python(LATE_APPLY, NUMBA_NUM_THREADS=None, OMP_NUM_THREADS=None).split()
+    assert out == ["1", "None", "1"], out

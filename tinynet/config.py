@@ -74,8 +74,14 @@ def numba_cache_dir():
 
 
 def thread_settings():
-    """{variable: value} of the thread variables that are set, for reports."""
-    return {name: os.environ[name] for name in THREAD_VARIABLES if os.environ.get(name)}
+    """{variable: value} of the thread variables that are set, for reports. NUMBA_NUM_THREADS,
+    when unset and Numba is loaded, is Numba's own count (apply_process_settings resizes a loaded
+    Numba through its API, not through the variable)."""
+    settings = {name: os.environ[name] for name in THREAD_VARIABLES if os.environ.get(name)}
+    if "NUMBA_NUM_THREADS" not in settings and "numba" in sys.modules:
+        import numba
+        settings["NUMBA_NUM_THREADS"] = str(numba.get_num_threads())
+    return settings
 
 
 # OpenBLAS's worker threads spin-wait 2^28 cycles after each job by default, so after every GEMM
@@ -99,7 +105,9 @@ def apply_process_settings(threads=None):
       before the first kernel runs.
     - threads: a count for the BLAS and Numba pools (each variable of THREAD_VARIABLES that is
       not set yet). NumPy's OpenBLAS read its variable when NumPy was imported, so its pool is
-      resized through its own API (NumPy's bundled scipy-openblas); Numba's is resized if loaded.
+      resized through its own API (NumPy's bundled scipy-openblas). A loaded Numba is resized
+      through numba.set_num_threads and its variable left unset: Numba reads it again before
+      each compilation and raises if it no longer matches its running pool.
     - OPENBLAS_THREAD_TIMEOUT=20 unless set (OPENBLAS_SPIN, below): OpenBLAS's idle workers spin
       2^20 cycles (under a millisecond) after each GEMM instead of 2^28 (about 0.1 s) before they
       sleep, and leave the cores to the Numba kernel that follows. NumPy's OpenBLAS read the
@@ -112,14 +120,21 @@ def apply_process_settings(threads=None):
     if threads is not None:
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ValueError(f"apply_process_settings: threads={threads!r}, expected an int >= 1 or None")
+        numba_loaded = "numba" in sys.modules
         for name in THREAD_VARIABLES:
+            # Numba reads NUMBA_NUM_THREADS again before every compilation and raises if it differs
+            # from the size of its running thread pool: once Numba is loaded, the variable is left
+            # alone and the pool is resized through Numba's API below.
+            if name == "NUMBA_NUM_THREADS" and numba_loaded:
+                continue
             if not os.environ.get(name):
                 os.environ[name] = applied[name] = str(threads)
         if "OPENBLAS_NUM_THREADS" in applied and "numpy" in sys.modules:
             _resize_numpy_openblas(threads)
-        if "NUMBA_NUM_THREADS" in applied and "numba" in sys.modules:
+        if numba_loaded and not os.environ.get("NUMBA_NUM_THREADS"):
             import numba
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            applied["Numba threads"] = numba.get_num_threads()
     if not os.environ.get("OPENBLAS_THREAD_TIMEOUT"):
         os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(OPENBLAS_SPIN)
         applied["OpenBLAS workers sleep after 2^N cycles"] = OPENBLAS_SPIN
