@@ -97,8 +97,8 @@ def parse_args(argv=None):
         help="under mpirun: data (each rank a share of every batch; --batch-size stays the global batch) "
              "or towers (--model alexnet2012, tower r on rank r; 2k ranks: k replicas)")
     add("--threads", default="auto",
-        help="BLAS and Numba threads: a count, or auto (1 on 2-CPU machines, else the libraries' "
-             "default); an OPENBLAS_NUM_THREADS/NUMBA_NUM_THREADS you set wins")
+        help="BLAS and Numba threads: a count, or auto (every CPU this process may use; pass 1 "
+             "on a busy machine); an OPENBLAS_NUM_THREADS/NUMBA_NUM_THREADS you set wins")
     args = p.parse_args(argv)
     try:
         recipes.apply_defaults(args)

@@ -498,3 +498,10 @@ def test_paper_net_side_is_the_side_the_net_computes(size):
     x = tn.tensor(np.zeros((1, 3, size, size), np.float32))
     side = pool(pool(pool(conv1(x)))).shape[-1]
     assert recipes.paper_net_side(size) == side
+
+
+def test_threads_auto_is_every_cpu_the_process_may_use_and_a_count_is_itself():
+    from tinynet import recipes
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert recipes.thread_count("auto") == usable
+    assert recipes.thread_count("3") == 3

@@ -394,18 +394,20 @@ def run_settings(args):
 
 
 def thread_count(flag):
-    """--threads as a count, or None for the libraries' own. Why 'auto' is 1 on 2 CPUs: the BLAS
-    and Numba pools spin-wait for each other and for every other busy process; on the shared
-    2-core machine a step of alexnet-small (width 32, batch 128) took 0.54 s with one thread and
-    0.76 s with two (load 1), 1.1 s against 6.8 s under load 5.
-    Measured again once OpenBLAS's idle workers sleep (config.OPENBLAS_SPIN; issue 17): the
-    default job's step alone (width 24, batch 32, random data) takes 31-38 ms with 2 threads
-    against 45-50 ms with 1 on the idle machine, and 48-68 against 42-48 beside one busy process;
-    the job itself, whose data-loading thread wants a core too, ran its first two epochs at
-    581 and about 820 img/s with 2 threads against 712 and 947 with 1. The weights are the same
-    to the bit either way (Numba's sums do not depend on the thread count)."""
+    """--threads as a count; 'auto' is every CPU this process may run on.
+
+    Measured on the 2-core VM (issue 17), the default job with the Numba and OpenBLAS pools
+    passive between kernels (config.apply_process_settings): run alternately with --threads 1 and
+    --threads 2 on 600 steps, two threads trained faster in each of four pairs (median 984
+    against 880 images/s, +2% to +25%), and the whole job took 599 s against 655-686 s with one,
+    the same digits to the bit (Numba's sums and OpenBLAS's do not depend on the thread count).
+    A step gains about 1.3x, not 2x, because it is a hundred short parallel regions whose second
+    thread must be woken for each (benchmarks/bench_threads.py). An earlier, unpaired measurement
+    had the job slower on two threads (581 against 712 images/s in its first epoch), and beside
+    another busy process two threads lose: a step took 48-68 ms with two against 42-48 with one.
+    On a busy machine pass --threads 1."""
     if flag == "auto":
-        return 1 if (os.cpu_count() or 1) <= 2 else None
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return int(flag)
 
 
