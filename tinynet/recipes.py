@@ -405,7 +405,8 @@ def thread_count(flag):
     thread must be woken for each (benchmarks/bench_threads.py). An earlier, unpaired measurement
     had the job slower on two threads (581 against 712 images/s in its first epoch), and beside
     another busy process two threads lose: a step took 48-68 ms with two against 42-48 with one.
-    On a busy machine pass --threads 1."""
+    On a busy machine pass --threads 1. Under mpirun, Open MPI binds each rank to its own core
+    (2 ranks on 2 cores: one CPU each), so 'auto' is one thread per rank there."""
     if flag == "auto":
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return int(flag)
