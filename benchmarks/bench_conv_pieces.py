@@ -60,8 +60,9 @@ def _time_into(fn, times):
     times.append((time.perf_counter() - start) * 1e3)
 
 
-def measure(name, conv, x_shape, first, repeats, be):
-    """{piece: median ms} and the layer's facts, for one im2col convolution."""
+def conv_pieces(conv, x_shape, first, be):
+    """{piece: function} of one im2col convolution (module `conv`, input shape x_shape) on random
+    data, in the order Conv2d runs them; the first layer has no input gradient."""
     rng = np.random.default_rng(0)
     n = x_shape[0]
     oc, cg, kh, kw = conv.weight.shape
@@ -89,6 +90,18 @@ def measure(name, conv, x_shape, first, repeats, be):
     if not first:
         pieces["gemm_input_grad"] = lambda: F._grouped_matmul(np, w_g.transpose(0, 2, 1), dy_g, groups)
         pieces["col2im"] = lambda: be.col2im(dcols, x_shape, kh, kw, stride, padding)
+    return pieces
+
+
+def measure(name, conv, x_shape, first, repeats, be):
+    """{piece: median ms} and the layer's facts, for one im2col convolution."""
+    pieces = conv_pieces(conv, x_shape, first, be)
+    oc, cg, kh, kw = conv.weight.shape
+    groups = conv.groups
+    stride, padding = pair(conv.stride, "stride", "bench"), pair(conv.padding, "padding", "bench")
+    n = x_shape[0]
+    oh = conv_output_size(x_shape[2], kh, stride[0], padding[0])
+    ow = conv_output_size(x_shape[3], kw, stride[1], padding[1])
     for fn in pieces.values():
         fn()                                           # warm-up: compile, first allocations
     times = {piece: [] for piece in pieces}

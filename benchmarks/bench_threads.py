@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import tinynet as tn  # noqa: E402
-import tinynet.functional as F  # noqa: E402
 from tinynet import config, profile  # noqa: E402
 from tinynet.device import Device  # noqa: E402
 
 import machine  # noqa: E402  (benchmarks/machine.py, beside this file)
+from bench_conv_pieces import conv_layers, conv_pieces  # noqa: E402
 
 THREADS = (1, 2)
 
@@ -41,19 +41,14 @@ def set_threads(count):
 
 
 def kernels(be, batch):
-    """{name: fn}: conv2's pieces and the first LRN and max-pool, on the default job's shapes."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 24, 13, 13), dtype=np.float32)            # conv2's input
-    w_g = rng.standard_normal((2, 24, 300), dtype=np.float32)
-    cols_g = be.im2col(x, 5, 5, (1, 1), (2, 2)).reshape(2, 300, -1)
-    dy_g = rng.standard_normal((2, 24, cols_g.shape[2]), dtype=np.float32)
-    dcols = F._grouped_matmul(np, w_g.transpose(0, 2, 1), dy_g, 2).reshape(600, -1)
-    maps = rng.standard_normal((batch, 24, 28, 28), dtype=np.float32)         # lrn1's and pool1's input
-    return {"conv2 im2col": lambda: be.im2col(x, 5, 5, (1, 1), (2, 2)),
-            "conv2 forward GEMM": lambda: F._grouped_matmul(np, w_g, cols_g, 2),
-            "conv2 weight-gradient GEMM": lambda: F._weight_gradient(np, dy_g, cols_g, 2),
-            "conv2 input-gradient GEMM": lambda: F._grouped_matmul(np, w_g.transpose(0, 2, 1), dy_g, 2),
-            "conv2 col2im": lambda: be.col2im(dcols, x.shape, 5, 5, (1, 1), (2, 2)),
+    """{name: fn}: conv2's pieces (bench_conv_pieces.conv_pieces) and the first LRN and max-pool,
+    on the default job's shapes."""
+    name, conv, x_shape = conv_layers("alexnet-small", batch)[1]
+    pieces = conv_pieces(conv, x_shape, False, be)
+    maps = np.random.default_rng(0).standard_normal((batch, 24, 28, 28), dtype=np.float32)  # lrn1's, pool1's input
+    chosen = {"im2col": "im2col", "forward GEMM": "gemm_forward", "weight-gradient GEMM": "gemm_weight_grad",
+              "input-gradient GEMM": "gemm_input_grad", "col2im": "col2im"}
+    return {**{f"{name} {label}": pieces[key] for label, key in chosen.items()},
             "lrn1 forward": lambda: be.lrn_forward(maps, 5, 1e-4, 0.75, 2.0),
             "pool1 forward": lambda: be.maxpool_forward(maps, 3, 2)}
 
