@@ -26,7 +26,16 @@ the matrices themselves.
 Loop nest, the same for all four (prange over planes; each task owns its plane, so there are no
 atomics and the result does not depend on the number of threads):
 
-    prange (n, c) -> one 1-D transform (rows, then columns) -> tile p = ty*tw + tx of this plane
+    prange (c, n) -> one 1-D transform (rows, then columns) -> tile p = ty*tw + tx of this plane
+
+The image is the fast index of the task, as in im2col: neighbouring tasks read (untile) or write
+(tiles) neighbouring stretches of the same a*a rows of V and M, so each of those rows is one
+forward stream through memory. With the channel fastest they jumped by a whole row (N*th*tw
+tiles) from task to task. Measured on the paper net's layers (batch 32, 2 threads, the four
+kernels together, old and new order alternating in one process, two runs:
+benchmarks/results/winograd_task_order_ab_cpu_2threads_2026-12-02.log): conv2 112 / 117 -> 106 /
+85 ms, conv3 37 / 28 -> 28 / 21, conv4 46 / 34 -> 30 / 27, conv5 38 / 32 -> 28 / 27;
+alexnet-small's 6 x 6 maps unchanged.
 
 Each task copies its plane into a flat, zero-bordered scratch plane first (as im2col does), so
 entry (i, j) of tile p sits at scratch[where[p] + i*Wp + j], where[p] = 2ty*Wp + 2tx, and each
@@ -117,7 +126,7 @@ def tiles(x, bt, ph, pw, th, tw, v):
     count = th * tw
     where = _where(th, tw, wp)
     for task in prange(n * c):
-        img, ch = task // c, task % c
+        ch, img = task // n, task % n
         pad = np.zeros(hp * wp, dtype=x.dtype)
         for row in range(h):
             pad[(row + ph) * wp + pw:(row + ph) * wp + pw + w] = x[img, ch, row]
@@ -165,7 +174,7 @@ def tiles_adjoint(dv, bt, ph, pw, th, tw, dx):
     count = th * tw
     where = _where(th, tw, wp)
     for task in prange(n * c):
-        img, ch = task // c, task % c
+        ch, img = task // n, task % n
         base = img * count
         e = np.empty((a * a, count), dtype=dx.dtype)     # e[a*i + t] = (B dV)[i, t]
         for t in range(a):
@@ -215,7 +224,7 @@ def untile(mm, at, th, tw, bias, y):
     count = th * tw
     where = _where(th, tw, wo)
     for task in prange(n * oc):
-        img, o = task // oc, task % oc
+        o, img = task // n, task % n
         base = img * count
         f = np.empty((2 * a, count), dtype=y.dtype)  # f[a*u + t] = (A^T M)[u, t]
         for t in range(a):
@@ -253,7 +262,7 @@ def untile_adjoint(dy, at, th, tw, dmm):
     count = th * tw
     where = _where(th, tw, wo)
     for task in prange(n * oc):
-        img, o = task // oc, task % oc
+        o, img = task // n, task % n
         base = img * count
         plane = np.zeros(2 * th * wo, dtype=dy.dtype)     # dy with zeros where tiles stick out
         for row in range(oh):
