@@ -37,6 +37,15 @@ benchmarks/results/winograd_task_order_ab_cpu_2threads_2026-12-02.log): conv2 11
 85 ms, conv3 37 / 28 -> 28 / 21, conv4 46 / 34 -> 30 / 27, conv5 38 / 32 -> 28 / 27;
 alexnet-small's 6 x 6 maps unchanged.
 
+Every row of V, M, dV and dM a loop touches is taken as a 1-D view, v[r, ch, base:base + count],
+which Numba types as contiguous; through a 2-D view such as v[a*s:a*s + a, ch, base:base + count]
+or mm[t::a, ...] every access goes through strides known only at run time, which most likely kept
+the compiler from vectorising (not checked in the machine code). The same sums, bitwise (A/B in one
+process, two runs: benchmarks/results/winograd_row_views_ab_cpu_2threads_2026-12-02.log, the four
+kernels together, ms): conv2 83 / 87 -> 66 / 65, conv3 19 / 22 -> 14 / 16, conv4 27 / 35 -> 21 /
+21, conv5 23 / 23 -> 17 / 26 (faster in one run, slower in the other); alexnet-small's conv4
+(3 x 3 tiles per plane, not Winograd in the default job) 1.2 / 1.5 -> 1.4 / 2.2.
+
 Each task copies its plane into a flat, zero-bordered scratch plane first (as im2col does), so
 entry (i, j) of tile p sits at scratch[where[p] + i*Wp + j], where[p] = 2ty*Wp + 2tx, and each
 pass is one loop over the plane's tiles with no branches, which the compiler vectorises. Measured
@@ -150,18 +159,21 @@ def tiles(x, bt, ph, pw, th, tw, v):
                     t[18 + j, p], t[24 + j, p], t[30 + j, p] = r3, r4, r5
         base = img * count
         for s in range(a):                           # V[s, :] = (B^T d)[s, :] B
-            o = v[a * s:a * s + a, ch, base:base + count]
-            u = t[a * s:a * s + a]
+            r = a * s
+            u0, u1, u2, u3 = t[r], t[r + 1], t[r + 2], t[r + 3]
+            o0, o1 = v[r, ch, base:base + count], v[r + 1, ch, base:base + count]
+            o2, o3 = v[r + 2, ch, base:base + count], v[r + 3, ch, base:base + count]
             if a == 4:
                 for p in range(count):
-                    o[0, p] = u[0, p] - u[2, p]
-                    o[1, p] = u[1, p] + u[2, p]
-                    o[2, p] = u[2, p] - u[1, p]
-                    o[3, p] = u[3, p] - u[1, p]
+                    o0[p] = u0[p] - u2[p]
+                    o1[p] = u1[p] + u2[p]
+                    o2[p] = u2[p] - u1[p]
+                    o3[p] = u3[p] - u1[p]
             else:
+                u4, u5 = t[r + 4], t[r + 5]
+                o4, o5 = v[r + 4, ch, base:base + count], v[r + 5, ch, base:base + count]
                 for p in range(count):
-                    o[0, p], o[1, p], o[2, p], o[3, p], o[4, p], o[5, p] = _bt6(
-                        b, u[0, p], u[1, p], u[2, p], u[3, p], u[4, p], u[5, p])
+                    o0[p], o1[p], o2[p], o3[p], o4[p], o5[p] = _bt6(b, u0[p], u1[p], u2[p], u3[p], u4[p], u5[p])
 
 
 @njit(parallel=True, cache=True)
@@ -177,18 +189,21 @@ def tiles_adjoint(dv, bt, ph, pw, th, tw, dx):
         ch, img = task // n, task % n
         base = img * count
         e = np.empty((a * a, count), dtype=dx.dtype)     # e[a*i + t] = (B dV)[i, t]
-        for t in range(a):
-            g = dv[t::a, ch, base:base + count]           # g[s] = dV[s, t]
+        for t in range(a):                                # g_s = dV[s, t], one row of dv each
+            g0, g1 = dv[t, ch, base:base + count], dv[a + t, ch, base:base + count]
+            g2, g3 = dv[2 * a + t, ch, base:base + count], dv[3 * a + t, ch, base:base + count]
+            e0, e1, e2, e3 = e[t], e[a + t], e[2 * a + t], e[3 * a + t]
             if a == 4:
                 for p in range(count):
-                    e[t, p] = g[0, p]
-                    e[4 + t, p] = g[1, p] - g[2, p] - g[3, p]
-                    e[8 + t, p] = g[1, p] + g[2, p] - g[0, p]
-                    e[12 + t, p] = g[3, p]
+                    e0[p] = g0[p]
+                    e1[p] = g1[p] - g2[p] - g3[p]
+                    e2[p] = g1[p] + g2[p] - g0[p]
+                    e3[p] = g3[p]
             else:
+                g4, g5 = dv[4 * a + t, ch, base:base + count], dv[5 * a + t, ch, base:base + count]
+                e4, e5 = e[4 * a + t], e[5 * a + t]
                 for p in range(count):
-                    e[t, p], e[6 + t, p], e[12 + t, p], e[18 + t, p], e[24 + t, p], e[30 + t, p] = _b6(
-                        b, g[0, p], g[1, p], g[2, p], g[3, p], g[4, p], g[5, p])
+                    e0[p], e1[p], e2[p], e3[p], e4[p], e5[p] = _b6(b, g0[p], g1[p], g2[p], g3[p], g4[p], g5[p])
         dd = np.empty((a * a, count), dtype=dx.dtype)    # dd[a*i + j] = (B dV B^T)[i, j]
         for i in range(a):
             f = e[a * i:a * i + a]
@@ -227,15 +242,18 @@ def untile(mm, at, th, tw, bias, y):
         o, img = task // n, task % n
         base = img * count
         f = np.empty((2 * a, count), dtype=y.dtype)  # f[a*u + t] = (A^T M)[u, t]
-        for t in range(a):
-            m = mm[t::a, o, base:base + count]        # m[s] = M[s, t]
+        for t in range(a):                            # m_s = M[s, t], one row of mm each
+            m0, m1 = mm[t, o, base:base + count], mm[a + t, o, base:base + count]
+            m2, m3 = mm[2 * a + t, o, base:base + count], mm[3 * a + t, o, base:base + count]
+            f0, f1 = f[t], f[a + t]
             if a == 4:
                 for p in range(count):
-                    f[t, p] = m[0, p] + m[1, p] + m[2, p]
-                    f[4 + t, p] = m[1, p] - m[2, p] + m[3, p]
+                    f0[p] = m0[p] + m1[p] + m2[p]
+                    f1[p] = m1[p] - m2[p] + m3[p]
             else:
+                m4, m5 = mm[4 * a + t, o, base:base + count], mm[5 * a + t, o, base:base + count]
                 for p in range(count):
-                    f[t, p], f[6 + t, p] = _at6(e, m[0, p], m[1, p], m[2, p], m[3, p], m[4, p], m[5, p])
+                    f0[p], f1[p] = _at6(e, m0[p], m1[p], m2[p], m3[p], m4[p], m5[p])
         plane = np.empty(2 * th * wo, dtype=y.dtype)
         for u in range(2):
             g = f[a * u:a * u + a]
@@ -278,13 +296,16 @@ def untile_adjoint(dy, at, th, tw, dmm):
                     g[v, p], g[2 + v, p], g[4 + v, p], g[6 + v, p], g[8 + v, p], g[10 + v, p] = _a6(e, a0, a1)
         for s in range(a):                                # dM[s, :] = (A dY)[s, :] A^T
             h0, h1 = g[2 * s], g[2 * s + 1]
-            out = dmm[a * s:a * s + a, o, base:base + count]
+            r = a * s
+            out0, out1 = dmm[r, o, base:base + count], dmm[r + 1, o, base:base + count]
+            out2, out3 = dmm[r + 2, o, base:base + count], dmm[r + 3, o, base:base + count]
             if a == 4:
                 for p in range(count):
-                    out[0, p] = h0[p]
-                    out[1, p] = h0[p] + h1[p]
-                    out[2, p] = h0[p] - h1[p]
-                    out[3, p] = h1[p]
+                    out0[p] = h0[p]
+                    out1[p] = h0[p] + h1[p]
+                    out2[p] = h0[p] - h1[p]
+                    out3[p] = h1[p]
             else:
+                out4, out5 = dmm[r + 4, o, base:base + count], dmm[r + 5, o, base:base + count]
                 for p in range(count):
-                    out[0, p], out[1, p], out[2, p], out[3, p], out[4, p], out[5, p] = _a6(e, h0[p], h1[p])
+                    out0[p], out1[p], out2[p], out3[p], out4[p], out5[p] = _a6(e, h0[p], h1[p])
