@@ -11,10 +11,14 @@ The pieces, in the order Conv2d runs them (tinynet/functional.py), on the layer'
                the input gradient W_g^T @ dY_g and col2im (not for the first layer: training
                never needs the images' gradient); db
 "GEMM floor" is the three GEMMs' (two for the first layer) FLOPs at the sgemm rate of a square
-4096 GEMM: issue 17 asks the default job's convolutions to be within 1.5x of it. Layers that run
-Winograd in the net ("auto") are timed as im2col here too and marked. The pieces alternate inside
-each round; medians of --repeats rounds (this VM drifts 10-30% within minutes). JSON goes to
-benchmarks/results/.
+4096 GEMM: issue 17 asks the default job's convolutions to be within 1.5x of it. "GEMMs" is what
+those GEMMs take as BLAS runs them on the layer's shapes: what is left of a layer with im2col,
+col2im and the layout changes free. With --torch, PyTorch's own convolution of the same layer
+(forward; backward to the weight, the bias and, except for the first layer, the input) is timed in
+the same rounds, so a layer's forward GEMM can be set beside PyTorch's whole forward. Layers that
+run Winograd in the net ("auto") are timed as im2col here too and marked. The pieces alternate
+inside each round; medians of --repeats rounds (this VM drifts 10-30% within minutes). JSON goes
+to benchmarks/results/.
 """
 import argparse
 import statistics
@@ -93,28 +97,70 @@ def conv_pieces(conv, x_shape, first, be):
     return pieces
 
 
-def measure(name, conv, x_shape, first, repeats, be):
-    """{piece: median ms} and the layer's facts, for one im2col convolution."""
+def torch_pieces(conv, x_shape, first):
+    """{"torch_forward", "torch_backward": function} of PyTorch's convolution of the same layer on
+    random data; the backward needs the forward's graph, so the forward keeps its output for it."""
+    import torch
+    import torch.nn.functional as TF
+    rng = np.random.default_rng(1)
+    oc, cg, kh, kw = conv.weight.shape
+    stride, padding = pair(conv.stride, "stride", "bench"), pair(conv.padding, "padding", "bench")
+    oh = conv_output_size(x_shape[2], kh, stride[0], padding[0])
+    ow = conv_output_size(x_shape[3], kw, stride[1], padding[1])
+    x = torch.tensor(rng.standard_normal(x_shape, dtype=np.float32), requires_grad=not first)
+    w = torch.tensor(rng.standard_normal((oc, cg, kh, kw), dtype=np.float32), requires_grad=True)
+    b = torch.tensor(rng.standard_normal(oc, dtype=np.float32), requires_grad=True)
+    dy = torch.tensor(rng.standard_normal((x_shape[0], oc, oh, ow), dtype=np.float32))
+    held = {}
+
+    def forward():
+        held["y"] = TF.conv2d(x, w, b, stride=stride, padding=padding, groups=conv.groups)
+
+    def backward():
+        held.pop("y").backward(dy)
+        x.grad = w.grad = b.grad = None
+
+    return {"torch_forward": forward, "torch_backward": backward}
+
+
+def _run_round(pieces, order, times):
+    """One round: every piece once, in `order`; PyTorch's backward right after its forward."""
+    for piece in order:
+        if piece == "torch_backward":
+            continue
+        _time_into(pieces[piece], times[piece])
+        if piece == "torch_forward":
+            _time_into(pieces["torch_backward"], times["torch_backward"])
+
+
+def measure(name, conv, x_shape, first, repeats, be, torch=False):
+    """{piece: median ms} and the layer's facts, for one im2col convolution (and PyTorch's, if asked)."""
     pieces = conv_pieces(conv, x_shape, first, be)
+    ours = list(pieces)
+    if torch:
+        pieces.update(torch_pieces(conv, x_shape, first))
     oc, cg, kh, kw = conv.weight.shape
     groups = conv.groups
     stride, padding = pair(conv.stride, "stride", "bench"), pair(conv.padding, "padding", "bench")
     n = x_shape[0]
     oh = conv_output_size(x_shape[2], kh, stride[0], padding[0])
     ow = conv_output_size(x_shape[3], kw, stride[1], padding[1])
-    for fn in pieces.values():
-        fn()                                           # warm-up: compile, first allocations
+    warm = {piece: [] for piece in pieces}
+    _run_round(pieces, list(pieces), warm)             # warm-up: compile, first allocations
     times = {piece: [] for piece in pieces}
     order = list(pieces)
     for round_ in range(repeats):
-        for piece in (order if round_ % 2 == 0 else order[::-1]):
-            _time_into(pieces[piece], times[piece])
+        _run_round(pieces, order if round_ % 2 == 0 else order[::-1], times)
     row = {"layer": name, "input": list(x_shape), "weight": [oc, cg, kh, kw], "groups": groups,
            "stride": list(stride), "padding": list(padding), "first_layer": first,
            "algorithm_in_net": F.conv_algorithm(Device("cpu"), (oc, cg, kh, kw), stride, conv.algorithm)}
     row.update({f"{piece}_ms": statistics.median(t) for piece, t in times.items()})
-    used = [p for p in pieces if p != "gemm_weight_grad_other_order"]
+    used = [p for p in ours if p != "gemm_weight_grad_other_order"]
     row["total_ms"] = sum(row[f"{p}_ms"] for p in used)
+    row["gemms_ms"] = sum(row[f"{p}_ms"] for p in ("gemm_forward", "gemm_weight_grad", "gemm_input_grad") if p in ours)
+    row["forward_ms"] = row["im2col_ms"] + row["gemm_forward_ms"] + row["cols_to_nchw_ms"]
+    row["backward_ms"] = row["total_ms"] - row["forward_ms"]
+    row["backward_gemms_ms"] = row["gemms_ms"] - row["gemm_forward_ms"]
     row["gemm_gflop"] = (2 if first else 3) * 2 * oc * cg * kh * kw * n * oh * ow / 1e9
     return row
 
@@ -125,11 +171,15 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--torch", action="store_true", help="also time PyTorch's convolution of each layer")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/conv_pieces_<model>_...)")
     args = parser.parse_args(argv)
     config.apply_process_settings(args.threads)          # before Numba starts its threads
     be = Device("cpu").backend
-    facts = machine.machine_facts(("numpy", "numba"))
+    if args.torch:
+        import torch
+        torch.set_num_threads(args.threads)
+    facts = machine.machine_facts(("numpy", "numba", "torch") if args.torch else ("numpy", "numba"))
     facts["threads"], facts["backend"] = args.threads, be.name
     facts["sgemm_gflops"] = sgemm_gflops("cpu")
     print(f"{facts['cpu_model']}, {args.threads} thread(s), {args.model} batch {args.batch}, sgemm "
@@ -139,9 +189,10 @@ def main(argv=None):
     print(head, flush=True)
     rows = []
     for index, (name, conv, x_shape) in enumerate(conv_layers(args.model, args.batch)):
-        r = measure(name, conv, x_shape, index == 0, args.repeats, be)
+        r = measure(name, conv, x_shape, index == 0, args.repeats, be, torch=args.torch)
         r["gemm_floor_ms"] = r["gemm_gflop"] / facts["sgemm_gflops"] * 1e3
         r["total_over_floor"] = r["total_ms"] / r["gemm_floor_ms"]
+        r["gemms_over_floor"] = r["gemms_ms"] / r["gemm_floor_ms"]
         rows.append(r)
         cell = lambda key: f"{r[key]:>8.2f}" if key in r else f"{'-':>8}"  # noqa: E731
         print(f"{name:<7}{cell('im2col_ms')}{r['gemm_forward_ms']:>9.2f}{cell('cols_to_nchw_ms')}"
@@ -151,11 +202,23 @@ def main(argv=None):
     im2col_rows = [r for r in rows if r["algorithm_in_net"] == "im2col"]
     total = sum(r["total_ms"] for r in im2col_rows)
     floor = sum(r["gemm_floor_ms"] for r in im2col_rows)
+    gemms = sum(r["gemms_ms"] for r in im2col_rows)
     print(f"layers on im2col in the net: {total:.2f} ms, {total / floor:.2f}x their GEMMs at the sgemm rate "
-          f"({floor:.2f} ms)")
+          f"({floor:.2f} ms); the GEMMs alone, as BLAS runs them: {gemms:.2f} ms, {gemms / floor:.2f}x")
+    if args.torch:
+        print(f"\nagainst PyTorch's convolution of the same layer (ms; 'GEMM': tinynet's GEMMs of that pass alone)")
+        print(f"{'layer':<7}{'fwd':>8}{'GEMM':>8}{'torch':>8}{'fwd/torch':>10}{'GEMM/torch':>11}"
+              f"{'bwd':>9}{'GEMMs':>8}{'torch':>8}{'bwd/torch':>10}{'GEMMs/torch':>12}")
+        for r in rows:
+            tf, tb = r["torch_forward_ms"], r["torch_backward_ms"]
+            print(f"{r['layer']:<7}{r['forward_ms']:>8.2f}{r['gemm_forward_ms']:>8.2f}{tf:>8.2f}"
+                  f"{r['forward_ms'] / tf:>10.2f}{r['gemm_forward_ms'] / tf:>11.2f}{r['backward_ms']:>9.2f}"
+                  f"{r['backward_gemms_ms']:>8.2f}{tb:>8.2f}{r['backward_ms'] / tb:>10.2f}"
+                  f"{r['backward_gemms_ms'] / tb:>12.2f}", flush=True)
     machine.write_record("conv_pieces", {"machine": facts, "model": args.model, "batch": args.batch,
                                          "repeats": args.repeats, "rows": rows,
-                                         "im2col_layers_total_ms": total, "im2col_layers_floor_ms": floor},
+                                         "im2col_layers_total_ms": total, "im2col_layers_floor_ms": floor,
+                                         "im2col_layers_gemms_ms": gemms},
                          args.out, f"conv_pieces_{args.model}_cpu_{args.threads}threads")
 
 

@@ -117,9 +117,9 @@ def test_bench_conv_algorithms_times_the_three_and_says_what_auto_picks(tmp_path
 def test_bench_conv_pieces_times_every_im2col_piece_against_the_gemm_floor(tmp_path):
     out = tmp_path / "pieces.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_conv_pieces.py"), "--batch", "2",
-                          "--repeats", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+                          "--repeats", "1", "--torch", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert "their GEMMs at the sgemm rate" in run.stdout
+    assert "their GEMMs at the sgemm rate" in run.stdout and "against PyTorch's convolution" in run.stdout
     record = json.loads(out.read_text())
     rows = record["rows"]
     assert [r["layer"] for r in rows] == ["conv1", "conv2", "conv3", "conv4", "conv5"]
@@ -133,6 +133,13 @@ def test_bench_conv_pieces_times_every_im2col_piece_against_the_gemm_floor(tmp_p
         assert r["gemm_floor_ms"] == pytest.approx(r["gemm_gflop"] / record["machine"]["sgemm_gflops"] * 1e3)
         assert r["total_over_floor"] == pytest.approx(r["total_ms"] / r["gemm_floor_ms"])
         assert r["gemm_weight_grad_ms"] > 0 and r["gemm_weight_grad_other_order_ms"] > 0
+        # the GEMMs as BLAS runs them: forward, weight gradient and (not for conv1) input gradient
+        gemms = r["gemm_forward_ms"] + r["gemm_weight_grad_ms"] + r.get("gemm_input_grad_ms", 0)
+        assert r["gemms_ms"] == pytest.approx(gemms) and r["gemms_over_floor"] == pytest.approx(gemms / r["gemm_floor_ms"])
+        assert r["forward_ms"] == pytest.approx(r["im2col_ms"] + r["gemm_forward_ms"] + r["cols_to_nchw_ms"])
+        assert r["forward_ms"] + r["backward_ms"] == pytest.approx(r["total_ms"])
+        assert r["torch_forward_ms"] > 0 and r["torch_backward_ms"] > 0
+    assert record["im2col_layers_gemms_ms"] == pytest.approx(sum(r["gemms_ms"] for r in rows))
 
 
 def test_bench_threads_times_the_step_and_the_kernels_on_one_and_two_threads(tmp_path):
