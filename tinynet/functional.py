@@ -199,7 +199,10 @@ CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 # alexnet-small's narrow layers (12 to 48) are as fast or slower (the tile transforms cost what the
 # GEMMs save), so the default job runs im2col as before, to the bit. A fixed rule, not a timing at
 # run time: the same net computes the same digits in every run. On CUDA "auto" stays im2col until
-# Winograd has been timed on a GPU.
+# Winograd has been timed on a GPU. After the tile kernels got faster (kernels/cpu/winograd.py),
+# one sweep (conv_algorithms_cpu_2threads_2026-12-02_row-views.*) has Winograd winning from 96
+# channels on 13 x 13 maps, only from 192 on 6 x 6, and from 16 for 5 x 5 on 27 x 27: the
+# thresholds stay until more runs agree (no layer of the project's nets would change side).
 WINOGRAD_MIN_CHANNELS = {3: 128, 5: 48}
 
 
