@@ -46,6 +46,13 @@ kernels together, ms): conv2 83 / 87 -> 66 / 65, conv3 19 / 22 -> 14 / 16, conv4
 21, conv5 23 / 23 -> 17 / 26 (faster in one run, slower in the other); alexnet-small's conv4
 (3 x 3 tiles per plane, not Winograd in the default job) 1.2 / 1.5 -> 1.4 / 2.2.
 
+untile computes both output columns of every tile as rows over the tiles, h[2u + v] (loops the
+compiler can vectorise), then writes each output row of y once, bias added, straight from h; it
+used to scatter every tile into a scratch plane two values at a time and copy the plane into y.
+The same sums (benchmarks/results/winograd_untile_ab_cpu_2threads_2026-12-02.log, untile alone,
+two runs, ms): conv2 24.0 / 26.9 -> 16.5 / 18.0, conv3 5.2 / 5.1 -> 4.3 / 4.6, conv4 5.2 / 5.3 ->
+4.7 / 4.5, conv5 3.9 / 3.4 -> 2.9 / 2.8.
+
 Each task copies its plane into a flat, zero-bordered scratch plane first (as im2col does), so
 entry (i, j) of tile p sits at scratch[where[p] + i*Wp + j], where[p] = 2ty*Wp + 2tx, and each
 pass is one loop over the plane's tiles with no branches, which the compiler vectorises. Measured
@@ -235,9 +242,7 @@ def untile(mm, at, th, tw, bias, y):
     n, oc, oh, ow = y.shape
     a = at.shape[1]
     e = _entries(at)
-    wo = 2 * tw                                       # the uncut output plane is 2th x 2tw
     count = th * tw
-    where = _where(th, tw, wo)
     for task in prange(n * oc):
         o, img = task // n, task % n
         base = img * count
@@ -254,20 +259,24 @@ def untile(mm, at, th, tw, bias, y):
                 m4, m5 = mm[4 * a + t, o, base:base + count], mm[5 * a + t, o, base:base + count]
                 for p in range(count):
                     f0[p], f1[p] = _at6(e, m0[p], m1[p], m2[p], m3[p], m4[p], m5[p])
-        plane = np.empty(2 * th * wo, dtype=y.dtype)
+        h = np.empty((4, count), dtype=y.dtype)       # h[2u + v] = (A^T M A)[u, v]
         for u in range(2):
-            g = f[a * u:a * u + a]
-            for p in range(count):
-                k = where[p] + u * wo
-                if a == 4:
-                    plane[k] = g[0, p] + g[1, p] + g[2, p]
-                    plane[k + 1] = g[1, p] - g[2, p] + g[3, p]
-                else:
-                    plane[k], plane[k + 1] = _at6(e, g[0, p], g[1, p], g[2, p], g[3, p], g[4, p], g[5, p])
+            g0, g1, g2, g3 = f[a * u], f[a * u + 1], f[a * u + 2], f[a * u + 3]
+            h0, h1 = h[2 * u], h[2 * u + 1]
+            if a == 4:
+                for p in range(count):
+                    h0[p] = g0[p] + g1[p] + g2[p]
+                    h1[p] = g1[p] - g2[p] + g3[p]
+            else:
+                g4, g5 = f[a * u + 4], f[a * u + 5]
+                for p in range(count):
+                    h0[p], h1[p] = _at6(e, g0[p], g1[p], g2[p], g3[p], g4[p], g5[p])
         bo = bias[o]
-        for row in range(oh):
+        for row in range(oh):                         # tile (row // 2, col // 2), entry (row % 2, col % 2)
+            src = h[2 * (row % 2):2 * (row % 2) + 2, (row // 2) * tw:(row // 2 + 1) * tw]
+            dst = y[img, o, row]
             for col in range(ow):
-                y[img, o, row, col] = plane[row * wo + col] + bo
+                dst[col] = src[col % 2, col // 2] + bo
 
 
 @njit(parallel=True, cache=True)
