@@ -51,7 +51,10 @@ compiler can vectorise), then writes each output row of y once, bias added, stra
 used to scatter every tile into a scratch plane two values at a time and copy the plane into y.
 The same sums (benchmarks/results/winograd_untile_ab_cpu_2threads_2026-12-02.log, untile alone,
 two runs, ms): conv2 24.0 / 26.9 -> 16.5 / 18.0, conv3 5.2 / 5.1 -> 4.3 / 4.6, conv4 5.2 / 5.3 ->
-4.7 / 4.5, conv5 3.9 / 3.4 -> 2.9 / 2.8.
+4.7 / 4.5, conv5 3.9 / 3.4 -> 2.9 / 2.8. untile_adjoint does the reverse: it reads each row of dy
+once into the four rows d[2u + v] of the tiles' entries (zeros where tiles stick out), then works
+on rows (winograd_untile_adjoint_ab_cpu_2threads_2026-12-02.log: conv2 19.5 / 21.6 -> 16.7 / 17.0
+ms; the 13 x 13 layers -0.5 to +0.3 ms).
 
 Each task copies its plane into a flat, zero-bordered scratch plane first (as im2col does), so
 entry (i, j) of tile p sits at scratch[where[p] + i*Wp + j], where[p] = 2ty*Wp + 2tx, and each
@@ -285,24 +288,27 @@ def untile_adjoint(dy, at, th, tw, dmm):
     n, oc, oh, ow = dy.shape
     a = at.shape[1]
     e = _entries(at)
-    wo = 2 * tw
     count = th * tw
-    where = _where(th, tw, wo)
     for task in prange(n * oc):
         o, img = task // n, task % n
         base = img * count
-        plane = np.zeros(2 * th * wo, dtype=dy.dtype)     # dy with zeros where tiles stick out
-        for row in range(oh):
-            plane[row * wo:row * wo + ow] = dy[img, o, row]
+        d = np.zeros((4, count), dtype=dy.dtype)          # d[2u + v, tile] = dY_tile[u, v], zeros outside dy
+        for row in range(oh):                             # tile (row // 2, col // 2), entry (row % 2, col % 2)
+            dst = d[2 * (row % 2):2 * (row % 2) + 2, (row // 2) * tw:(row // 2 + 1) * tw]
+            src = dy[img, o, row]
+            for col in range(ow):
+                dst[col % 2, col // 2] = src[col]
         g = np.empty((2 * a, count), dtype=dy.dtype)      # g[2s + v] = (A dY)[s, v]
         for v in range(2):
-            for p in range(count):
-                k = where[p] + v
-                a0, a1 = plane[k], plane[k + wo]
-                if a == 4:
-                    g[v, p], g[2 + v, p], g[4 + v, p], g[6 + v, p] = a0, a0 + a1, a0 - a1, a1
-                else:
-                    g[v, p], g[2 + v, p], g[4 + v, p], g[6 + v, p], g[8 + v, p], g[10 + v, p] = _a6(e, a0, a1)
+            a0, a1 = d[v], d[2 + v]                       # dY[0, v], dY[1, v] of every tile
+            if a == 4:
+                g0, g1, g2, g3 = g[v], g[2 + v], g[4 + v], g[6 + v]
+                for p in range(count):
+                    g0[p], g1[p], g2[p], g3[p] = a0[p], a0[p] + a1[p], a0[p] - a1[p], a1[p]
+            else:
+                g0, g1, g2, g3, g4, g5 = g[v], g[2 + v], g[4 + v], g[6 + v], g[8 + v], g[10 + v]
+                for p in range(count):
+                    g0[p], g1[p], g2[p], g3[p], g4[p], g5[p] = _a6(e, a0[p], a1[p])
         for s in range(a):                                # dM[s, :] = (A dY)[s, :] A^T
             h0, h1 = g[2 * s], g[2 * s + 1]
             r = a * s
