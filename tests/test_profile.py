@@ -47,13 +47,20 @@ def test_layer_by_layer_gradients_equal_a_plain_backward():
         np.testing.assert_allclose(profiled[name], p.grad, rtol=1e-12, atol=1e-14, err_msg=name)
 
 
-def test_warmup_steps_leave_no_gradients_behind():
-    """Only the timed step's gradients stay in .grad (eval mode: no dropout, every step equal)."""
-    x, labels = batch()
+def eval_net_and_one_steps_gradients(x, labels):
+    """A small net in eval mode (no dropout: every step computes the same gradients), the
+    gradients of one profiled step, and the net with .grad zeroed again."""
     net = small_net().eval()
     profile_step(net, x, labels, warmup=0)
     one_step = {name: p.grad.copy() for name, p in net.named_parameters()}
     net.zero_grad()
+    return net, one_step
+
+
+def test_warmup_steps_leave_no_gradients_behind():
+    """Only the timed step's gradients stay in .grad (eval mode: no dropout, every step equal)."""
+    x, labels = batch()
+    net, one_step = eval_net_and_one_steps_gradients(x, labels)
     profile_step(net, x, labels, warmup=2)
     for name, p in net.named_parameters():
         np.testing.assert_allclose(p.grad, one_step[name], rtol=1e-12, err_msg=name)
@@ -89,10 +96,7 @@ def test_profiling_leaves_the_runs_random_streams_where_they_were():
 
 def test_repeats_report_medians_and_keep_one_steps_gradients():
     x, labels = batch()
-    net = small_net().eval()
-    profile_step(net, x, labels, warmup=0)
-    one_step = {name: p.grad.copy() for name, p in net.named_parameters()}
-    net.zero_grad()
+    net, one_step = eval_net_and_one_steps_gradients(x, labels)
     rows = profile_step(net, x, labels, warmup=0, repeats=3)
     assert sum(r["share"] for r in rows) == pytest.approx(1.0)
     for name, p in net.named_parameters():
