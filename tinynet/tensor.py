@@ -128,7 +128,13 @@ def _run_backward(root, grad):
     A tensor's _node (an autograd.Node) holds the Function that made it, its ctx and its inputs."""
     grads = {id(root): grad}
     given = set()  # ids of the arrays already stored as a leaf's .grad in this walk
-    for t in _topological_order(root):
+    pending = _topological_order(root)[::-1]  # root last: pop() hands them out in order
+    while pending:
+        # Popped, not iterated: once its backward has run, nothing here holds t, and its node lets go
+        # of its inputs below. So an activation that no later backward saved is freed as soon as
+        # the walk has passed it, not when the walk ends (the paper net at batch 32: conv2's
+        # backward, the step's peak, runs with every activation after conv2 already freed).
+        t = pending.pop()
         g = grads.pop(id(t), None)
         if g is None:
             continue
@@ -148,7 +154,8 @@ def _run_backward(root, grad):
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         node.ctx = None  # free the saved activations now
-        for inp, ig in zip(node.inputs, input_grads):
+        inputs, node.inputs = node.inputs, ()  # and the input tensors (a second walk stops at ctx None)
+        for inp, ig in zip(inputs, input_grads):
             if inp is None or ig is None or not inp.requires_grad:
                 continue
             grads[id(inp)] = ig if id(inp) not in grads else grads[id(inp)] + ig
