@@ -116,3 +116,28 @@ def test_max_pool_ties_go_to_the_first_maximum_in_row_major_order(cpu_backend):
     np.testing.assert_array_equal(x.grad.reshape(3, 3), [[0, 1 + 2, 0],
                                                           [4, 0, 8],
                                                           [0, 0, 0]])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), groups=st.sampled_from([1, 2]), k=st.integers(1, 5),
+       s=st.integers(1, 3), p=st.integers(0, 2))
+def test_conv_backward_is_the_same_whether_it_keeps_the_columns_or_makes_them_again(
+        cpu_backend, monkeypatch, seed, groups, k, s, p):
+    """Conv2d keeps its columns matrix below KEEP_COLUMNS_BELOW bytes and makes it again from x in
+    the backward above: every gradient is the same to the bit either way, and above the limit the
+    graph holds x, not the matrix."""
+    rng = np.random.default_rng(seed)
+    x0 = rng.standard_normal((2, 2 * groups, 7 + k, 6 + k))
+    w0 = rng.standard_normal((2 * groups, 2, k, k))
+    results, dy = [], None
+    for limit in (2 ** 62, 0):              # keep every columns matrix, then none
+        monkeypatch.setattr(F, "KEEP_COLUMNS_BELOW", limit)
+        x, w, b = (tn.tensor(a, dtype=np.float64, requires_grad=True) for a in (x0, w0, x0[0, :, 0, 0]))
+        y = F.conv2d(x, w, b, stride=s, padding=p, groups=groups, algorithm="im2col")
+        cols, _, saved_x = y._node.ctx.saved
+        assert (cols is None, saved_x is None) == ((False, True) if limit else (True, False))
+        dy = rng.standard_normal(y.shape) if dy is None else dy
+        y.backward(dy)
+        results.append((y.numpy(), x.grad, w.grad, b.grad))
+    for kept, remade in zip(*results):
+        np.testing.assert_array_equal(kept, remade)

@@ -86,6 +86,16 @@ def _weight_gradient(xp, dy_g, cols_g, groups):
     return _grouped_matmul(xp, cols_g, dy_g.transpose(0, 2, 1), groups).transpose(0, 2, 1)
 
 
+# Conv2d keeps its columns matrix for the backward's weight gradient when it is smaller than this,
+# and otherwise keeps x and makes the matrix again there: one more im2col, the same matrix to the bit,
+# so the digits do not depend on the choice. Of the project's nets only the paper net's conv1 at batch
+# 16 and up passes it (11 x 11 windows moved by 4: its columns are 7.3x its input, 134 MiB at batch 32
+# against 18 MiB of images, which the caller holds anyway). Measured at batch 32 on 2 threads (in one
+# process, 15 rounds interleaved): conv1's backward 57 -> 75 ms, about 2% of the step; the step's peak
+# resident memory 1766 -> 1640 MiB, under PyTorch's 1667 (benchmarks/bench_alexnet.py's memory child).
+KEEP_COLUMNS_BELOW = 64 * 2 ** 20   # bytes
+
+
 class Conv2d(Function):
     """y[n, o] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] * xpad[n, c, y*sh + i, x*sw + j]
 
@@ -95,6 +105,7 @@ class Conv2d(Function):
     Backward, with dY_g the upstream gradient in the same (oc/G, N*oh*ow) layout:
         dW_g = dY_g @ cols_g^T     db = sum of dY over (n, y, x)
         dcols_g = W_g^T @ dY_g     dx = col2im(dcols)   (col2im is the adjoint of im2col)
+    The forward keeps cols for dW when it is under KEEP_COLUMNS_BELOW bytes, and x otherwise.
     """
 
     @staticmethod
@@ -108,14 +119,17 @@ class Conv2d(Function):
         cols_g = cols.reshape(groups, cg * kh * kw, n * oh * ow)  # (G, K, N*oh*ow)
         w_g = w.reshape(groups, oc // groups, cg * kh * kw)      # (G, oc/G, K)
         out = _grouped_matmul(xp, w_g, cols_g, groups)          # (G, oc/G, N*oh*ow)
-        ctx.save_for_backward(cols_g, w_g)
+        if cols.nbytes < KEEP_COLUMNS_BELOW:
+            ctx.save_for_backward(cols_g, w_g, None)
+        else:                   # the backward makes it again from x, which is smaller by about kh*kw/(sh*sw)
+            ctx.save_for_backward(None, w_g, x)
         ctx.shapes = (x.shape, w.shape, stride, padding, groups)
         return be.cols_to_nchw(out.reshape(oc, n * oh * ow), n, oh, ow, b)  # (N, oc, oh, ow)
 
     @staticmethod
     def backward(ctx, dy):
         be, xp = ctx.be, ctx.xp
-        cols_g, w_g = ctx.saved
+        cols_g, w_g, x = ctx.saved
         ctx.saved = ()          # the graph is freed as it is walked (tensor._run_backward): see below
         x_shape, w_shape, stride, padding, groups = ctx.shapes
         oc, _, kh, kw = w_shape
@@ -123,6 +137,8 @@ class Conv2d(Function):
         dy_g = dy2.reshape(groups, oc // groups, -1)             # (G, oc/G, N*oh*ow)
         dx = dw = db = None
         if ctx.needs_input_grad[1]:
+            if cols_g is None:  # not kept (KEEP_COLUMNS_BELOW): the forward's matrix, to the bit
+                cols_g = be.im2col(x, kh, kw, stride, padding).reshape(groups, -1, dy2.shape[1])
             dw = _weight_gradient(xp, dy_g, cols_g, groups).reshape(w_shape)
         # The columns matrix goes before dcols, its twin, is made: the backward's peak memory holds
         # one of the two, not both (conv2 at batch 32: 215 MiB less).
