@@ -12,7 +12,7 @@ an absent bias); everything else is a keyword.
 """
 import contextlib
 
-from .tensor import Tensor
+from .tensor import Tensor, _vertex
 
 _grad_enabled = True
 
@@ -48,12 +48,21 @@ class Context:
 
 
 class Node:
-    """The record of one Function application: which Function, its ctx, and its input tensors."""
+    """The record of one Function application: which Function, its ctx, and where each input's
+    gradient goes (`inputs`, one entry per positional input; see _edge)."""
 
     __slots__ = ("function", "ctx", "inputs")
 
     def __init__(self, function, ctx, inputs):
         self.function, self.ctx, self.inputs = function, ctx, inputs
+
+
+def _edge(t):
+    """Where the gradient for input t goes: the Node that made t, t itself if it is a leaf (its
+    .grad receives it), None if no gradient flows there. The graph holds the Node, not the tensor:
+    an activation's array lives only while the caller or some ctx holds it, as in PyTorch. So a
+    conv's output, which the ReLU after it does not save, is freed as soon as the forward moves on."""
+    return None if t is None or not t.requires_grad else _vertex(t)
 
 
 class Function:
@@ -88,5 +97,5 @@ class Function:
             out = cls.forward(ctx, *[None if t is None else t.data for t in inputs], **params)
         result = Tensor(out, cls.output_device(dev, params), requires_grad=record)
         if record:
-            result._node = Node(cls, ctx, inputs)
+            result._node = Node(cls, ctx, tuple(_edge(t) for t in inputs))
         return result

@@ -105,47 +105,48 @@ def tensor(array, device="cpu", requires_grad=False, dtype=None):
 # ================================================================= the graph walk
 
 def _topological_order(root):
-    """Tensors reachable from root, each after every tensor that uses it (root first)."""
-    order, visited, stack = [], set(), [(root, False)]
+    """The graph's vertices reachable from root, each after every vertex that uses it (root's first):
+    Nodes (autograd.Node, one per op applied) and the leaf Tensors that gradients end in."""
+    order, visited, stack = [], set(), [(_vertex(root), False)]
     while stack:  # iterative depth-first search: deep nets must not hit Python's recursion limit
-        t, children_done = stack.pop()
+        v, children_done = stack.pop()
         if children_done:
-            order.append(t)
+            order.append(v)
             continue
-        if id(t) in visited:
+        if id(v) in visited:
             continue
-        visited.add(id(t))
-        stack.append((t, True))
-        if t._node is not None:
-            stack.extend((i, False) for i in t._node.inputs if i is not None and i.requires_grad)
+        visited.add(id(v))
+        stack.append((v, True))
+        if not isinstance(v, Tensor):
+            stack.extend((i, False) for i in v.inputs if i is not None)
     return order[::-1]
+
+
+def _vertex(t):
+    """t's place in the graph: the Node that made it, or t itself if it is a leaf."""
+    return t if t._node is None else t._node
 
 
 def _run_backward(root, grad):
     """Run every recorded backward from root, in reverse topological order, and accumulate the
     gradients of leaf tensors into their .grad. The graph is freed as it is walked.
 
-    A tensor's _node (an autograd.Node) holds the Function that made it, its ctx and its inputs."""
-    grads = {id(root): grad}
+    A Node (autograd.Node) holds the Function of one op, its ctx, and for each input the Node
+    that made it or the leaf tensor (autograd._edge)."""
+    grads = {id(_vertex(root)): grad}
     given = set()  # ids of the arrays already stored as a leaf's .grad in this walk
-    pending = _topological_order(root)[::-1]  # root last: pop() hands them out in order
-    while pending:
-        # Popped, not iterated: once its backward has run, nothing here holds t, and its node lets go
-        # of its inputs below. So an activation that no later backward saved is freed as soon as
-        # the walk has passed it, not when the walk ends (the paper net at batch 32: conv2's
-        # backward, the step's peak, runs with every activation after conv2 already freed).
-        t = pending.pop()
-        g = grads.pop(id(t), None)
+    for v in _topological_order(root):
+        g = grads.pop(id(v), None)
         if g is None:
             continue
-        node = t._node
-        if node is None:  # a leaf: accumulate
-            if t.grad is not None:
-                t.grad = t.grad + g
+        if isinstance(v, Tensor):  # a leaf: accumulate
+            if v.grad is not None:
+                v.grad = v.grad + g
             else:  # Add hands one dy to both inputs: two leaves must not share (and mutate) one array
-                t.grad = g.copy() if id(g) in given else g
-            given.add(id(t.grad))
+                v.grad = g.copy() if id(g) in given else g
+            given.add(id(v.grad))
             continue
+        node = v
         if node.ctx is None:
             raise RuntimeError("backward through a graph a second time: its saved arrays were freed "
                                "by the first backward; run the forward again")
@@ -154,8 +155,7 @@ def _run_backward(root, grad):
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         node.ctx = None  # free the saved activations now
-        inputs, node.inputs = node.inputs, ()  # and the input tensors (a second walk stops at ctx None)
-        for inp, ig in zip(inputs, input_grads):
-            if inp is None or ig is None or not inp.requires_grad:
+        for inp, ig in zip(node.inputs, input_grads):
+            if inp is None or ig is None or (isinstance(inp, Tensor) and not inp.requires_grad):
                 continue
             grads[id(inp)] = ig if id(inp) not in grads else grads[id(inp)] + ig
