@@ -112,10 +112,10 @@ class _Double(Function):
         return (2 * dy,)
 
 
-def test_the_walk_frees_an_activation_once_it_has_passed_it():
-    """x -> a -> b -> c: when a's backward runs, b's array (which no backward saved and the caller
-    no longer holds) is gone already, as in PyTorch; before, the walk kept every tensor of the
-    graph until it ended (the paper net at batch 32: 86 MiB more at its peak)."""
+def test_the_graph_does_not_keep_an_activation_alive():
+    """x -> a -> b -> c: b's array, which no backward saves, goes when the caller lets go of b,
+    before the backward (as in PyTorch): the graph holds the Node that made b, not b. It used to
+    hold every tensor until the walk ended (the paper net at batch 32: 1766 MiB peak against 1547)."""
     alive_in_a_backward = []
 
     class Probe(_Double):
@@ -129,6 +129,7 @@ def test_the_walk_frees_an_activation_once_it_has_passed_it():
     b_array = weakref.ref(b.data)
     c = _Double.apply(b)
     del b
+    assert b_array() is None
     c.backward(np.ones(3))
     assert alive_in_a_backward == [False]
     np.testing.assert_array_equal(x.grad, np.full(3, 8.0))
