@@ -278,6 +278,32 @@ def test_winograd_untile_adjoint_equals_reference(backend, geometry, oc, dtype, 
 
 
 @SETTINGS
+@given(geometry=winograd_geometry(), oc=st.integers(1, 3), dtype=DTYPES, data=st.data())
+def test_winograd_untile_adjoint_rows_are_a_slice_of_all_rows(backend, geometry, oc, dtype, data):
+    """rows=(s0, s1) gives dM[a*s0:a*s1] of the whole dM, to the bit, on every backend and the
+    reference (the backward makes dM a few rows at a time)."""
+    x_shape, r, padding = geometry
+    a = r + 1
+    s0 = data.draw(st.integers(0, a - 1))
+    s1 = data.draw(st.integers(s0 + 1, a))
+    dy = data.draw(arrays((x_shape[0], oc, *_output_size(x_shape, r, padding)), dtype))
+    whole = backend.get(backend.be.winograd_untile_adjoint(backend.put(dy), r))
+    part = backend.get(backend.be.winograd_untile_adjoint(backend.put(dy), r, rows=(s0, s1)))
+    np.testing.assert_array_equal(part, whole[a * s0:a * s1])
+    np.testing.assert_array_equal(ref.winograd_untile_adjoint(dy, r, rows=(s0, s1)),
+                                  ref.winograd_untile_adjoint(dy, r)[a * s0:a * s1])
+
+
+@pytest.mark.parametrize("rows", [(0, 0), (2, 1), (-1, 2), (0, 5)])
+def test_winograd_untile_adjoint_refuses_rows_outside_the_tile(backend, rows):
+    dy = backend.put(np.zeros((1, 2, 4, 4), dtype=np.float32))
+    message = rf"winograd_untile_adjoint: rows = \({rows[0]}, {rows[1]}\), expected \(s0, s1\) with 0 <= s0 < s1 <= 4"
+    for be in (backend.be, ref):
+        with pytest.raises(ValueError, match=message):
+            be.winograd_untile_adjoint(dy if be is backend.be else np.zeros((1, 2, 4, 4), np.float32), 3, rows=rows)
+
+
+@SETTINGS
 @given(geometry=winograd_geometry(), oc=st.integers(1, 3), seed=SEEDS)
 def test_winograd_adjoints_are_adjoints(backend, geometry, oc, seed):
     """<tiles(x), dV> = <x, tiles_adjoint(dV)> and <untile(M), dy> = <M, untile_adjoint(dy)>,

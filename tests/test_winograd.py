@@ -73,6 +73,29 @@ def test_winograd_equals_im2col(cpu_backend, r, n, groups, cg, og, h, w, ph, pw,
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * max(1.0, np.abs(expected).max()))
 
 
+@settings(max_examples=15, deadline=None)
+@given(r=st.sampled_from(winograd.KERNELS), groups=st.integers(1, 2), needs=st.sampled_from(["all", "w", "x"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_backward_gives_the_same_bits_however_many_tile_rows_at_a_time(cpu_backend, monkeypatch, r, groups,
+                                                                        needs, seed):
+    """WinogradConv2d's backward makes dM WINOGRAD_BACKWARD_ROWS rows of the tiles at a time and
+    writes dV over V: the same GEMMs on the same operands for every piece size, so every gradient
+    is the same to the bit; also when only the weight's or only the input's gradient is wanted."""
+    rng = np.random.default_rng(seed)
+    x0, w0 = rng.standard_normal((2, 3 * groups, 7, 6)), rng.standard_normal((2 * groups, 3, r, r))
+    dy = rng.standard_normal((2, 2 * groups, 10 - r, 9 - r))        # padding 1: 7 + 2 - r + 1 rows
+    results = []
+    for rows in (r + 1, 1, 2, 3):           # all rows at once, then pieces of 1, 2 and 3 rows
+        monkeypatch.setattr(F, "WINOGRAD_BACKWARD_ROWS", rows)
+        x = tn.tensor(x0, dtype=np.float64, requires_grad=needs in ("all", "x"))
+        w = tn.tensor(w0, dtype=np.float64, requires_grad=needs in ("all", "w"))
+        F.conv2d(x, w, padding=1, groups=groups, algorithm="winograd").backward(dy)
+        results.append((x.grad, w.grad))
+    for grads in results[1:]:
+        for got, expected in zip(grads, results[0]):
+            np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize("r, channels, bound", [(3, 256, 4e-6), (5, 48, 1e-5)])
 def test_winograd_float32_stays_close_to_float64(r, channels, bound):
     """Winograd rounds differently from im2col; on conv3's and conv2's shapes its float32 error

@@ -66,24 +66,26 @@ def _check_winograd(w_shape, stride):
         raise ValueError(f"conv2d: algorithm='winograd' needs {' and '.join(why)}; use algorithm='im2col'")
 
 
-def _grouped_matmul(xp, a, b, groups):
+def _grouped_matmul(xp, a, b, groups, out=None):
     """out[g] = a[g] @ b[g] for g < groups, as `groups` 2-D GEMMs.
-    a: (G, m, k), b: (G, k, n) -> (G, m, n). Plain 2-D GEMMs keep BLAS (and cuBLAS TF32) on its fast path."""
-    out = xp.empty((groups, a.shape[1], b.shape[2]), dtype=a.dtype)
+    a: (G, m, k), b: (G, k, n) -> (G, m, n), into `out` if given. Plain 2-D GEMMs keep BLAS (and
+    cuBLAS TF32) on its fast path."""
+    if out is None:
+        out = xp.empty((groups, a.shape[1], b.shape[2]), dtype=a.dtype)
     for g in range(groups):
         xp.matmul(a[g], b[g], out=out[g])
     return out
 
 
-def _weight_gradient(xp, dy_g, cols_g, groups):
+def _weight_gradient(xp, dy_g, cols_g, groups, out=None):
     """dW[g] = dY[g] @ cols[g]^T for g < groups: dY (G, m, P), cols (G, K, P) -> (G, m, K), a
     reduction over the long axis P (every output pixel of the batch).
     Computed as (cols[g] @ dY[g]^T)^T, the same sums with the operands the other way round: BLAS
     then packs the large cols matrix in its own row-major order instead of transposed, and the
     results are bitwise the same. Measured (benchmarks/bench_conv_pieces.py, OpenBLAS, float32,
     batch 32): alexnet-small's conv2-conv5 12-20% faster on one thread (conv2 3.3 against 3.8 ms),
-    the paper net's conv1 53 against 58 ms on two."""
-    return _grouped_matmul(xp, cols_g, dy_g.transpose(0, 2, 1), groups).transpose(0, 2, 1)
+    the paper net's conv1 53 against 58 ms on two. out: where to write cols[g] @ dY[g]^T, (G, K, m)."""
+    return _grouped_matmul(xp, cols_g, dy_g.transpose(0, 2, 1), groups, out).transpose(0, 2, 1)
 
 
 # Conv2d keeps its columns matrix for the backward's weight gradient when it is smaller than this,
@@ -151,6 +153,18 @@ class Conv2d(Function):
         return dx, dw, db
 
 
+# WinogradConv2d's backward makes dM (as large as the forward's M: nine times conv2's output) this
+# many rows of the a x a tiles at a time: 3 pieces for 5 x 5, 2 for 3 x 3. Measured on the paper net
+# (2 threads, results bitwise equal; benchmarks/results/winograd_backward_rows_ab_cpu_2threads_*.log):
+# peak resident memory at batch 8/16/32/48/64 1157/1268/1547/1882/2209 -> 1153/1230/1474/1662/1817
+# MiB, mostly because smaller pieces fit the holes that glibc's heap keeps (apply_process_settings
+# keeps freed memory); the four Winograd backwards at batch 32, old and new alternating in one
+# process, +11 ms in one run and -2 ms in another (conv2 139 -> 146 and 167 -> 163 ms). One row at a
+# time: 1333 and 1808 MiB at batch 32 and 64, but +27 ms (untile_adjoint reads all of dy for every
+# piece); three rows: 1547 and 2209, nothing saved.
+WINOGRAD_BACKWARD_ROWS = 2
+
+
 class WinogradConv2d(Function):
     """The same convolution (r x r kernels, r = 3 or 5, stride 1) by Winograd's F(2x2, r x r):
     2 x 2 output tiles from a x a input tiles (a = r + 1), a*a multiplies per tile and channel pair
@@ -165,6 +179,7 @@ class WinogradConv2d(Function):
         dM = be.winograd_untile_adjoint(dy)      A dY A^T per tile
         dV[xi]_g = U[xi]_g^T @ dM[xi]_g          dx = be.winograd_tiles_adjoint(dV)  (B dV B^T, summed)
         dU[xi]_g = dM[xi]_g @ V[xi]_g^T          dw = dU^T @ (G (x) G): G^T dU[o, c] G
+    dM is made WINOGRAD_BACKWARD_ROWS rows of the tiles at a time, and dV is written over V.
     """
 
     @staticmethod
@@ -187,20 +202,31 @@ class WinogradConv2d(Function):
     def backward(ctx, dy):
         be, xp = ctx.be, ctx.xp
         u_g, v_g, gg = ctx.saved
-        ctx.saved = ()          # V goes before dV, its twin, is made (as Conv2d's columns matrix)
+        ctx.saved = ()
         x_shape, w_shape, padding, groups = ctx.shapes
         oc, cg, r, _ = w_shape
         a = winograd.alpha(r)
         batch = a * a * groups
         dx = dw = db = None
-        dm_g = be.winograd_untile_adjoint(dy, r).reshape(batch, oc // groups, -1)  # (a*a*G, oc/G, P)
+        # dM, dU and dV for WINOGRAD_BACKWARD_ROWS rows s0 .. s1 - 1 of the tiles at a time (planes
+        # a*s0 .. a*s1 - 1, GEMMs lo .. hi - 1), and dV into V's storage, each V[i] after dU[i] has
+        # used it: the same GEMMs on the same operands as all at once, so the same sums, to the bit.
         if ctx.needs_input_grad[1]:
-            du = _weight_gradient(xp, dm_g, v_g, batch)                         # (a*a*G, oc/G, C/G)
+            du_t = xp.empty((batch, cg, oc // groups), dtype=dy.dtype)          # dU^T, (a*a*G, C/G, oc/G)
+        per_row = a * groups
+        for s0 in range(0, a, WINOGRAD_BACKWARD_ROWS):
+            s1 = min(a, s0 + WINOGRAD_BACKWARD_ROWS)
+            lo, hi = s0 * per_row, s1 * per_row
+            dm_g = be.winograd_untile_adjoint(dy, r, rows=(s0, s1)).reshape(hi - lo, oc // groups, -1)
+            if ctx.needs_input_grad[1]:
+                _weight_gradient(xp, dm_g, v_g[lo:hi], hi - lo, out=du_t[lo:hi])
+            if ctx.needs_input_grad[0]:
+                _grouped_matmul(xp, u_g[lo:hi].transpose(0, 2, 1), dm_g, hi - lo, out=v_g[lo:hi])
+        if ctx.needs_input_grad[1]:
+            du = du_t.transpose(0, 2, 1)                                         # (a*a*G, oc/G, C/G)
             dw = (du.reshape(a * a, oc * cg).T @ gg).reshape(w_shape)            # G^T dU G
-        del v_g
-        if ctx.needs_input_grad[0]:
-            dv = _grouped_matmul(xp, u_g.transpose(0, 2, 1), dm_g, batch)       # (a*a*G, C/G, P)
-            dx = be.winograd_tiles_adjoint(dv.reshape(a * a, groups * cg, -1), r, x_shape, padding)
+        if ctx.needs_input_grad[0]:                                             # v_g now holds dV
+            dx = be.winograd_tiles_adjoint(v_g.reshape(a * a, groups * cg, -1), r, x_shape, padding)
         if ctx.needs_input_grad[2]:
             db = dy.sum(axis=(0, 2, 3))
         return dx, dw, db

@@ -61,6 +61,19 @@ def tiles(out_size, m=TILE):
     return -(-out_size // m)
 
 
+def tile_rows(op, r, rows):
+    """rows of dM that untile_adjoint is asked for, as (s0, s1) with 0 <= s0 < s1 <= a: the planes
+    a*s0 .. a*s1 - 1, the rows s0 .. s1 - 1 of every tile's A dY A^T. None means all, (0, a)."""
+    a = alpha(r)
+    if rows is None:
+        return 0, a
+    s0, s1 = (int(v) for v in rows)
+    if not 0 <= s0 < s1 <= a:
+        raise ValueError(f"{op}: rows = {tuple(rows)}, expected (s0, s1) with 0 <= s0 < s1 <= {a} "
+                         f"(the rows of F(2, {r})'s {a} x {a} tiles)")
+    return s0, s1
+
+
 def tile_grid(h, w, r, padding, m=TILE):
     """An (h, w) input padded by (ph, pw) on each side, an r x r filter, stride 1 ->
     (oh, ow, th, tw): the output size and the m x m tiles that cover it."""

@@ -285,8 +285,9 @@ def untile(mm, at, th, tw, bias, y):
 
 
 @njit(parallel=True, cache=True)
-def untile_adjoint(dy, at, th, tw, dmm):
-    """dy: float[N, oc, oh, ow], at: A^T float[2, a] -> dmm: float[a*a, oc, N*th*tw], in place."""
+def untile_adjoint(dy, at, th, tw, s0, dmm):
+    """dy: float[N, oc, oh, ow], at: A^T float[2, a] -> dmm: float[k*a, oc, N*th*tw], in place: the
+    planes a*s0 .. a*(s0 + k) - 1 of dM (k = dmm.shape[0] // a rows s of every tile's A dY A^T)."""
     n, oc, oh, ow = dy.shape
     a = at.shape[1]
     e = _entries(at)
@@ -311,9 +312,9 @@ def untile_adjoint(dy, at, th, tw, dmm):
                 g0, g1, g2, g3, g4, g5 = g[v], g[2 + v], g[4 + v], g[6 + v], g[8 + v], g[10 + v]
                 for p in range(count):
                     g0[p], g1[p], g2[p], g3[p], g4[p], g5[p] = _a6(e, a0[p], a1[p])
-        for s in range(a):                                # dM[s, :] = (A dY)[s, :] A^T
+        for s in range(s0, s0 + dmm.shape[0] // a):      # dM[s, :] = (A dY)[s, :] A^T
             h0, h1 = g[2 * s], g[2 * s + 1]
-            r = a * s
+            r = a * (s - s0)
             out0, out1 = dmm[r, o, base:base + count], dmm[r + 1, o, base:base + count]
             out2, out3 = dmm[r + 2, o, base:base + count], dmm[r + 3, o, base:base + count]
             if a == 4:

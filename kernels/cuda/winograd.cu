@@ -21,7 +21,8 @@
 //                                                (cut where the last tiles stick out of (oh, ow))
 //                                                                        one thread per (o, q)
 //   winograd_untile_adjoint:  dM[A*s + t, o, q] = (A dY_q A^T)[s, t]    one thread per (o, q)
-//                                                (dY_q: dy's tile, zeros outside (oh, ow))
+//                                                (dY_q: dy's tile, zeros outside (oh, ow); only
+//                                                the rows s0 <= s < s1, planes A*(s - s0) + t)
 //
 // Each product X d Y is two passes, (X d) first, then (X d) Y: the order of the reference's
 // matrix products. Every sum adds its terms in ascending index, the order of a matrix product's
@@ -170,7 +171,8 @@ __global__ void winograd_untile(const T* __restrict__ mm, const T* __restrict__ 
 
 template <typename T, typename I, int R>
 __global__ void winograd_untile_adjoint(const T* __restrict__ dy, const T* __restrict__ at, T* __restrict__ dmm,
-                                        I total, int n_images, int oc, int oh, int ow, int th, int tw)
+                                        I total, int n_images, int oc, int oh, int ow, int th, int tw,
+                                        int s0, int s1)
 {
     constexpr int A = R + 1;
     const I idx = (I)blockIdx.x * blockDim.x + threadIdx.x;  // over (oc, N, th, tw): channel o, tile q
@@ -186,11 +188,11 @@ __global__ void winograd_untile_adjoint(const T* __restrict__ dy, const T* __res
             const int col = 2 * tx + k;
             d[u][k] = (row < oh && col < ow) ? dy[plane + (I)row * ow + col] : T(0);
         }
-    T g[A][2];                                    // A dY: (A)[s, u] = AT[u, s]
-    for (int s = 0; s < A; ++s)
+    for (int s = s0; s < s1; ++s) {               // rows s0 .. s1 - 1 of dM (all: 0, A)
+        T g[2];                                   // row s of A dY: (A)[s, u] = AT[u, s]
         for (int k = 0; k < 2; ++k)
-            g[s][k] = at[s] * d[0][k] + at[A + s] * d[1][k];
-    for (int s = 0; s < A; ++s)                   // (A dY) A^T
-        for (int k = 0; k < A; ++k)
-            dmm[(I)(A * s + k) * total + idx] = g[s][0] * at[k] + g[s][1] * at[A + k];
+            g[k] = at[s] * d[0][k] + at[A + s] * d[1][k];
+        for (int k = 0; k < A; ++k)               // (A dY) A^T
+            dmm[(I)(A * (s - s0) + k) * total + idx] = g[0] * at[k] + g[1] * at[A + k];
+    }
 }

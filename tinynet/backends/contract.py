@@ -81,9 +81,11 @@ class Backend(Protocol):
             y[n, o, 2ty + u, 2tx + v] = sum_{s, t} AT[u, s] M[a*s + t, o, q] AT[v, t]   (u, v < 2)
         Outputs of the last tiles beyond (oh, ow) are dropped."""
 
-    def winograd_untile_adjoint(self, dy, r):
+    def winograd_untile_adjoint(self, dy, r, rows=None):
         """The adjoint of winograd_untile without the bias. dy (N, oc, oh, ow) -> dM (a*a, oc, N*th*tw):
-            dM[a*s + t, o, q] = sum_{u, v} AT[u, s] dy[n, o, 2ty + u, 2tx + v] AT[v, t]   (0 beyond (oh, ow))"""
+            dM[a*s + t, o, q] = sum_{u, v} AT[u, s] dy[n, o, 2ty + u, 2tx + v] AT[v, t]   (0 beyond (oh, ow))
+        rows=(s0, s1): only dM[a*s0:a*s1], ((s1 - s0)*a, oc, N*th*tw), the same values
+        (winograd.tile_rows; the backward makes dM a few rows at a time)."""
 
     # ------------------------------------------------------------ max-pooling
     def maxpool_forward(self, x, k, s):

@@ -389,20 +389,23 @@ def winograd_untile(mm, r, n, oh, ow, bias=None):
     return y
 
 
-def winograd_untile_adjoint(dy, r):
+def winograd_untile_adjoint(dy, r, rows=None):
     """dy (N, oc, oh, ow) -> dM (a*a, oc, N*th*tw): A dY A^T for every 2 x 2 tile of dy (zeros where
-    it sticks out), the adjoint of winograd_untile without the bias; one thread per (channel, tile)"""
+    it sticks out), the adjoint of winograd_untile without the bias; rows=(s0, s1): only its rows
+    s0 .. s1 - 1, ((s1 - s0)*a, oc, N*th*tw). One thread per (channel, tile)"""
     op = "winograd_untile_adjoint"
     r, a = _winograd_size(op, r)
+    s0, s1 = winograd.tile_rows(op, r, rows)
     _ctype(op, dy.dtype)  # float32 or float64, checked before anything is allocated
     n, oc, oh, ow = dy.shape
     th, tw = winograd.tiles(oh), winograd.tiles(ow)
     with _on(dy):
         dy = _c(dy)
         at, _ = _winograd_matrices(r, dy.dtype)
-        dmm = cupy.empty((a * a, oc, n * th * tw), dtype=dy.dtype)
+        dmm = cupy.empty(((s1 - s0) * a, oc, n * th * tw), dtype=dy.dtype)
         _launch(op, "winograd.cu", "winograd_untile_adjoint", dmm, (dy, at, dmm), sizes=(dy.size,),
-                threads=oc * n * th * tw, ints=dict(N=n, oc=oc, oh=oh, ow=ow, th=th, tw=tw), last=r)
+                threads=oc * n * th * tw, ints=dict(N=n, oc=oc, oh=oh, ow=ow, th=th, tw=tw, s0=s0, s1=s1),
+                last=r)
     return dmm
 
 

@@ -148,14 +148,16 @@ def winograd_untile(mm, r, n, oh, ow, bias=None):
     return y
 
 
-def winograd_untile_adjoint(dy, r):
-    """dy (N, oc, oh, ow) -> dM (a*a, oc, N*th*tw), the adjoint of winograd_untile without bias"""
+def winograd_untile_adjoint(dy, r, rows=None):
+    """dy (N, oc, oh, ow) -> dM (a*a, oc, N*th*tw), the adjoint of winograd_untile without bias;
+    rows=(s0, s1): only dM[a*s0:a*s1]"""
     n, oc, oh, ow = dy.shape
     a = winograd.alpha(r)
+    s0, s1 = winograd.tile_rows("winograd_untile_adjoint", r, rows)
     th, tw = winograd.tiles(oh), winograd.tiles(ow)
-    dmm = np.empty((a * a, oc, n * th * tw), dtype=dy.dtype)
+    dmm = np.empty((a * (s1 - s0), oc, n * th * tw), dtype=dy.dtype)
     at = winograd.matrices(r, dtype=dy.dtype)[0]
-    _launch(_winograd.untile_adjoint, _c(dy), at, th, tw, dmm)
+    _launch(_winograd.untile_adjoint, _c(dy), at, th, tw, s0, dmm)
     return dmm
 
 

@@ -145,19 +145,20 @@ def winograd_untile(mm, r, n, oh, ow, bias=None):
     return np.ascontiguousarray(y)
 
 
-def winograd_untile_adjoint(dy, r):
+def winograd_untile_adjoint(dy, r, rows=None):
     """The adjoint of winograd_untile without its bias: dM = A dY A^T per tile, where dY is the
-    tile of dy with zeros where it sticks out of (oh, ow).
+    tile of dy with zeros where it sticks out of (oh, ow); rows=(s0, s1): its rows s0 .. s1 - 1.
 
-    dy (N, oc, oh, ow) -> dM (a*a, oc, N*th*tw)"""
+    dy (N, oc, oh, ow) -> dM ((s1 - s0)*a, oc, N*th*tw), a*a planes without rows"""
     n, oc, oh, ow = dy.shape
     a, m = winograd.alpha(r), winograd.TILE
+    s0, s1 = winograd.tile_rows("winograd_untile_adjoint", r, rows)
     th, tw = winograd.tiles(oh), winograd.tiles(ow)
     at = winograd.matrices(r, dtype=dy.dtype)[0]
     dyp = np.pad(dy, ((0, 0), (0, 0), (0, th * m - oh), (0, tw * m - ow)))
     tile = dyp.reshape(n, oc, th, m, tw, m).transpose(0, 1, 2, 4, 3, 5)    # (N, oc, th, tw, 2, 2)
-    dmm = at.T @ tile @ at                                                # (N, oc, th, tw, a, a)
-    return np.ascontiguousarray(dmm.transpose(4, 5, 1, 0, 2, 3)).reshape(a * a, oc, n * th * tw)
+    dmm = at.T[s0:s1] @ tile @ at                                         # (N, oc, th, tw, s1 - s0, a)
+    return np.ascontiguousarray(dmm.transpose(4, 5, 1, 0, 2, 3)).reshape((s1 - s0) * a, oc, n * th * tw)
 
 
 # ---------------------------------------------------------------- max-pool
