@@ -123,13 +123,13 @@ def build(source, name_expressions):
         done = subprocess.run(["g++", *CXX_FLAGS, f"-I{HEADER.parent}", str(src), "-o", str(out)],
                               capture_output=True, text=True)
         if done.returncode != 0:
-            raise CompileException(f"g++ could not compile the kernels ({', '.join(name_expressions)}):\n"
+            raise _CompileException(f"g++ could not compile the kernels ({', '.join(name_expressions)}):\n"
                                    + done.stderr[-6000:])
         os.replace(out, library)   # atomic: another process may be building the same library
     return library
 
 
-class CompileException(Exception):
+class _CompileException(Exception):
     """As cupy.cuda.compiler.CompileException."""
 
 
@@ -146,15 +146,24 @@ class _Buffer(ctypes.Structure):
 
 
 class RawKernel:
-    """One template instance of a compiled module: `kernel(grid, block, args)` runs it."""
+    """As cupy.RawKernel(code, name): one kernel, `kernel(grid, block, args)` runs it. A RawModule's
+    kernels are made by `_loaded` from the library it compiled."""
 
-    def __init__(self, library, index, name):
+    def __init__(self, code, name, options=(), backend=None, translate_cucomplex=None, *,
+                 enable_cooperative_groups=None, jitify=None):
+        loaded = RawModule(code=code, options=options, name_expressions=[name]).get_function(name)
+        self.__dict__.update(loaded.__dict__)
+
+    @classmethod
+    def _loaded(cls, library, index, name):
+        self = cls.__new__(cls)
         self.name = name
         self._launch = getattr(library, f"tn_launch_{index}")
         self._launch.restype = ctypes.c_longlong
         params = getattr(library, f"tn_params_{index}")
         params.restype = ctypes.c_char_p
         self.params = [p for p in params().decode().split(";") if p]
+        return self
 
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
         grid, block = _dims("grid", grid), _dims("block", block)
@@ -246,7 +255,7 @@ class RawModule:
         if self._kernels is None or name not in self._kernels:
             names = self.name_expressions + ([name] if name not in self.name_expressions else [])
             library = ctypes.CDLL(str(build(self.code, names)))
-            self._kernels = {n: RawKernel(library, i, n) for i, n in enumerate(names)}
+            self._kernels = {n: RawKernel._loaded(library, i, n) for i, n in enumerate(names)}
         return self._kernels[name]
 
 
@@ -278,8 +287,8 @@ class _Runtime(types.ModuleType):
         return _current_device()
 
     @staticmethod
-    def getDeviceProperties(index):
-        Device(index)._check()
+    def getDeviceProperties(device):
+        _Device(device)._check()
         return {"name": b"tinynet CuPy stand-in (host C++)", "totalGlobalMem": _pool.get_limit(),
                 "major": 9, "minor": 0, "multiProcessorCount": 1}
 
@@ -307,7 +316,7 @@ class _Driver(types.ModuleType):
 driver = _Driver("cupy.cuda.driver")
 
 
-class Device:
+class _Device:
     """As cupy.cuda.Device: `with Device(i):` makes GPU i current."""
 
     def __init__(self, device=None):
@@ -339,7 +348,7 @@ class Device:
         return "90"
 
     def __eq__(self, other):
-        return isinstance(other, Device) and other.id == self.id
+        return isinstance(other, _Device) and other.id == self.id
 
     def __hash__(self):
         return hash(self.id)
@@ -348,29 +357,29 @@ class Device:
         return f"<CUDA Device {self.id}>"
 
 
-class OutOfMemoryError(MemoryError):
+class _OutOfMemoryError(MemoryError):
     """As cupy.cuda.memory.OutOfMemoryError."""
 
 
-class MemoryPool:
+class _MemoryPool:
     """Counts the bytes of live stand-in arrays; refuses an allocation past the limit.
     total_bytes() is used_bytes(): the stand-in keeps no freed blocks."""
 
-    def __init__(self, limit=4 * 2**30):
-        self._used, self._limit, self._lock = 0, limit, threading.Lock()
+    def __init__(self, allocator=None):
+        self._used, self._limit, self._lock = 0, 4 * 2**30, threading.Lock()
 
-    def check(self, nbytes):
+    def _check(self, nbytes):
         """Raise OutOfMemoryError, as CuPy's message, unless `nbytes` more fit under the limit."""
         if self._used + nbytes > self._limit:
-            raise OutOfMemoryError(f"Out of memory allocating {nbytes:,} bytes (allocated so far: "
+            raise _OutOfMemoryError(f"Out of memory allocating {nbytes:,} bytes (allocated so far: "
                                    f"{self._used:,} bytes, limit set to: {self._limit:,} bytes).")
 
-    def reserve(self, nbytes):
+    def _reserve(self, nbytes):
         with self._lock:
-            self.check(nbytes)
+            self._check(nbytes)
             self._used += nbytes
 
-    def release(self, nbytes):
+    def _release(self, nbytes):
         with self._lock:
             self._used -= nbytes
 
@@ -396,7 +405,7 @@ class MemoryPool:
         return self._limit
 
 
-_pool = MemoryPool()
+_pool = _MemoryPool()
 
 
 def get_default_memory_pool():
@@ -404,10 +413,12 @@ def get_default_memory_pool():
 
 
 def get_default_pinned_memory_pool():
-    return MemoryPool(limit=2**62)
+    pool = _MemoryPool()
+    pool.set_limit(size=2**62)
+    return pool
 
 
-class Stream:
+class _Stream:
     """Work runs at once on the host; a stream only marks where it would be queued."""
     null = None
 
@@ -434,22 +445,22 @@ class Stream:
         return True
 
 
-Stream.null = Stream(null=True)
+_Stream.null = _Stream(null=True)
 
 
 class _StreamState(threading.local):
     def __init__(self):
-        self.current = Stream.null
+        self.current = _Stream.null
 
 
 _stream = _StreamState()
 
 
-def get_current_stream():
+def _get_current_stream():
     return _stream.current
 
 
-class Event:
+class _Event:
     """Records the host's clock: get_elapsed_time gives the milliseconds between two records."""
 
     def __init__(self, block=False, disable_timing=False, interprocess=False):
@@ -465,10 +476,10 @@ class Event:
         return True
 
 
-def get_elapsed_time(start, end):
-    if start.time is None or end.time is None:
+def _get_elapsed_time(start_event, end_event):
+    if start_event.time is None or end_event.time is None:
         raise driver.CUDADriverError("CUDA_ERROR_INVALID_HANDLE: an event was not recorded")
-    return (end.time - start.time) * 1e3
+    return (end_event.time - start_event.time) * 1e3
 
 
 # ================================================================= arrays
@@ -502,8 +513,8 @@ def _wrap(result):
     if isinstance(result, np.ndarray):
         owner = _owner(result)
         if _counted.get(id(owner)) is not owner:
-            _pool.reserve(owner.nbytes)
-            weakref.finalize(owner, _pool.release, owner.nbytes)
+            _pool._reserve(owner.nbytes)
+            weakref.finalize(owner, _pool._release, owner.nbytes)
             _counted[id(owner)] = owner
         return ndarray._from_numpy(result)
     return result
@@ -512,7 +523,7 @@ def _wrap(result):
 def _allocate(shape, dtype, make):
     """An allocation checked against the pool's limit before NumPy takes the memory."""
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    _pool.check(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+    _pool._check(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
     return _wrap(make(shape, dtype))   # _wrap counts the bytes
 
 
@@ -559,7 +570,7 @@ class ndarray:
     itemsize = property(lambda self: self._a.itemsize)
     flags = property(lambda self: _Flags(self._a))
     data = property(lambda self: _Memory(self._a))
-    device = property(lambda self: Device(self._device_id))
+    device = property(lambda self: _Device(self._device_id))
     T = property(lambda self: _wrap(self._a.T))
     base = property(lambda self: None if self._a.base is None else ndarray._from_numpy(self._a.base))
 
@@ -651,7 +662,7 @@ ndarray.__matmul__ = lambda self, other: _matmul(self, other)       # TF32 appli
 ndarray.__rmatmul__ = lambda self, other: _matmul(other, self)
 
 
-def _matmul(a, b, out=None, **kwargs):
+def _matmul(a, b, /, out=None, **kwargs):
     """NumPy's matmul; float32 inputs rounded to TF32 first when the compute type says TF32."""
     a, b = _unwrap(a, "matmul"), _unwrap(b, "matmul")
     if _linalg.get_compute_type(np.float32) == _linalg.COMPUTE_TYPE_TF32:
@@ -681,7 +692,8 @@ def asarray(a, dtype=None, order=None):
     return _wrap(np.array(a, dtype=dtype, order=order or "K", copy=True))
 
 
-def array(a, dtype=None, copy=True, order="K", ndmin=0):
+def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
+    a = obj
     if isinstance(a, ndarray):
         if a._device_id != _current_device():   # a peer copy to the current GPU
             out = _wrap(np.array(a._a, dtype=dtype, order=order, ndmin=ndmin, copy=True))
@@ -702,7 +714,7 @@ def ascontiguousarray(a, dtype=None):
     if not isinstance(a, ndarray):
         raise TypeError(f"Unsupported type {type(a)}")
     if not a._a.flags.c_contiguous or (dtype is not None and np.dtype(dtype) != a.dtype):
-        _pool.check(a.size * np.dtype(dtype or a.dtype).itemsize)   # a copy: check before NumPy takes it
+        _pool._check(a.size * np.dtype(dtype or a.dtype).itemsize)   # a copy: check before NumPy takes it
     return _wrap(np.ascontiguousarray(a._a, dtype=dtype))
 
 
@@ -730,7 +742,7 @@ def full(shape, fill_value, dtype=None, order="C"):
 
 
 def _like(make):
-    def like(a, dtype=None, order="K", shape=None):
+    def like(a, /, dtype=None, order="K", subok=None, shape=None):   # CuPy names the first `a` or `prototype`
         if not isinstance(a, ndarray):
             raise TypeError(f"Unsupported type {type(a)}")
         return _allocate(a.shape if shape is None else shape, a.dtype if dtype is None else dtype,
@@ -798,11 +810,11 @@ class _Linalg(types.ModuleType):
 _linalg = _Linalg("cupy._core._routines_linalg")
 
 
-class Generator:
+class _Generator:
     """cupy.random.Generator's calls, drawn by NumPy's PCG64 (not cuRAND's numbers)."""
 
-    def __init__(self, seed=None):
-        self._rng = np.random.default_rng(seed)
+    def __init__(self, bit_generator):   # as CuPy's: a bit generator (NumPy's PCG64 here)
+        self._rng = np.random.Generator(bit_generator)
 
     def random(self, size=None, dtype=np.float64, out=None):
         return _wrap(self._rng.random(size, dtype=dtype))
@@ -818,17 +830,17 @@ class Generator:
 
 
 class _Random(types.ModuleType):
-    Generator = Generator
+    Generator = _Generator
 
     def __init__(self, name):
         super().__init__(name)
-        self._global = Generator()
+        self._global = _Generator(np.random.PCG64())
 
     def default_rng(self, seed=None):
-        return Generator(seed)
+        return _Generator(np.random.PCG64(seed))
 
     def seed(self, seed=None):
-        self._global = Generator(seed)
+        self._global = _Generator(np.random.PCG64(seed))
 
     def standard_normal(self, size=None, dtype=np.float64):
         return self._global.standard_normal(size, dtype)
@@ -852,13 +864,12 @@ def _modules():
     """The modules `import cupy` and its submodules give while the stand-in is installed."""
     cuda = types.ModuleType("cupy.cuda")
     memory = types.ModuleType("cupy.cuda.memory")
-    memory.OutOfMemoryError, memory.MemoryPool = OutOfMemoryError, MemoryPool
+    memory.OutOfMemoryError, memory.MemoryPool = _OutOfMemoryError, _MemoryPool
     compiler = types.ModuleType("cupy.cuda.compiler")
-    compiler.CompileException = CompileException
-    for name, value in dict(runtime=runtime, driver=driver, memory=memory, compiler=compiler, Device=Device,
-                            Stream=Stream, Event=Event, get_current_stream=get_current_stream,
-                            get_elapsed_time=get_elapsed_time, MemoryPool=MemoryPool,
-                            OutOfMemoryError=OutOfMemoryError).items():
+    compiler.CompileException = _CompileException
+    for name, value in dict(runtime=runtime, driver=driver, memory=memory, compiler=compiler, Device=_Device,
+                            Stream=_Stream, Event=_Event, get_current_stream=_get_current_stream,
+                            get_elapsed_time=_get_elapsed_time, MemoryPool=_MemoryPool).items():
         setattr(cuda, name, value)
     core = types.ModuleType("cupy._core")
     core._routines_linalg = _linalg

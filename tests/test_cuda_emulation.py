@@ -200,3 +200,12 @@ def test_leaving_the_standin_forgets_the_cuda_generators_it_made():
         tn_random.generator("cuda:0")
         assert ("cuda", 0) in tn_random._devices
     assert ("cuda", 0) not in tn_random._devices
+
+
+def test_a_raw_kernel_made_from_source_runs_as_cupys(cupy):
+    """cupy.RawKernel(code, name), CuPy's one-kernel constructor, compiles and launches too."""
+    kernel = cupy.RawKernel(KERNELS, "scale")
+    x = cupy.arange(5, dtype=np.float64)
+    y = cupy.zeros(5, dtype=np.float64)
+    kernel((1,), (8,), (x, y, np.int32(5), np.float64(2.5)))
+    np.testing.assert_array_equal(y.get(), 2.5 * np.arange(5))
