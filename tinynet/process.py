@@ -26,7 +26,7 @@ def apply_process_settings(threads=None):
     - OMP_WAIT_POLICY=PASSIVE unless set. Numba's parallel kernels run on GNU OpenMP threads,
       which by default spin after each kernel waiting for the next; OpenBLAS's threads do the
       same after each GEMM, so on a 2-core machine the two pools take the cores from each other.
-      Passive, alexnet-small's step took a quarter of the time (measured:
+      Passive, alexnet-small's step took about a quarter of its spinning time (measured:
       docs/performance.md#threads-the-constants). OpenMP reads it when Numba first starts its
       threads: call this before the first kernel runs.
     - threads: a count for the BLAS and Numba pools (each variable of THREAD_VARIABLES that is
@@ -34,7 +34,7 @@ def apply_process_settings(threads=None):
       resized through its own API (NumPy's bundled scipy-openblas). A loaded Numba is resized
       through numba.set_num_threads and its variable left unset: Numba reads it again before
       each compilation and raises if it no longer matches its running pool.
-    - OPENBLAS_THREAD_TIMEOUT=20 unless set (OPENBLAS_SPIN, below): OpenBLAS's idle workers spin
+    - OPENBLAS_THREAD_TIMEOUT=20 unless set (OPENBLAS_SPIN, above): OpenBLAS's idle workers spin
       2^20 cycles (under a millisecond) after each GEMM instead of 2^28 (about 0.1 s) before they
       sleep, and leave the cores to the Numba kernel that follows. NumPy's OpenBLAS read the
       variable when NumPy was imported, so it is made to read it again.
