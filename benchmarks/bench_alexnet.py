@@ -34,7 +34,7 @@ from pathlib import Path
 # threads take the cores the other's next step needs. Measured on the 2-core CPU, batch 8, one
 # process: tinynet 627-651 ms and PyTorch 437-462 ms with PyTorch's threads spinning (it loaded
 # first), tinynet 436-459 ms and PyTorch 494-527 ms with both passive. tinynet's process settings
-# (tinynet.config.apply_process_settings: PASSIVE, malloc keeping freed memory) are applied by
+# (tinynet.process.apply_process_settings: PASSIVE, malloc keeping freed memory) are applied by
 # main() before either framework loads, the same rule for both. --isolated times each framework
 # alone with its own defaults: only the tinynet children apply tinynet's settings.
 # The process settings tinynet applies (OMP_WAIT_POLICY, OPENBLAS_THREAD_TIMEOUT) as the user had
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 import tinynet as tn  # noqa: E402
 import tinynet.functional as F  # noqa: E402
-from tinynet import config  # noqa: E402
+from tinynet import process  # noqa: E402
 from tinynet.profile import profile_step  # noqa: E402
 from tinynet.summary import summary  # noqa: E402
 
@@ -360,7 +360,7 @@ def main(argv=None):
     parser.add_argument("--step-child", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if (args.step_child or args.memory_child or "tinynet") == "tinynet":
-        config.apply_process_settings()  # before Numba and PyTorch load their OpenMP runtimes
+        process.apply_process_settings()  # before Numba and PyTorch load their OpenMP runtimes
     cuda = args.device.startswith("cuda")
     batches = [int(b) for b in (args.batch_sizes or ("128,256" if cuda else "8,32,64")).split(",")]
     if args.memory_child:

@@ -13,7 +13,7 @@ What is timed: the forward (from the input tensors to the output) and the backwa
 gradients of the input, the weight and the bias from a fixed upstream gradient), float32, the
 three implementations alternating inside one process (im2col, winograd, torch; then in another
 order), after one warm-up each; the medians of --repeats rounds. tinynet's process settings
-(tinynet.config.apply_process_settings) are made before either framework loads, and PyTorch gets
+(tinynet.process.apply_process_settings) are made before either framework loads, and PyTorch gets
 as many threads as Numba. JSON goes to benchmarks/results/.
 """
 import argparse
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import tinynet as tn  # noqa: E402
 import tinynet.functional as F  # noqa: E402
-from tinynet import config  # noqa: E402
+from tinynet import process  # noqa: E402
 from tinynet.device import Device  # noqa: E402
 
 import machine  # noqa: E402  (benchmarks/machine.py, beside this file)
@@ -109,7 +109,7 @@ def main(argv=None):
     parser.add_argument("--only", default=None, help="comma-separated layer names (default: all)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/conv_algorithms_cpu_<date>.json)")
     args = parser.parse_args(argv)
-    config.apply_process_settings()                    # before Numba and PyTorch load their OpenMP runtimes
+    process.apply_process_settings()                    # before Numba and PyTorch load their OpenMP runtimes
     import numba
     import torch
     threads = numba.config.NUMBA_NUM_THREADS

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import tinynet as tn  # noqa: E402
 import tinynet.functional as F  # noqa: E402
-from tinynet import config, nn  # noqa: E402
+from tinynet import nn, process  # noqa: E402
 from tinynet.device import Device  # noqa: E402
 from tinynet.shapes import conv_output_size, pair  # noqa: E402
 
@@ -174,7 +174,7 @@ def main(argv=None):
     parser.add_argument("--torch", action="store_true", help="also time PyTorch's convolution of each layer")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/conv_pieces_<model>_...)")
     args = parser.parse_args(argv)
-    config.apply_process_settings(args.threads)          # before Numba starts its threads
+    process.apply_process_settings(args.threads)          # before Numba starts its threads
     be = Device("cpu").backend
     if args.torch:
         import torch

@@ -53,8 +53,8 @@ def parse_args(argv=None):
 def worker(args):
     """Runs inside mpirun: time data-parallel steps of args.worker; rank 0 writes its JSON record
     to args.result (a file: the ranks' stdout streams interleave)."""
-    from tinynet import config
-    config.apply_process_settings()  # as the training job does: passive OpenMP threads, freed memory kept
+    from tinynet import process
+    process.apply_process_settings()  # as the training job does: passive OpenMP threads, freed memory kept
     import numpy as np
 
     import tinynet as tn

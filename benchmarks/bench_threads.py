@@ -10,7 +10,7 @@ round, so both counts see the same machine minute:
 The answer to issue 17's question (why does 2 threads gain so little): a kernel called again and
 again gains what its work allows, while inside the step each kernel is one short parallel region
 among about a hundred, and the second core's threads, asleep between them (OMP_WAIT_POLICY=PASSIVE,
-OpenBLAS after 2^20 cycles: tinynet.config.apply_process_settings), must be woken for each.
+OpenBLAS after 2^20 cycles: tinynet.process.apply_process_settings), must be woken for each.
 Results are printed and written as JSON to benchmarks/results/.
 """
 import argparse
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import tinynet as tn  # noqa: E402
-from tinynet import config, profile  # noqa: E402
+from tinynet import config, process, profile  # noqa: E402
 from tinynet.device import Device  # noqa: E402
 
 import machine  # noqa: E402  (benchmarks/machine.py, beside this file)
@@ -37,7 +37,7 @@ THREADS = (1, 2)
 def set_threads(count):
     import numba
     numba.set_num_threads(count)
-    config._resize_numpy_openblas(count)
+    process._resize_numpy_openblas(count)
 
 
 def kernels(be, batch):
@@ -60,7 +60,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=5, help="steps (and kernel calls) per round and count")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/threads_cpu_<date>.json)")
     args = parser.parse_args(argv)
-    config.apply_process_settings(max(THREADS))       # before Numba starts its pool: it can then shrink
+    process.apply_process_settings(max(THREADS))       # before Numba starts its pool: it can then shrink
     import numba
     if numba.config.NUMBA_NUM_THREADS < max(THREADS):
         parser.error(f"needs {max(THREADS)} threads; Numba has {numba.config.NUMBA_NUM_THREADS} "

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tinynet import backends, config
+from tinynet import backends, process
 
 # The test session is a command line too: tinynet's process settings (OpenMP threads that sleep
 # between kernels, malloc keeping freed blocks), as examples/train_alexnet.py applies them.
-config.apply_process_settings()
+process.apply_process_settings()
 
 
 # The cpu_backend fixture only selects a backend for the whole test, so hypothesis may share it

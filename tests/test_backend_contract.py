@@ -1,6 +1,7 @@
 """Every fast backend answers the kernel contract exactly as the NumPy reference does.
 
-The contract is tinynet/backends/reference.py's docstring. Each test draws shapes with
+The contract is tinynet/backends/contract.py (a Protocol, with its shapes and formulas);
+reference.py is the NumPy oracle. Each test draws shapes with
 hypothesis - odd sizes, non-square kernels, stride larger than the kernel, padding larger than
 half the kernel, 1x1 kernels - and inputs in four memory layouts (C-contiguous, a transposed view,
 every other element of a wider array, Fortran order), runs one backend's kernel and compares it

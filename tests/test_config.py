@@ -1,6 +1,7 @@
 """tinynet.config: every environment variable tinynet honours is parsed one way, a bad value
-names the variable, importing tinynet changes nothing in the process, and
-apply_process_settings() does what it says (a variable the user set wins)."""
+names the variable, each is read when its setting is used, importing tinynet changes nothing in
+the process, and tinynet.process.apply_process_settings() does what it says (a variable the user
+set wins)."""
 import os
 import subprocess
 import sys
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tinynet import config
+import tinynet as tn
+from tinynet import backends, config, process
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,6 +42,27 @@ def test_each_variable_is_parsed_one_way_and_a_bad_value_names_it(monkeypatch, n
         read()
 
 
+def test_a_variable_is_read_when_its_setting_is_used_and_a_choice_in_code_wins(monkeypatch):
+    """config.py's one rule: no module keeps a value taken at import. TINYNET_CPU_BACKEND set in a
+    running process serves the next cpu op; backends.use_cpu_backend wins over it inside its block."""
+    monkeypatch.setenv("TINYNET_CPU_BACKEND", "reference")
+    assert tn.get_backend("cpu") == "reference"
+    if "numba" in backends.available("cpu"):
+        with backends.use_cpu_backend("numba"):
+            assert tn.get_backend("cpu") == "numba"
+        monkeypatch.setenv("TINYNET_CPU_BACKEND", "numba")
+        assert tn.get_backend("cpu") == "numba"
+    monkeypatch.setenv("TINYNET_CPU_BACKEND", "fast")
+    with pytest.raises(ValueError, match="TINYNET_CPU_BACKEND='fast'"):
+        tn.get_backend("cpu")
+
+
+def test_config_apply_process_settings_is_process_apply_process_settings():
+    """The name examples/train_alexnet.py calls: the same settings, the same checks."""
+    with pytest.raises(ValueError, match=r"threads=0, expected an int >= 1 or None"):
+        config.apply_process_settings(threads=0)
+
+
 def test_cache_folders_follow_tinynet_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("TINYNET_CACHE", str(tmp_path))
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
@@ -54,7 +77,7 @@ def test_cache_folders_follow_tinynet_cache(monkeypatch, tmp_path):
 IMPORT_EVERYTHING = """
 import os, sys
 before = dict(os.environ)
-import tinynet, tinynet.train, tinynet.recipes, tinynet.data, tinynet.models
+import tinynet, tinynet.train, tinynet.recipes, tinynet.data, tinynet.models, tinynet.process
 import tinynet.backends.numba_cpu
 changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
 print(changed)
@@ -69,8 +92,8 @@ def test_importing_tinynet_leaves_the_environment_alone():
 
 APPLY = """
 import os
-from tinynet import config
-applied = config.apply_process_settings(threads=3)
+from tinynet import process
+applied = process.apply_process_settings(threads=3)
 print(sorted(k for k in applied if k.isupper()), os.environ["OMP_WAIT_POLICY"], os.environ["OMP_NUM_THREADS"],
       os.environ["NUMBA_NUM_THREADS"])
 """
@@ -84,13 +107,13 @@ def test_apply_process_settings_sets_only_what_nobody_set():
 
 def test_apply_process_settings_rejects_a_bad_thread_count():
     with pytest.raises(ValueError, match=r"threads=0, expected an int >= 1 or None"):
-        config.apply_process_settings(threads=0)
+        process.apply_process_settings(threads=0)
 
 
 IDLE_SPIN = """
 import resource, time, numpy as np
-from tinynet import config
-config.apply_process_settings(threads=2)
+from tinynet import process
+process.apply_process_settings(threads=2)
 a = np.ones((1024, 1024), np.float32)
 a @ a                                      # OpenBLAS's two threads run, then wait for the next GEMM
 cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
@@ -101,7 +124,7 @@ print(cpu() - before)
 
 
 def _numpy_openblas_can_reread():
-    lib = config._numpy_openblas()
+    lib = process._numpy_openblas()
     return lib is not None and all(hasattr(lib, f) for f in ("openblas_read_env", "blas_thread_shutdown_"))
 
 
@@ -120,8 +143,8 @@ def test_openblas_workers_sleep_soon_after_a_gemm():
 
 PAGE_FAULTS = """
 import resource, numpy as np
-from tinynet import config
-kept = config.apply_process_settings().get("keep freed memory", False)
+from tinynet import process
+kept = process.apply_process_settings().get("keep freed memory", False)
 a = np.ones(4 << 20, np.float32); del a            # 16 MB: far above malloc's default mmap threshold
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(10):
@@ -146,7 +169,7 @@ def test_freed_memory_is_reused_without_page_faults():
 
 LATE_APPLY = """
 import os, numba, numpy as np
-from tinynet import config
+from tinynet import config, process
 from numba import njit, prange
 
 @njit(parallel=True)
@@ -155,7 +178,7 @@ def first(a):
         a[i] += 1
 
 first(np.zeros(100))                         # Numba's thread pool is up, with its default size
-config.apply_process_settings(threads=1)
+process.apply_process_settings(threads=1)
 
 @njit(parallel=True)
 def compiled_afterwards(a):                  # compiling re-reads NUMBA_NUM_THREADS

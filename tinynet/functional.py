@@ -82,9 +82,8 @@ def _weight_gradient(xp, dy_g, cols_g, groups, out=None):
     reduction over the long axis P (every output pixel of the batch).
     Computed as (cols[g] @ dY[g]^T)^T, the same sums with the operands the other way round: BLAS
     then packs the large cols matrix in its own row-major order instead of transposed, and the
-    results are bitwise the same. Measured (benchmarks/bench_conv_pieces.py, OpenBLAS, float32,
-    batch 32): alexnet-small's conv2-conv5 12-20% faster on one thread (conv2 3.3 against 3.8 ms),
-    the paper net's conv1 53 against 58 ms on two. out: where to write cols[g] @ dY[g]^T, (G, K, m)."""
+    results are bitwise the same; faster (measured: docs/performance.md#the-weight-gradients-gemm).
+    out: where to write cols[g] @ dY[g]^T, (G, K, m)."""
     return _grouped_matmul(xp, cols_g, dy_g.transpose(0, 2, 1), groups, out).transpose(0, 2, 1)
 
 
@@ -92,9 +91,8 @@ def _weight_gradient(xp, dy_g, cols_g, groups, out=None):
 # and otherwise keeps x and makes the matrix again there: one more im2col, the same matrix to the bit,
 # so the digits do not depend on the choice. Of the project's nets only the paper net's conv1 at batch
 # 16 and up passes it (11 x 11 windows moved by 4: its columns are 7.3x its input, 134 MiB at batch 32
-# against 18 MiB of images, which the caller holds anyway). Measured at batch 32 on 2 threads (in one
-# process, 15 rounds interleaved): conv1's backward 57 -> 75 ms, about 2% of the step; the step's peak
-# resident memory 1766 -> 1640 MiB, under PyTorch's 1667 (benchmarks/bench_alexnet.py's memory child).
+# against 18 MiB of images, which the caller holds anyway). 64 MiB: conv1's backward pays one im2col
+# for a lower peak (measured: docs/performance.md#conv1-keeps-its-input).
 KEEP_COLUMNS_BELOW = 64 * 2 ** 20   # bytes
 
 
@@ -154,14 +152,8 @@ class Conv2d(Function):
 
 
 # WinogradConv2d's backward makes dM (as large as the forward's M: nine times conv2's output) this
-# many rows of the a x a tiles at a time: 3 pieces for 5 x 5, 2 for 3 x 3. Measured on the paper net
-# (2 threads, results bitwise equal; benchmarks/results/winograd_backward_rows_ab_cpu_2threads_*.log):
-# peak resident memory at batch 8/16/32/48/64 1157/1268/1547/1882/2209 -> 1153/1230/1474/1662/1817
-# MiB, mostly because smaller pieces fit the holes that glibc's heap keeps (apply_process_settings
-# keeps freed memory); the four Winograd backwards at batch 32, old and new alternating in one
-# process, +11 ms in one run and -2 ms in another (conv2 139 -> 146 and 167 -> 163 ms). One row at a
-# time: 1333 and 1808 MiB at batch 32 and 64, but +27 ms (untile_adjoint reads all of dy for every
-# piece); three rows: 1547 and 2209, nothing saved.
+# many rows of the a x a tiles at a time: 3 pieces for 5 x 5, 2 for 3 x 3. 2: the lowest peak memory
+# at no cost in time; 1 costs time, 3 saves nothing (measured: docs/performance.md#winograd-backward-in-pieces).
 WINOGRAD_BACKWARD_ROWS = 2
 
 
@@ -234,17 +226,10 @@ class WinogradConv2d(Function):
 
 CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 # "auto" picks Winograd on the CPU for r x r stride-1 layers with at least this many input channels
-# per group. Measured (benchmarks/bench_conv_algorithms.py, 2 threads, batch 32; its JSON and log in
-# benchmarks/results): the paper net's conv3-5 (256 / 192 / 192 per group, 3 x 3) take 14-18% less
-# time forward + backward by Winograd; its conv2 (48 per group, 5 x 5) 4% (11% in an earlier run):
-# backward 22% less, forward 16% more (its transformed output M is 9x the layer's output);
-# alexnet-small's narrow layers (12 to 48) are as fast or slower (the tile transforms cost what the
-# GEMMs save), so the default job runs im2col as before, to the bit. A fixed rule, not a timing at
-# run time: the same net computes the same digits in every run. On CUDA "auto" stays im2col until
-# Winograd has been timed on a GPU. After the tile kernels got faster (kernels/cpu/winograd.py),
-# one sweep (conv_algorithms_cpu_2threads_2026-12-02_row-views.*) has Winograd winning from 96
-# channels on 13 x 13 maps, only from 192 on 6 x 6, and from 16 for 5 x 5 on 27 x 27: the
-# thresholds stay until more runs agree (no layer of the project's nets would change side).
+# per group: where Winograd was measured faster than im2col (the paper net's conv2-conv5; not
+# alexnet-small's narrow layers). A fixed rule, not a timing at run time, so the same net computes
+# the same digits in every run; on CUDA "auto" stays im2col until Winograd has been timed on a GPU
+# (measured: docs/performance.md#winograd-thresholds).
 WINOGRAD_MIN_CHANNELS = {3: 128, 5: 48}
 
 

@@ -30,40 +30,20 @@ atomics and the result does not depend on the number of threads):
 
 The image is the fast index of the task, as in im2col: neighbouring tasks read (untile) or write
 (tiles) neighbouring stretches of the same a*a rows of V and M, so each of those rows is one
-forward stream through memory. With the channel fastest they jumped by a whole row (N*th*tw
-tiles) from task to task. Measured on the paper net's layers (batch 32, 2 threads, the four
-kernels together, old and new order alternating in one process, two runs:
-benchmarks/results/winograd_task_order_ab_cpu_2threads_2026-12-02.log): conv2 112 / 117 -> 106 /
-85 ms, conv3 37 / 28 -> 28 / 21, conv4 46 / 34 -> 30 / 27, conv5 38 / 32 -> 28 / 27;
-alexnet-small's 6 x 6 maps unchanged.
-
-Every row of V, M, dV and dM a loop touches is taken as a 1-D view, v[r, ch, base:base + count],
-which Numba types as contiguous; through a 2-D view such as v[a*s:a*s + a, ch, base:base + count]
-or mm[t::a, ...] every access goes through strides known only at run time, which most likely kept
-the compiler from vectorising (not checked in the machine code). The same sums, bitwise (A/B in one
-process, two runs: benchmarks/results/winograd_row_views_ab_cpu_2threads_2026-12-02.log, the four
-kernels together, ms): conv2 83 / 87 -> 66 / 65, conv3 19 / 22 -> 14 / 16, conv4 27 / 35 -> 21 /
-21, conv5 23 / 23 -> 17 / 26 (faster in one run, slower in the other); alexnet-small's conv4
-(3 x 3 tiles per plane, not Winograd in the default job) 1.2 / 1.5 -> 1.4 / 2.2.
-
-untile computes both output columns of every tile as rows over the tiles, h[2u + v] (loops the
-compiler can vectorise), then writes each output row of y once, bias added, straight from h; it
-used to scatter every tile into a scratch plane two values at a time and copy the plane into y.
-The same sums (benchmarks/results/winograd_untile_ab_cpu_2threads_2026-12-02.log, untile alone,
-two runs, ms): conv2 24.0 / 26.9 -> 16.5 / 18.0, conv3 5.2 / 5.1 -> 4.3 / 4.6, conv4 5.2 / 5.3 ->
-4.7 / 4.5, conv5 3.9 / 3.4 -> 2.9 / 2.8. untile_adjoint does the reverse: it reads each row of dy
-once into the four rows d[2u + v] of the tiles' entries (zeros where tiles stick out), then works
-on rows (winograd_untile_adjoint_ab_cpu_2threads_2026-12-02.log: conv2 19.5 / 21.6 -> 16.7 / 17.0
-ms; the 13 x 13 layers -0.5 to +0.3 ms).
+forward stream through memory. Every row of V, M, dV and dM a loop touches is taken as a 1-D view,
+v[r, ch, base:base + count], which Numba types as contiguous (a 2-D view such as
+v[a*s:a*s + a, ch, base:base + count] or mm[t::a, ...] has strides known only at run time).
 
 On the input side (tiles, tiles_adjoint) each task works in a flat, zero-bordered scratch plane
 (as im2col does), so entry (i, j) of tile p sits at scratch[where[p] + i*Wp + j], where[p] =
 2ty*Wp + 2tx, and each pass is one loop over the plane's tiles with no branches. On the output
-side (untile, untile_adjoint) a tile's 2 x 2 outputs are four rows over the tiles, so the output
-plane is read or written row by row, with no scratch plane (above). Measured
-on the paper net's conv3 input (32 x 256 x 13 x 13, float32, 2 threads): 6.9 ms for `tiles`,
-the same as im2col's 6.7 ms for 2.25x more output; the same sums as a per-tile scalar kernel
-took 10.9 ms, and a kernel looping over the matrix entries (multiply-adds skipping zeros) 12.5 ms.
+side (untile, untile_adjoint) a tile's 2 x 2 outputs are four rows over the tiles, h[2u + v]:
+untile computes them as rows (loops the compiler can vectorise) and writes each output row of y
+once, bias added; untile_adjoint reads each row of dy once into the four rows d[2u + v] of the
+tiles' entries (zeros where tiles stick out). There is no scratch plane on the output side.
+
+Each of these choices was measured against the one before it, with the same sums to the bit:
+docs/performance.md#winograd-tile-kernels.
 """
 import numpy as np
 from numba import njit, prange

@@ -4,7 +4,9 @@
     numba       the CPU fast path (kernels/cpu), the default for cpu devices
     cupy        the GPU path (kernels/cuda + cuBLAS), for cuda devices
 
-TINYNET_CPU_BACKEND=reference|numba (tinynet.config), read once at import, picks the CPU backend.
+TINYNET_CPU_BACKEND=reference|numba (tinynet.config) picks the CPU backend. Like every setting it is
+read when it is used (config.py's rule): each time a cpu device asks for its backend, unless
+use_cpu_backend chose one in code.
 """
 import contextlib
 import importlib
@@ -17,7 +19,8 @@ _MODULES = {"reference": "tinynet.backends.reference",
             "cupy": "tinynet.backends.cupy_gpu"}
 CPU_BACKENDS = ("numba", "reference")
 
-_cpu_choice = config.cpu_backend()
+_chosen_in_code = None       # use_cpu_backend's choice, which wins over the environment
+_numba_unavailable = False   # Numba failed to import once: reference serves cpu devices, said once
 _loaded = {}
 
 
@@ -31,16 +34,18 @@ def load(name):
 
 
 def cpu_backend_name():
-    """The backend serving cpu devices: numba unless TINYNET_CPU_BACKEND says otherwise,
-    or numba cannot be imported (then reference, with a warning)."""
-    global _cpu_choice
-    if _cpu_choice == "numba":
+    """The backend serving cpu devices: use_cpu_backend's choice inside its block, else
+    TINYNET_CPU_BACKEND (read now), numba by default; reference, with a warning, where numba
+    cannot be imported."""
+    global _numba_unavailable
+    choice = _chosen_in_code or config.cpu_backend()
+    if choice == "numba" and not _numba_unavailable:
         try:
             load("numba")
         except ImportError as err:
             warnings.warn(f"tinynet: Numba backend unavailable ({err}); using the NumPy reference backend")
-            _cpu_choice = "reference"
-    return _cpu_choice
+            _numba_unavailable = True
+    return "reference" if choice == "numba" and _numba_unavailable else choice
 
 
 def available(device_type):
@@ -63,12 +68,12 @@ def available(device_type):
 @contextlib.contextmanager
 def use_cpu_backend(name):
     """Serve cpu devices with backend `name` inside the block (tests and gradcheck compare backends)."""
-    global _cpu_choice
+    global _chosen_in_code
     if name not in CPU_BACKENDS:
         raise ValueError(f"unknown CPU backend {name!r}: expected one of {CPU_BACKENDS}")
     load(name)
-    previous, _cpu_choice = _cpu_choice, name
+    previous, _chosen_in_code = _chosen_in_code, name
     try:
         yield
     finally:
-        _cpu_choice = previous
+        _chosen_in_code = previous

@@ -1,4 +1,5 @@
-"""The Numba backend: the CPU fast path. Same contract as reference.py (read its docstring).
+"""The Numba backend: the CPU fast path. It answers the kernel contract, contract.py (a Protocol;
+reference.py is the NumPy oracle that the tests compare it with).
 
 Each function here is a thin wrapper: it makes the inputs C-contiguous where the kernel needs it,
 allocates the outputs and calls one kernel from kernels/cpu. Arguments are not validated here
@@ -9,7 +10,7 @@ Kernels compile on first use and are cached on disk in $NUMBA_CACHE_DIR, which d
 process starts without compiling.
 
 Process-wide settings that make these kernels fast (OpenMP threads that sleep instead of
-spinning, malloc keeping freed blocks) are not made here: tinynet.config.apply_process_settings()
+spinning, malloc keeping freed blocks) are not made here: tinynet.process.apply_process_settings()
 makes them when a command line asks (examples/train_alexnet.py, benchmarks/bench_alexnet.py).
 """
 import numpy as np
@@ -46,10 +47,8 @@ def default_rng(seed=None):
     return np.random.default_rng(seed)
 
 
-# Below this many elements a kernel runs on one thread. Waking the other threads costs tens of
-# microseconds on an idle machine and milliseconds when another process holds a core; measured:
-# the gradient check of the small network took 158 s with every kernel parallel, and 5 s with
-# this threshold, on a 2-core machine with one core busy.
+# Below this many elements a kernel runs on one thread: waking the other threads costs more than
+# the work, most of all when another process holds a core (measured: docs/performance.md#threads-the-constants).
 SERIAL_BELOW = 1 << 16
 
 
