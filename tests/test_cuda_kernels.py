@@ -212,3 +212,23 @@ def test_float32_gemms_are_full_precision_unless_tf32_is_asked_for():
         assert linalg.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_TF32
     finally:
         gpu.set_tf32(was)
+
+
+def test_tinynet_tf32_is_read_when_a_gpu_is_asked_for_and_a_choice_in_code_wins(monkeypatch):
+    """config.py's rule: TINYNET_TF32 set in a running process counts from the next GPU request;
+    set_tf32 wins over it while chosen."""
+    from cupy._core import _routines_linalg as linalg
+
+    chosen = gpu._tf32_choice
+    try:
+        gpu._tf32_choice = None
+        for value, expected in (("1", linalg.COMPUTE_TYPE_TF32), ("0", linalg.COMPUTE_TYPE_DEFAULT)):
+            monkeypatch.setenv("TINYNET_TF32", value)
+            gpu.check_available(0)
+            assert linalg.get_compute_type(np.float32) == expected, f"TINYNET_TF32={value}"
+        gpu.set_tf32(True)
+        gpu.check_available(0)
+        assert linalg.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_TF32
+    finally:
+        gpu._tf32_choice = chosen
+        gpu._apply_tf32()

@@ -23,8 +23,8 @@ value taken at import, so a variable set in a running process counts from the ne
 chosen in code wins over the variable while it is chosen: backends.use_cpu_backend(name),
 conv2d(algorithm=...), cupy_gpu.set_tf32(enabled). The one value handed over at import is
 TINYNET_CACHE's folder for compiled kernels: numba_cpu.py gives it to Numba's compiler when it
-loads, because Numba takes its cache folder then, as it takes NUMBA_CACHE_DIR. (cupy_gpu.py still
-takes TINYNET_TF32 at import, until it follows this rule.)
+loads, because Numba takes its cache folder then, as it takes NUMBA_CACHE_DIR. TINYNET_TF32 is
+read each time a GPU is asked for (cupy_gpu.check_available), where the cuBLAS compute type follows it.
 
 Thread settings belong to the libraries (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS,
 NUMBA_NUM_THREADS, OMP_WAIT_POLICY, OPENBLAS_THREAD_TIMEOUT); tinynet reads them to report them

@@ -1,4 +1,4 @@
-"""The CuPy backend: the GPU path. Same contract as reference.py (read its docstring).
+"""The CuPy backend: the GPU path. It answers the kernel contract of contract.py.
 
 Each function here is a thin wrapper: on the GPU that holds its input it makes the inputs
 C-contiguous, allocates the outputs and launches one kernel from kernels/cuda. The kernels are
@@ -17,7 +17,9 @@ it, the first float32 GEMM reads the environment variable CUPY_TF32 (> 0 means T
 CUBLAS_COMPUTE_32F_FAST_TF32 (inputs rounded to 10 mantissa bits on the tensor cores, much faster
 on Ampere and later); the default maps to CUBLAS_COMPUTE_32F, full float32. tinynet sets the
 compute type itself, so TINYNET_TF32 decides and CUPY_TF32 is ignored: TF32 is off unless
-TINYNET_TF32=1 (tinynet.config, read at import) or `set_tf32(True)`. float64 GEMMs are never affected.
+`set_tf32(True)` chose it, or TINYNET_TF32=1 while nothing was chosen in code (tinynet.config's rule:
+the variable is read each time a GPU is asked for, and a change counts from then). float64 GEMMs are
+never affected.
 """
 import os
 import threading
@@ -68,8 +70,8 @@ def check_available(index=0):
         if count == 0:
             raise RuntimeError(f"cuda:{index} requested but this machine has no GPU")
         _gpu_count = count
-        if _tf32 and not _tf32_applied:
-            _apply_tf32()
+    if tf32_enabled() != _tf32_applied:
+        _apply_tf32()
     if index >= _gpu_count:
         plural = "" if _gpu_count == 1 else "s"
         raise RuntimeError(f"cuda:{index} requested but this machine has {_gpu_count} GPU{plural}")
@@ -87,40 +89,41 @@ def _on(array):
 
 # ---------------------------------------------------------------- TF32 for cuBLAS GEMMs
 
-_tf32 = config.tf32()
-_tf32_applied = False
+_tf32_choice = None      # set_tf32's value; None: TINYNET_TF32 decides
+_tf32_applied = None     # the compute type last handed to cuBLAS: True (TF32), False, None (never)
 
 
 def _apply_tf32():
     global _tf32_applied
+    tf32 = tf32_enabled()
     try:
         from cupy._core import _routines_linalg as linalg
-        compute_type = linalg.COMPUTE_TYPE_TF32 if _tf32 else linalg.COMPUTE_TYPE_DEFAULT
+        compute_type = linalg.COMPUTE_TYPE_TF32 if tf32 else linalg.COMPUTE_TYPE_DEFAULT
     except (ImportError, AttributeError):  # a CuPy without that API reads CUPY_TF32 at the first GEMM
-        if (os.environ.get("CUPY_TF32", "0").strip() not in ("", "0")) != _tf32:
-            warnings.warn(f"this CuPy cannot be told to {'use' if _tf32 else 'avoid'} TF32; set "
-                          f"CUPY_TF32={int(_tf32)} before the first GEMM to match TINYNET_TF32")
+        if (os.environ.get("CUPY_TF32", "0").strip() not in ("", "0")) != tf32:
+            warnings.warn(f"this CuPy cannot be told to {'use' if tf32 else 'avoid'} TF32; set "
+                          f"CUPY_TF32={int(tf32)} before the first GEMM to match TINYNET_TF32")
     else:
         # TF32 asks the current GPU for its compute capability (CuPy warns and keeps full
         # float32 below 8.0); the default needs no GPU.
         linalg.set_compute_type(np.float32, compute_type)
-    _tf32_applied = True
+    _tf32_applied = tf32
 
 
 def set_tf32(enabled):
     """Let cuBLAS round float32 GEMM inputs to TF32 (True) or keep full float32 (False, the default).
     Affects every float32 `cupy.matmul` of the process from the next call on."""
-    global _tf32
-    _tf32 = bool(enabled)
+    global _tf32_choice
+    _tf32_choice = bool(enabled)
     _apply_tf32()
 
 
 def tf32_enabled():
-    """Whether float32 GEMMs may use TF32."""
-    return _tf32
+    """Whether float32 GEMMs may use TF32: set_tf32's choice, else TINYNET_TF32."""
+    return config.tf32() if _tf32_choice is None else _tf32_choice
 
 
-if not _tf32:
+if not tf32_enabled():
     _apply_tf32()  # overrides CUPY_TF32; needs no GPU. TF32 on waits for check_available (a GPU).
 
 
