@@ -279,20 +279,25 @@ class MPICommunicator:
         long there (alike on the other axes): all_gather when the sizes are equal, else
         MPI Allgatherv of the parts moved to axis 0."""
         self.stats.crossing_bytes += array.size * array.dtype.itemsize
+        t0 = time.perf_counter()
         if len(set(sizes)) == 1:
             stack = self.all_gather(array)                                # (size, *array.shape)
             xp = np if not _is_cupy(stack) else __import__("cupy")
-            return xp.concatenate(list(stack), axis=axis)
-        host = np.ascontiguousarray(np.moveaxis(_host(array), axis, 0))    # (sizes[rank], ...)
-        per = int(np.prod(host.shape[1:], dtype=np.int64))
-        out = np.empty((sum(sizes),) + host.shape[1:], host.dtype)
-        self.mpi.Allgatherv(host, [out, [s * per for s in sizes]])
-        return _like(np.ascontiguousarray(np.moveaxis(out, 0, axis)), array)
+            out = xp.concatenate(list(stack), axis=axis)
+        else:
+            host = np.ascontiguousarray(np.moveaxis(_host(array), axis, 0))    # (sizes[rank], ...)
+            per = int(np.prod(host.shape[1:], dtype=np.int64))
+            joined = np.empty((sum(sizes),) + host.shape[1:], host.dtype)
+            self.mpi.Allgatherv(host, [joined, [s * per for s in sizes]])
+            out = _like(np.ascontiguousarray(np.moveaxis(joined, 0, axis)), array)
+        self.stats.seconds += time.perf_counter() - t0
+        return out
 
     def reduce_scatter_parts(self, array, axis, sizes):
         """array: the joined shape on every rank -> the sum over ranks of block `rank` along
         `axis` (blocks sizes[0], sizes[1], ... long). The adjoint of all_gather_parts."""
         xp = np if not _is_cupy(array) else __import__("cupy")
+        t0 = time.perf_counter()
         if len(set(sizes)) == 1:
             out = self.reduce_scatter(xp.stack(xp.split(array, self.size, axis=axis)))
         else:
@@ -301,6 +306,7 @@ class MPICommunicator:
             mine = np.empty((sizes[self.rank],) + host.shape[1:], host.dtype)
             self.mpi.Reduce_scatter(host, mine, [s * per for s in sizes], op=self.MPI.SUM)
             out = _like(np.ascontiguousarray(np.moveaxis(mine, 0, axis)), array)
+        self.stats.seconds += time.perf_counter() - t0
         self.stats.crossing_bytes += out.size * out.dtype.itemsize
         return out
 
