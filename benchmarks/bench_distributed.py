@@ -55,6 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=1, help="runs of every job, interleaved; results are medians")
     p.add_argument("--scheme", default="data", choices=SCHEMES, help=argparse.SUPPRESS)   # inside mpirun
     p.add_argument("--out", default=None, help="JSON file for the results")
+    p.add_argument("--note", default=None, help="kept in the JSON (e.g. what else loaded the machine)")
     p.add_argument("--worker", default=None, choices=MODELS, help=argparse.SUPPRESS)  # inside mpirun
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)                  # rank 0's JSON record
     return p.parse_args(argv)
@@ -210,7 +211,7 @@ def main(argv=None):
         add_predictions(model, [r for r in results if r["model"] == model], args.width)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine_facts(), "batch_size": args.batch_size,
+        Path(args.out).write_text(json.dumps({"note": args.note, "machine": machine_facts(), "batch_size": args.batch_size,
                                                "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
                                                "results": results, "runs": runs},
                                               indent=1))

@@ -50,7 +50,8 @@ class Job:
             return (f"distributed: hybrid on {self.world_size} ranks ({type(self.comm).__name__}): conv layers "
                     f"data-parallel, each FC layer's output units split {self.world_size} ways; rank 0 on {self.device}")
         if self.towers is None:
-            return (f"distributed: data parallel on {self.world_size} ranks ({type(self.comm).__name__}), "
+            overlap = ", the all-reduce overlapped with the backward" if getattr(self.comm, "overlap", False) else ""
+            return (f"distributed: data parallel on {self.world_size} ranks ({type(self.comm).__name__}{overlap}), "
                     f"rank 0 on {self.device}")
         return (f"distributed: two towers on each of {self.world_size // 2} pair(s) of ranks, "
                 f"{self.comm.size} data-parallel replica(s); rank 0 holds tower 0 and fc8 on {self.device}")
