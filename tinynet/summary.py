@@ -23,6 +23,9 @@ bytes each crossing moves per image: forward the activation, backward its gradie
     python -m tinynet.summary alexnet-small --image-size 28 --num-classes 10
     python -m tinynet.summary torchvision [--image-size 256]    (also torchvision-lrn)
     python -m tinynet.summary d2l
+    python -m tinynet.summary alexnet --distributed hybrid -n 4 [--batch-size 128]
+        what each rank holds under hybrid parallelism and the bytes each crossing moves per step,
+        beside data parallel's (format_distributed; the counting is tinynet.distributed.cost's)
 
 Per-side padding ((top, bottom), (left, right)) shows both sides: (224 - 11 + 1 + 2) // 4 + 1 = 55.
 Adaptive average pooling shows its windows: floor(i*H/oh) .. ceil((i+1)*H/oh).
