@@ -211,7 +211,8 @@ def main(argv=None):
         add_predictions(model, [r for r in results if r["model"] == model], args.width)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"note": args.note, "machine": machine_facts(), "batch_size": args.batch_size,
+        Path(args.out).write_text(json.dumps({"note": args.note, "machine": machine_facts(),
+                                               "batch_size": args.batch_size,
                                                "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
                                                "results": results, "runs": runs},
                                               indent=1))

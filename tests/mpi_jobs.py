@@ -100,8 +100,8 @@ def job_data_overlap(out):
 
 HYBRID_NETS = {   # tiny versions of every net hybrid parallelism serves, float64, dropout 0.5
     "alexnet-small": (lambda: tn.models.alexnet_small(10, 1, 28, width=4, dropout=0.5, dtype=np.float64), (1, 28, 28)),
-    "torchvision": (lambda: tn.models.alexnet_torchvision(10, dropout=0.5, dtype=np.float64, widths=(4, 6, 8, 8, 6, 14)),
-                    (3, 63, 63)),
+    "torchvision": (lambda: tn.models.alexnet_torchvision(10, dropout=0.5, dtype=np.float64,
+                                                          widths=(4, 6, 8, 8, 6, 14)), (3, 63, 63)),
     "d2l": (lambda: tn.models.alexnet_d2l(10, image_size=65, dropout=0.5, dtype=np.float64, widths=(4, 6, 8, 8, 6, 14)),
             (1, 65, 65)),
 }
@@ -258,7 +258,8 @@ def job_fail(out, how):
 
 JOBS = {"data": job_data, "data-overlap": job_data_overlap, "collectives": job_collectives, "towers": job_towers,
         "towers-dropout": job_towers_dropout,
-        **{f"hybrid-{net}": (lambda out, net=net: job_hybrid(out, net)) for net in HYBRID_NETS}, "towers-data": job_towers_data,
+        **{f"hybrid-{net}": (lambda out, net=net: job_hybrid(out, net)) for net in HYBRID_NETS},
+        "towers-data": job_towers_data,
         "fail-exception": lambda out: job_fail(out, "exception"), "fail-kill": lambda out: job_fail(out, "kill")}
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Training beyond one process: data parallel over MPI (NCCL between GPUs), the all-reduce
 overlapped with the backward, the paper's two towers as two processes, and hybrid parallelism
-(conv layers data-parallel, FC layers model-parallel). Scale comes from engines that exist (Open MPI through mpi4py, NCCL
-through cupy.cuda.nccl), never home-made networking.
+(conv layers data-parallel, FC layers model-parallel). Scale comes from engines that exist
+(Open MPI through mpi4py, NCCL through cupy.cuda.nccl), never home-made networking.
 
     mpirun -n 4 python examples/train_alexnet.py --distributed data      # 4 data-parallel ranks
     mpirun -n 2 python examples/train_alexnet.py --model alexnet2012 --distributed towers
