@@ -8,6 +8,7 @@
     python examples/train_alexnet.py --device cuda --model torchvision   # torchvision's, grey repeated to RGB
     mpirun -n 4 python examples/train_alexnet.py --distributed data      # 4 processes, the same global batch
     mpirun -n 2 python examples/train_alexnet.py --model alexnet2012 --distributed towers  # a tower per process
+    mpirun -n 2 python examples/train_alexnet.py --model alexnet --distributed hybrid       # FC layers split
 
 With no arguments it trains the small net on the full Fashion-MNIST (60,000 training and 10,000
 test images) on the CPU and reaches 91.4% test accuracy in about 12 minutes (the defaults are
@@ -94,8 +95,9 @@ def parse_args(argv=None):
     add("--dtype", default="float32", choices=("float32", "float64"))
     add("--workers", type=int, default=1, help="data-loading threads")
     add("--distributed", default=None, choices=distributed.MODES,
-        help="under mpirun: data (each rank a share of every batch; --batch-size stays the global batch) "
-             "or towers (--model alexnet2012, tower r on rank r; 2k ranks: k replicas)")
+        help="under mpirun: data (each rank a share of every batch; --batch-size stays the global batch), "
+             "towers (--model alexnet2012, tower r on rank r; 2k ranks: k replicas) "
+             "or hybrid (conv layers as data, each FC layer's units split over the ranks)")
     add("--threads", default="auto",
         help="BLAS and Numba threads: a count, or auto (every CPU this process may use; pass 1 "
              "on a busy machine); an OPENBLAS_NUM_THREADS/NUMBA_NUM_THREADS you set wins")

@@ -3,6 +3,7 @@ to OUT_DIR and the test compares it there. Not collected by pytest (no test_ pre
 
     mpirun -n 2 python tests/mpi_jobs.py JOB OUT_DIR
 """
+import contextlib
 import os
 import signal
 import sys
@@ -24,20 +25,27 @@ def images(n, shape, seed=0, classes=10):
     return rng.standard_normal((n,) + shape), rng.integers(0, classes, n)
 
 
-def train_steps(model, x, y, batch, comm=None, steps=STEPS, lr=0.05, opt=None):
+def train_steps(model, x, y, batch, comm=None, steps=STEPS, lr=0.05, opt=None, after_backward=None):
     """`steps` SGD steps over consecutive global batches of x; with `comm`, this rank takes its
-    contiguous slice of each global batch and the gradients are averaged over the ranks."""
+    contiguous slice of each global batch (dropout draws the global batch's masks and keeps its
+    rows) and the gradients are averaged over the ranks. after_backward(step): called between
+    the backward and the all-reduce."""
     opt = opt or tn.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     losses = []
     for step in range(steps):
         lo, hi = step * batch, (step + 1) * batch
+        rows = contextlib.nullcontext()
         if comm is not None and comm.size > 1:
             share = batch // comm.size
+            rows = tn.random.batch_rows(comm.rank * share, batch)
             lo, hi = lo + comm.rank * share, lo + (comm.rank + 1) * share
         device = model.parameters()[0].device
-        loss = F.softmax_cross_entropy(model(tn.tensor(x[lo:hi], device=device)), y[lo:hi])
+        with rows:
+            loss = F.softmax_cross_entropy(model(tn.tensor(x[lo:hi], device=device)), y[lo:hi])
         opt.zero_grad()
         loss.backward()
+        if after_backward is not None:
+            after_backward(step)
         if comm is not None:
             comm.allreduce_gradients(model.parameters())
         opt.step()
@@ -65,6 +73,93 @@ def job_data(out):
         train_steps(reference, x, y, 8)
         np.savez(os.path.join(out, "data.npz"), buckets=buckets,
                  **{f"ranks/{k}": v for k, v in model.state_dict().items()},
+                 **{f"one/{k}": v for k, v in reference.state_dict().items()})
+
+
+def job_data_overlap(out):
+    """Data parallel with the all-reduce overlapped with the backward, against one process:
+    float64, dropout 0.5, several buckets; records how many buckets were already in flight when
+    each backward returned (all of them: every gradient of the net is final inside the walk)."""
+    comm = distributed.MPICommunicator(bucket_bytes=4096, overlap=True)
+    x, y = images(8 * STEPS, (1, 28, 28))
+    make = lambda: tn.models.alexnet_small(10, 1, 28, width=4, dropout=0.5, dtype=np.float64)  # noqa: E731
+    tn.manual_seed(0)
+    model = make()
+    comm.broadcast_parameters(model.parameters())
+    in_flight = []
+    train_steps(model, x, y, 8, comm, after_backward=lambda step: in_flight.append(
+        sum(b.flight is not None for b in comm._armed[1])))
+    if comm.rank == 0:
+        tn.manual_seed(0)
+        reference = make()
+        train_steps(reference, x, y, 8)
+        np.savez(os.path.join(out, "data-overlap.npz"), buckets=len(comm._armed[1]), in_flight=in_flight,
+                 **{f"ranks/{k}": v for k, v in model.state_dict().items()},
+                 **{f"one/{k}": v for k, v in reference.state_dict().items()})
+
+
+HYBRID_NETS = {   # tiny versions of every net hybrid parallelism serves, float64, dropout 0.5
+    "alexnet-small": (lambda: tn.models.alexnet_small(10, 1, 28, width=4, dropout=0.5, dtype=np.float64), (1, 28, 28)),
+    "torchvision": (lambda: tn.models.alexnet_torchvision(10, dropout=0.5, dtype=np.float64,
+                                                          widths=(4, 6, 8, 8, 6, 14)), (3, 63, 63)),
+    "d2l": (lambda: tn.models.alexnet_d2l(10, image_size=65, dropout=0.5, dtype=np.float64, widths=(4, 6, 8, 8, 6, 14)),
+            (1, 65, 65)),
+}
+
+
+def hybrid_steps(model, x, y, batch, comm=None, steps=STEPS):
+    """The Trainer's step on each rank's np.array_split rows of each global batch (dropout under
+    batch_rows, the loss seeded with the rank's share x N); one process without comm."""
+    opt = tn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    for step in range(steps):
+        lo, n = step * batch, batch
+        seed, rows = None, contextlib.nullcontext()
+        if comm is not None:
+            each, extra = divmod(batch, comm.size)
+            start = comm.rank * each + min(comm.rank, extra)
+            n = each + (comm.rank < extra)
+            rows, lo = tn.random.batch_rows(start, batch), lo + start
+            seed = np.asarray(n * comm.size / batch)
+        with rows:
+            loss = F.softmax_cross_entropy(model(tn.tensor(x[lo:lo + n])), y[lo:lo + n])
+        opt.zero_grad()
+        loss.backward(seed)
+        if comm is not None:
+            comm.allreduce_gradients(model.parameters())
+        opt.step()
+    return opt
+
+
+def job_hybrid(out, net):
+    """Hybrid parallelism against one process: global batch 6 (uneven rows on 4 ranks, and 10
+    classes split 3, 3, 2, 2), float64, dropout 0.5, 3 steps; rank 0 gathers the one-process
+    checkpoint format, and that loads back into a fresh set of ranks."""
+    make, shape = HYBRID_NETS[net]
+    comm = distributed.MPICommunicator(bucket_bytes=4096, overlap=True)
+    x, y = images(6 * STEPS, shape)
+    tn.manual_seed(0)
+    model = distributed.HybridNet(make(), comm)
+    comm.broadcast_parameters(model.parameters())
+    opt = hybrid_steps(model, x, y, 6, comm)
+    state, opt_state = model.gather_state(opt)
+    tn.manual_seed(1)
+    fresh = distributed.HybridNet(make(), distributed.MPICommunicator())
+    fresh_opt = tn.optim.SGD(fresh.parameters())
+    full, full_opt = comm.mpi.bcast((state, opt_state), root=0)
+    fresh.load_state_dict(full)
+    fresh_opt.load_state_dict(fresh.local_optimizer_state(full_opt))
+    reloaded = all(np.array_equal(a.data, b.data) for a, b in zip(fresh.parameters(), model.parameters()))
+    reloaded &= all(np.array_equal(a, b) for a, b in zip(fresh_opt.velocity, opt.velocity))
+    reloaded = comm.mpi.gather(reloaded, root=0)
+    if comm.rank == 0:
+        tn.manual_seed(0)
+        reference = make()
+        reference_opt = hybrid_steps(reference, x, y, 6)
+        velocities = {f"velocity{i}": v for i, v in enumerate(opt_state["velocity"])}
+        velocities.update({f"reference_velocity{i}": v for i, v in enumerate(reference_opt.state_dict()["velocity"])})
+        np.savez(os.path.join(out, f"hybrid-{net}.npz"), reloaded=reloaded, sharded=len(model.sharded_parameters()),
+                 names=list(state), reference_names=list(reference.state_dict()), **velocities,
+                 **{f"ranks/{k}": v for k, v in state.items()},
                  **{f"one/{k}": v for k, v in reference.state_dict().items()})
 
 
@@ -161,8 +256,10 @@ def job_fail(out, how):
     open(os.path.join(out, "rank0-passed-the-collective"), "w").close()
 
 
-JOBS = {"data": job_data, "collectives": job_collectives, "towers": job_towers,
-        "towers-dropout": job_towers_dropout, "towers-data": job_towers_data,
+JOBS = {"data": job_data, "data-overlap": job_data_overlap, "collectives": job_collectives, "towers": job_towers,
+        "towers-dropout": job_towers_dropout,
+        **{f"hybrid-{net}": (lambda out, net=net: job_hybrid(out, net)) for net in HYBRID_NETS},
+        "towers-data": job_towers_data,
         "fail-exception": lambda out: job_fail(out, "exception"), "fail-kill": lambda out: job_fail(out, "kill")}
 
 if __name__ == "__main__":

@@ -133,3 +133,34 @@ def test_the_graph_does_not_keep_an_activation_alive():
     c.backward(np.ones(3))
     assert alive_in_a_backward == [False]
     np.testing.assert_array_equal(x.grad, np.full(3, 8.0))
+
+
+def test_grad_ready_hooks_fire_once_per_walk_in_backward_order_with_the_final_gradient():
+    """register_post_accumulate_grad_hook: each parameter's hook fires once per backward, fc8's
+    first and conv1's last (the order data parallel closes its buckets in), and the .grad it sees
+    is the one the walk ends with, even for a leaf that two ops read."""
+    tn.manual_seed(0)
+    net = tn.models.alexnet_small(10, 1, 28, width=4, dtype=np.float64)
+    names = {id(p): n for n, p in net.named_parameters()}
+    seen = []
+    handles = [p.register_post_accumulate_grad_hook(lambda t: seen.append((names[id(t)], t.grad.copy())))
+               for p in net.parameters()]
+    x = tn.tensor(np.random.default_rng(0).standard_normal((2, 1, 28, 28)))
+    F.softmax_cross_entropy(net(x), np.array([1, 2])).backward()
+    assert [n for n, _ in seen] == [n for n, _ in net.named_parameters()][::-1]
+    for (name, grad), (_, p) in zip(seen, reversed(list(net.named_parameters()))):
+        np.testing.assert_array_equal(grad, p.grad, err_msg=name)
+    w = tn.tensor(np.ones((1, 3)), requires_grad=True)       # read twice: fires once, with both terms
+    v = tn.tensor(np.array([[1.0, 2.0, 3.0]]))
+    got = []
+    w.register_post_accumulate_grad_hook(lambda t: got.append(t.grad.copy()))
+    (F.linear(v, w) + F.linear(v, w)).backward(np.ones((1, 1)))
+    assert len(got) == 1 and got[0].tolist() == [[2.0, 4.0, 6.0]]
+    for h in handles:
+        h.remove()
+    seen.clear()
+    net.zero_grad()
+    F.softmax_cross_entropy(net(x), np.array([1, 2])).backward()
+    assert seen == []
+    with pytest.raises(RuntimeError, match="only a leaf tensor"):
+        F.linear(v, w).register_post_accumulate_grad_hook(print)

@@ -284,3 +284,45 @@ def test_cli_refuses_a_size_of_zero_with_one_line_and_exit_2(argv, message, caps
         tn_summary.main(argv)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == message + "\n"
+
+
+def test_distributed_hybrid_view_shows_each_ranks_share_and_the_bytes_of_each_crossing(capsys):
+    """--distributed hybrid -n 4: each rank holds every conv parameter and a quarter of each FC
+    layer's units (the shares add up to the net); the crossings are the B x 9216 features and
+    each FC layer's B x out outputs, both ways, and the conv gradients' all-reduce; data
+    parallel's all-reduce of every gradient is printed beside."""
+    from tinynet.distributed import cost
+    model, shape = tn_summary.build("alexnet")
+    rows = tn_summary.summary(model, shape)
+    s = cost.schemes(rows, 4, 128)
+    conv = 2_334_080   # conv1..conv5 of the grouped paper net
+    fc = 60_965_224 - conv
+    assert sum(h - conv for h in s["hybrid"]["holds"]) == fc
+    assert s["hybrid"]["crossings"] == [("features (rows)", 128 * 9216 * 4), ("fc6", 128 * 4096 * 4),
+                                        ("fc7", 128 * 4096 * 4), ("fc8", 128 * 1000 * 4)]
+    joined = 128 * (9216 + 4096 + 4096 + 1000) * 4
+    assert s["hybrid"]["wire_bytes"] == pytest.approx(2 * 3 / 4 * joined + 2 * 3 / 4 * conv * 4)
+    assert s["data"]["wire_bytes"] == pytest.approx(2 * 3 / 4 * 60_965_224 * 4)
+    assert tn_summary.main(["alexnet", "--distributed", "hybrid", "-n", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("conv    2,334,080") == 4 and "1024/1024/250" in out
+    assert "128 x 9216        4.7 MB" in out and "365.8 MB on the wire per rank" in out
+
+
+def test_cost_model_overlap_hides_what_the_backward_below_a_bucket_covers():
+    """One bucket per layer on a two-layer net: the fc bucket's all-reduce runs while conv's
+    backward (its share of the multiply-adds) goes on; overlap is never slower than data parallel,
+    never faster than compute, and one rank sends nothing."""
+    from tinynet.distributed import cost
+    rows = [{"layer": "input", "kind": "Input", "params": 0, "macs": 0, "shape": [1, 4, 4]},
+            {"layer": "conv", "kind": "Conv2d", "params": 10, "macs": 300, "shape": [1, 4, 4]},
+            {"layer": "flatten", "kind": "Flatten", "params": 0, "macs": 0, "shape": [16]},
+            {"layer": "fc", "kind": "Linear", "params": 1000, "macs": 100, "shape": [10]}]
+    s = cost.schemes(rows, 2, 8, bucket_bytes=1)
+    assert s["data"]["buckets"] == [(4000, 0.75), (40, 0.0)]
+    t, bw = 3.0, 1000.0   # the backward is 2 s; conv's 1.5 s of it follow the fc bucket's 4 s
+    times = cost.step_times(rows, 2, 8, t, bw, bucket_bytes=1)
+    assert times["data"] == pytest.approx(3.0 + 4.04)
+    assert times["overlap"] == pytest.approx((3.0 - 1.5) + 4.0 + 0.04)
+    assert times["hybrid"] == pytest.approx(2 * (8 * 16 * 4 + 8 * 10 * 4) / 2 / bw + 3.0 + 0.04)
+    assert cost.step_times(rows, 1, 8, t, bw) == {"data": 3.0, "overlap": 3.0, "hybrid": 3.0}

@@ -23,6 +23,9 @@ bytes each crossing moves per image: forward the activation, backward its gradie
     python -m tinynet.summary alexnet-small --image-size 28 --num-classes 10
     python -m tinynet.summary torchvision [--image-size 256]    (also torchvision-lrn)
     python -m tinynet.summary d2l
+    python -m tinynet.summary alexnet --distributed hybrid -n 4 [--batch-size 128]
+        what each rank holds under hybrid parallelism and the bytes each crossing moves per step,
+        beside data parallel's (format_distributed; the counting is tinynet.distributed.cost's)
 
 Per-side padding ((top, bottom), (left, right)) shows both sides: (224 - 11 + 1 + 2) // 4 + 1 = 55.
 Adaptive average pooling shows its windows: floor(i*H/oh) .. ceil((i+1)*H/oh).
@@ -281,6 +284,36 @@ def format_summary(rows, title=None):
     return "\n".join(lines)
 
 
+def format_distributed(rows, ranks, batch, itemsize=4):
+    """What each of `ranks` ranks holds under hybrid parallelism (conv layers whole, each FC
+    layer's output units split) and the bytes each crossing moves per step at global batch
+    `batch`, beside data parallel's (tinynet.distributed.cost does the counting)."""
+    from .distributed import cost
+    s = cost.schemes(rows, ranks, batch, itemsize)
+    convs, fcs, features = cost.layers(rows)
+    conv_params = sum(r["params"] for r in convs)
+    mb = lambda n: f"{n / 1e6:,.1f} MB"   # noqa: E731
+    lines = [f"hybrid parallelism on {ranks} ranks, global batch {batch}: conv layers data-parallel, "
+             f"FC layers model-parallel", "", "what each rank holds (parameters)"]
+    for r, held in enumerate(s["hybrid"]["holds"]):
+        units = "/".join(str(f["shape"][0] // ranks + (r < f["shape"][0] % ranks)) for f in fcs)
+        lines.append(f"  rank {r:<3} conv {conv_params:>12,}  + FC {held - conv_params:>12,} "
+                     f"(units of {'/'.join(f['layer'] for f in fcs)}: {units})  = {held:>12,}")
+    lines += ["", "crossings per step          joined (all ranks)   on the wire per rank (ring: (N-1)/N x joined, "
+              "forward all-gather + backward reduce-scatter)"]
+    for name, joined in s["hybrid"]["crossings"]:
+        shape = f"{batch} x {features if name.startswith('features') else joined // (batch * itemsize)}"
+        lines.append(f"  {name:<16} {shape:>12}  {mb(joined):>12}   {mb(2 * cost.gather_wire(joined, ranks)):>12}")
+    grads = s["hybrid"]["gradient_bytes"]
+    lines.append(f"  conv gradients   {'all-reduce':>12}  {mb(grads):>12}   {mb(cost.allreduce_wire(grads, ranks)):>12}")
+    lines.append(f"  hybrid, total per rank per step:   {mb(s['hybrid']['wire_bytes'])}")
+    lines += ["", f"data parallel, for comparison: every rank holds all {s['data']['holds'][0]:,} parameters; "
+              f"their gradients ({mb(s['data']['gradient_bytes'])}) all-reduced: "
+              f"{mb(s['data']['wire_bytes'])} on the wire per rank per step "
+              f"({len(s['data']['buckets'])} buckets, reduced while the backward goes on with overlap)"]
+    return "\n".join(lines)
+
+
 def build(model_name, image_size=None, num_classes=None):
     """(model, input_shape) for a model named on the command line, with its default sizes:
     alexnet, alexnet2012 and torchvision(-lrn) take 3 x 224 x 224 and 1000 classes, alexnet-small
@@ -313,12 +346,25 @@ def main(argv=None):
                         help="input side in pixels (default 224; 28 for alexnet-small)")
     parser.add_argument("--num-classes", type=int, default=None, help="default 1000; 10 for alexnet-small and d2l")
     parser.add_argument("--json", action="store_true", help="print the rows and totals as JSON")
+    parser.add_argument("--distributed", choices=("hybrid",), default=None,
+                        help="hybrid: what each rank holds and what each crossing moves, beside data parallel")
+    parser.add_argument("-n", "--ranks", type=int, default=2, help="ranks for --distributed (default 2)")
+    parser.add_argument("--batch-size", type=int, default=128, help="global batch for --distributed (default 128)")
     args = parser.parse_args(argv)
     try:
         model, input_shape = build(args.model, args.image_size, args.num_classes)
         rows = summary(model, input_shape)
     except ValueError as err:
         parser.exit(2, f"{err}\n")
+    if args.distributed:
+        if args.ranks < 1 or args.batch_size < args.ranks:
+            parser.exit(2, f"summary: -n {args.ranks} with --batch-size {args.batch_size}: expected "
+                           "1 <= ranks <= batch size\n")
+        try:
+            print(format_distributed(rows, args.ranks, args.batch_size, model.parameters()[0].dtype.itemsize))
+        except ValueError as err:
+            parser.exit(2, f"{err}\n")
+        return 0
     if args.json:
         print(json.dumps({"model": args.model, "input_shape": list(input_shape), "rows": rows,
                           "totals": totals(rows)}, indent=1))

@@ -16,7 +16,7 @@ class Tensor:
     x.requires_grad: whether gradients flow to x; x._node: the op that made x (None for leaves).
     Methods x.to, x.reshape and + come from functional.py (see the module docstring)."""
 
-    __slots__ = ("data", "grad", "requires_grad", "device", "_node", "name")
+    __slots__ = ("data", "grad", "requires_grad", "device", "_node", "name", "_hooks")
 
     def __init__(self, data, device, requires_grad=False):
         self.data = data
@@ -25,6 +25,7 @@ class Tensor:
         self.grad = None
         self._node = None
         self.name = None
+        self._hooks = None
 
     # ------------------------------------------------------------ facts
     shape = property(lambda self: tuple(self.data.shape))
@@ -57,6 +58,19 @@ class Tensor:
         return Tensor(self.data, self.device)
 
     # ------------------------------------------------------------ gradients
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call hook(self) each time a backward walk has accumulated this leaf's gradient: its
+        .grad is then final for that walk (PyTorch's name). Data parallel starts reducing a
+        bucket of gradients from it while the walk goes on to the layers below
+        (tinynet.distributed.comm). Returns a handle; handle.remove() unregisters the hook."""
+        if self._node is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor accumulates a .grad; "
+                               "this one was made by an op")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return _HookHandle(self._hooks, hook)
+
     def backward(self, grad=None):
         """Accumulate d(self)/d(leaf) into every leaf's .grad.
 
@@ -78,6 +92,15 @@ class Tensor:
             if grad.shape != self.data.shape:
                 raise ValueError(f"backward(): gradient has shape {tuple(grad.shape)} but the tensor has shape {self.shape}")
         _run_backward(self, grad)
+
+
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
 
 
 def tensor(array, device="cpu", requires_grad=False, dtype=None):
@@ -117,8 +140,9 @@ def _topological_order(root):
             continue
         visited.add(id(v))
         stack.append((v, True))
-        if not isinstance(v, Tensor):
-            stack.extend((i, False) for i in v.inputs if i is not None)
+        if not isinstance(v, Tensor):  # pushed in reverse, the first input (the activation) is walked
+            # first and so ordered last: an op's weights come right after the op, fc8's first of all
+            stack.extend((i, False) for i in reversed(v.inputs) if i is not None)
     return order[::-1]
 
 
@@ -145,6 +169,8 @@ def _run_backward(root, grad):
             else:  # Add hands one dy to both inputs: two leaves must not share (and mutate) one array
                 v.grad = g.copy() if id(g) in given else g
             given.add(id(v.grad))
+            for hook in v._hooks or ():  # every user of v is behind us: v.grad is final
+                hook(v)
             continue
         node = v
         if node.ctx is None:

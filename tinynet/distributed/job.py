@@ -1,10 +1,11 @@
-"""One call that turns `--distributed data|towers` into what the training script needs.
+"""One call that turns `--distributed data|towers|hybrid` into what the training script needs.
 
     job = distributed.start("data", device="cpu", batch_size=32)
     job.comm      the Trainer's process group (data-parallel ranks; MPICommunicator or NcclCommunicator)
     job.device    where this rank computes (cuda:<local rank> when every rank has its own GPU)
     job.towers    "towers" only: the pair of ranks whose towers make one net (wrap the model with
-                  job.wrap(model)); None for data parallel
+                  job.wrap(model)); None for data parallel and hybrid
+    job.wrap(m)   the model this rank trains: m (data), its tower (towers), its HybridNet (hybrid)
     job.is_main   world rank 0: the one process that prints
 
 Problems that every rank finds alike (no launcher, no mpi4py, a batch that does not divide)
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 from ..device import as_device
 from .comm import MPICommunicator, NcclCommunicator
 from .launch import DistributedError, abort_on_failure, import_mpi, require_launcher
+from .hybrid import HybridNet
 from .towers import TowerProcessAlexNet2012, tower_groups
 
-MODES = ("data", "towers")
+MODES = ("data", "towers", "hybrid")
 
 
 @dataclass
@@ -35,14 +37,21 @@ class Job:
         return self.world_rank == 0
 
     def wrap(self, model):
-        """The model this rank trains: the model itself (data), or its own tower of it (towers)."""
+        """The model this rank trains: the model itself (data), its own tower of it (towers), or
+        its conv layers and its slice of each FC layer (hybrid)."""
+        if self.mode == "hybrid":
+            return HybridNet(model, self.comm)
         if self.towers is None:
             return model
         return TowerProcessAlexNet2012(model, self.towers, device=self.device)
 
     def describe(self):
+        if self.mode == "hybrid":
+            return (f"distributed: hybrid on {self.world_size} ranks ({type(self.comm).__name__}): conv layers "
+                    f"data-parallel, each FC layer's output units split {self.world_size} ways; rank 0 on {self.device}")
         if self.towers is None:
-            return (f"distributed: data parallel on {self.world_size} ranks ({type(self.comm).__name__}), "
+            overlap = ", the all-reduce overlapped with the backward" if getattr(self.comm, "overlap", False) else ""
+            return (f"distributed: data parallel on {self.world_size} ranks ({type(self.comm).__name__}{overlap}), "
                     f"rank 0 on {self.device}")
         return (f"distributed: two towers on each of {self.world_size // 2} pair(s) of ranks, "
                 f"{self.comm.size} data-parallel replica(s); rank 0 holds tower 0 and fc8 on {self.device}")
@@ -60,10 +69,11 @@ def start_from_args(args):
     return start(args.distributed, args.device.split(":")[0], args.batch_size, args.model)
 
 
-def start(mode, device="cpu", batch_size=None, model=None):
+def start(mode, device="cpu", batch_size=None, model=None, overlap=True):
     """Check the setup, initialise MPI, arm abort-on-failure and build the groups (see the module
     docstring). device: "cpu" or "cuda" (the rank's GPU is chosen here). model: the recipe's
-    model name ("towers" needs alexnet2012)."""
+    model name ("towers" needs alexnet2012). overlap: data parallel reduces each bucket of
+    gradients while the backward goes on (tinynet.distributed.comm)."""
     if mode not in MODES:
         raise DistributedError(f"--distributed must be one of {MODES}, got {mode!r}")
     size = require_launcher(f"--distributed {mode}")
@@ -72,7 +82,11 @@ def start(mode, device="cpu", batch_size=None, model=None):
             raise DistributedError(f"--distributed towers splits the two-tower net: use --model alexnet2012, not {model}")
         if size % 2:
             raise DistributedError(f"--distributed towers needs an even number of ranks (2 per replica), got {size}")
-    replicas = size if mode == "data" else size // 2
+    if mode == "hybrid" and model == "alexnet2012":
+        raise DistributedError("--distributed hybrid: the two-tower net's conv layers are already split by tower, "
+                               "so they cannot also be data-parallel; use --model alexnet (the same function on one "
+                               "device; tn.models.merge_towers converts a two-tower checkpoint)")
+    replicas = size // 2 if mode == "towers" else size
     if batch_size is not None and batch_size % replicas:
         raise DistributedError(f"--batch-size {batch_size} does not divide by the {replicas} data-parallel "
                                f"rank(s); the global batch is split evenly (try {batch_size - batch_size % replicas or replicas})")
@@ -86,8 +100,8 @@ def start(mode, device="cpu", batch_size=None, model=None):
     except (ImportError, RuntimeError) as err:  # no CuPy, no GPU: every rank finds it alike
         raise DistributedError(f"cannot use device {device!r}: {str(err).splitlines()[0]}") from None
     make = NcclCommunicator if nccl else MPICommunicator
-    if mode == "data":
-        return Job(mode, make(world), dev, None, rank, size)
+    if mode in ("data", "hybrid"):
+        return Job(mode, make(world, overlap=overlap), dev, None, rank, size)
     tower_mpi, data_mpi = tower_groups(world)
     return Job(mode, make(data_mpi, is_main=rank == 0), dev, make(tower_mpi, is_main=rank == 0), rank, size)
 

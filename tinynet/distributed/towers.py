@@ -38,19 +38,18 @@ from ..nn import Module
 
 class AllGather(Function):
     """y = concat(x_0, ..., x_{n-1}) along `axis` on every rank;  dx_r = sum_s dy_s[block r]
-    (the adjoint of all-gather is reduce-scatter)."""
+    (the adjoint of all-gather is reduce-scatter). sizes: each rank's length along `axis`
+    (None: all alike, as the towers' halves; the hybrid net's slices and shards may differ)."""
 
     @staticmethod
-    def forward(ctx, x, comm, axis):
+    def forward(ctx, x, comm, axis, sizes=None):
         ctx.comm, ctx.axis = comm, axis
-        stack = comm.all_gather(x)                                    # (n, N, c, ...)
-        return ctx.xp.concatenate(list(stack), axis=axis)             # (N, n*c, ...)
+        ctx.sizes = sizes if sizes is not None else [x.shape[axis]] * comm.size
+        return comm.all_gather_parts(x, axis, ctx.sizes)              # (N, sum(sizes), ...) for axis 1
 
     @staticmethod
     def backward(ctx, dy):
-        comm = ctx.comm
-        blocks = ctx.xp.stack(ctx.xp.split(dy, comm.size, axis=ctx.axis))  # (n, N, c, ...)
-        return (comm.reduce_scatter(blocks),)                         # (N, c, ...): sum over ranks
+        return (ctx.comm.reduce_scatter_parts(dy, ctx.axis, ctx.sizes),)  # (N, sizes[rank], ...): sum over ranks
 
 
 class GatherToRoot(Function):
@@ -91,9 +90,10 @@ class BroadcastFromRoot(Function):
         return (dy if ctx.is_root else ctx.xp.zeros_like(ctx.like),)
 
 
-def all_gather(x, comm, axis=1):
-    """Every rank's x joined along `axis` (channels by default), on every rank; differentiable."""
-    return AllGather.apply(x, comm=comm, axis=axis)
+def all_gather(x, comm, axis=1, sizes=None):
+    """Every rank's x joined along `axis` (channels by default), on every rank; differentiable.
+    sizes: each rank's length along `axis` when they differ."""
+    return AllGather.apply(x, comm=comm, axis=axis, sizes=sizes)
 
 
 def gather_to_root(x, comm, root=0, axis=1):

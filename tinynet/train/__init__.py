@@ -9,7 +9,7 @@
 The rooms, in the order a step meets them:
     preprocess.py   BatchPreprocess (a host batch made ready on the device), ten_crop_batch
     loop.py         Trainer: epochs of steps, the NaN check, the epoch's end; TrainingDiverged
-    comm.py         the process group the loop runs in (SingleProcess, or data parallel ranks)
+    communicator.py the process group the loop runs in: the Communicator Protocol, SingleProcess
     interrupt.py    Ctrl-C: stop at the next step boundary, never inside the update
     evaluation.py   evaluate: loss, accuracy, top-5, optionally over the paper's ten crops
     checkpoint.py   what a training state holds; written atomically, read back and checked
@@ -18,7 +18,7 @@ The rooms, in the order a step meets them:
 """
 from .checkpoint import (CHECKPOINT_NAME, Checkpoint, CheckpointError, CheckpointMismatch, load_checkpoint,
                          save_checkpoint)
-from .comm import SingleProcess
+from .communicator import Communicator, SingleProcess
 from .curves import plot_curves
 from .evaluation import evaluate
 from .log import LogNotWritable
@@ -26,5 +26,5 @@ from .loop import Trainer, TrainingDiverged, fit
 from .preprocess import BatchPreprocess, ten_crop_batch
 
 __all__ = ["BatchPreprocess", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError", "CheckpointMismatch",
-           "LogNotWritable", "SingleProcess", "Trainer", "TrainingDiverged",
+           "Communicator", "LogNotWritable", "SingleProcess", "Trainer", "TrainingDiverged",
            "evaluate", "fit", "load_checkpoint", "plot_curves", "save_checkpoint", "ten_crop_batch"]

@@ -4,7 +4,7 @@ import numpy as np
 from .. import functional as F
 from ..autograd import no_grad
 from ..device import as_device
-from .comm import SingleProcess
+from .communicator import SingleProcess
 from .preprocess import BatchPreprocess, ten_crop_batch
 
 
@@ -16,7 +16,7 @@ def evaluate(model, loader, device, ten_crop=False, crop_size=None, preprocess=N
         probability of the right class.
     preprocess: host batch -> Tensor on the device (default: BatchPreprocess(device) in the
         model's dtype).
-    comm: the process group (tinynet.train.comm); each rank evaluates its own loader (its shard)
+    comm: the process group (tinynet.train.communicator); each rank evaluates its own loader (its shard)
         and the sums are added over the ranks, so every rank returns the whole set's numbers.
 
     Returns {"loss", "acc", "n"} and "top5" when there are more than 5 classes. Sums stay on the

@@ -14,7 +14,7 @@ No hidden synchronisation. On a GPU, reading a value to the host waits for every
 so the loss and the count of correct answers are summed on the device and read only every
 `log_every` steps (and at the end of the epoch). The NaN check happens at those reads.
 
-Several processes (data parallel) plug in through `comm` (tinynet.train.comm): each rank trains
+Several processes (data parallel) plug in through `comm` (tinynet.train.communicator): each rank trains
 on its shard of every batch, gradients are averaged before the update, metric sums are added
 over the ranks, and only the main rank prints, logs and checkpoints. Two details make N ranks
 compute what one process computes: a rank weighs its loss's gradient by n_r * N / n (its share
@@ -32,7 +32,7 @@ from .. import random as tn_random
 from ..device import as_device
 from . import log
 from .checkpoint import Checkpoint, Progress, zero_sums
-from .comm import SingleProcess
+from .communicator import SingleProcess
 from .evaluation import evaluate
 from .interrupt import Interrupted, StopOnInterrupt
 from .preprocess import BatchPreprocess
@@ -49,7 +49,7 @@ class Trainer:
     Args:
         device: where batches go (the first tower's device for the two-tower net).
         scheduler: tn.optim.StepLR or ReduceLROnPlateau (stepped with the test loss), or None.
-        comm: the process group (tinynet.train.comm); None is SingleProcess(). With more than
+        comm: the process group (tinynet.train.communicator); None is SingleProcess(). With more than
             one rank the loaders are sharded: loader.shard(comm.rank, comm.size).
         checkpoint_dir: folder of checkpoint.npz; None saves nothing (and resume is impossible).
         json_log: file that gets one JSON line per epoch (appended to when resuming).
