@@ -294,3 +294,126 @@ def test_a_genuine_format_cifar_batch_still_loads(tmp_path, writer):
     assert labels.tolist() == batch[b"labels"]
 
 
+# ----------------------------------------------------------------------------------------------
+# ImageFolder
+
+def folder_with(tmp_path, name, data=None, image=None):
+    """root/train/a/<name> plus one good PNG in root/train/b; returns (root, index of <name>)."""
+    from PIL import Image
+    for cls in ("a", "b"):
+        (tmp_path / "train" / cls).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(tmp_path / "train" / "b" / "good.png")
+    target = tmp_path / "train" / "a" / name
+    if image is not None:
+        image.save(target, format="PNG")
+    else:
+        target.write_bytes(data)
+    return tmp_path, 0
+
+
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n%%EndComments\n"
+       b"newpath 0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n")
+
+
+def test_a_postscript_file_named_jpg_is_skipped_and_ghostscript_never_starts(tmp_path, monkeypatch):
+    """Before: Pillow identified the EPS and started `gs ... -f x.jpg`; when gs failed,
+    CalledProcessError escaped the loader."""
+    from PIL import EpsImagePlugin
+    started = []
+
+    def fake_gs(command, *args, **kwargs):
+        started.append(command)
+        raise subprocess.CalledProcessError(1, command)
+
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", "gs")  # as if Ghostscript were installed
+    monkeypatch.setattr(subprocess, "check_call", fake_gs)
+    root, index = folder_with(tmp_path, "x.jpg", EPS)
+    ds = ImageFolder(root, "train", resize=8)
+    with pytest.warns(UnreadableImageWarning, match=r"skipping unreadable image .*x.jpg"):
+        assert ds.load(index) is None
+    assert started == [] and ds.skipped == 1
+
+
+THIN_PNG_CHILD = """
+import json, resource, sys, time, warnings
+from PIL import Image
+from tinynet.data import ImageFolder
+from tinynet.data.imagefolder import UnreadableImageWarning
+ds = ImageFolder(sys.argv[1], "train", resize=256)
+vm = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmSize:"))) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))  # 1 GB more, at most
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        image = ds.load(0)
+        result = None if image is None else list(image.shape)
+    except MemoryError:
+        result = "MemoryError"
+print(json.dumps({"result": result, "seconds": time.perf_counter() - start,
+                  "grew_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before,
+                  "warnings": [str(w.message) for w in caught if w.category is UnreadableImageWarning]}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status and sets RLIMIT_AS")
+def test_a_thin_png_is_skipped_before_it_is_decoded_or_resized(tmp_path):
+    """A 1 x 20000 PNG of about 100 bytes: before, rescaling its shorter side to 256 asked for
+    256 x 5,120,000 pixels (57 s and 12.6 GB). In a child held to 1 GB more address space."""
+    from PIL import Image
+    root, _ = folder_with(tmp_path, "thin.png", image=Image.new("L", (1, 20000), 0))
+    assert (root / "train" / "a" / "thin.png").stat().st_size < 1000
+    done = run_isolated(THIN_PNG_CHILD, root, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["result"] is None, report
+    assert any("thin.png" in w and "1 x 20000 pixels" in w for w in report["warnings"]), report
+    assert report["seconds"] < 5 and report["grew_kb"] < 50_000, report
+
+
+UNREADABLE_FOLDER_CHILD = """
+import os, sys
+from tinynet.data import DataError, ImageFolder
+if os.geteuid() == 0:  # root reads a folder whatever its permissions: be nobody
+    os.setgid(65534)
+    os.setuid(65534)
+try:
+    ImageFolder(sys.argv[1], "train")
+except DataError as err:
+    print("DataError:", err)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
+def test_a_class_folder_that_cannot_be_read_is_one_data_error_naming_it():
+    """Before: a PermissionError traceback (status 1). In a child, as nobody when the tests run as
+    root, in a folder outside pytest's private tmp_path."""
+    from PIL import Image
+    root = Path(tempfile.mkdtemp(prefix="tinynet-permissions-"))
+    try:
+        root.chmod(0o755)
+        folder_with(root, "ok.png", image=Image.new("RGB", (4, 4)))
+        for folder in (root / "train", root / "train" / "a", root / "train" / "b"):
+            folder.chmod(0o755)
+        (root / "train" / "a").chmod(0)
+        done = run_isolated(UNREADABLE_FOLDER_CHILD, root)
+    finally:
+        (root / "train" / "a").chmod(0o755)
+        shutil.rmtree(root)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert re.fullmatch(r"DataError: ImageFolder: class folder .*/train/a cannot be read \(Permission denied\); .*\n",
+                        done.stdout), done.stdout
+
+
+def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
+    """Before: convert("RGB") clipped every 16-bit value above 255 to 255 (a white image)."""
+    from PIL import Image
+    grey = np.array([[0, 100 * 256, 65535, 200 * 256 + 255]], np.uint16)
+    root, index = folder_with(tmp_path, "deep.png", image=Image.fromarray(grey))
+    assert Image.open(root / "train" / "a" / "deep.png").mode == "I;16"
+    image = ImageFolder(root, "train", resize=None).load(index)
+    assert image.shape == (1, 4, 3)
+    assert image[0, :, 0].tolist() == [0, 100, 255, 200] and (image[..., 0] == image[..., 2]).all()
+
+
