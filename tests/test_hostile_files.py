@@ -25,6 +25,7 @@ import tinynet as tn
 from tinynet import nn, train
 from tinynet.data import DataError, ImageFolder, load_cifar10
 from tinynet.data.imagefolder import UnreadableImageWarning
+from tinynet.files import KINDS, file_kind
 from tinynet.torch_io import MAX_PICKLE_BYTES, UnsafeCheckpointError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -417,3 +418,87 @@ def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
     assert image[0, :, 0].tolist() == [0, 100, 255, 200] and (image[..., 0] == image[..., 2]).all()
 
 
+# ----------------------------------------------------------------------------------------------
+# Files of another kind
+
+@pytest.fixture
+def files(tmp_path):
+    """One file of each kind tinynet writes or reads."""
+    from PIL import Image
+    net = nn.Linear(3, 2)
+    paths = {"weights": tmp_path / "weights.npz", "checkpoint": tmp_path / "checkpoint.npz",
+             "torch": tmp_path / "w.pth", "log": tmp_path / "run.jsonl", "png": tmp_path / "x.png",
+             "jpeg": tmp_path / "x.jpg", "pickle": tmp_path / "legacy.pth", "npy": tmp_path / "a.npy"}
+    net.save(paths["weights"])
+    opt = tn.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    train.save_checkpoint(paths["checkpoint"], net, opt, {"epoch": 0})
+    write_pth(paths["torch"], state_pickle((2,), (1,), 2), np.zeros(2, "<f4").tobytes())
+    paths["log"].write_text(json.dumps({"epoch": 1, "train_loss": 0.5}) + "\n")
+    Image.new("RGB", (4, 4)).save(paths["png"])
+    Image.new("RGB", (4, 4)).save(paths["jpeg"])
+    paths["pickle"].write_bytes(pickle.dumps({"w": [1.0]}, protocol=2))
+    np.save(paths["npy"], np.zeros(3))
+    return paths
+
+
+def test_file_kind_tells_each_kind_tinynet_writes_and_reads(files, tmp_path):
+    for kind, path in files.items():
+        assert file_kind(path) == kind, path
+    (tmp_path / "notes.txt").write_text("hello")
+    assert file_kind(tmp_path / "notes.txt") is None and file_kind(tmp_path / "missing") is None
+    assert file_kind(tmp_path) is None
+    assert set(KINDS) >= set(files) | {"onnx"}
+
+
+def test_file_kind_tells_an_onnx_model(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+    info = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [1]) for n in "xy"]
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", info[:1], info[1:])
+    for model in (helper.make_model(graph), helper.make_model(graph, producer_name="tinynet")):
+        onnx.save(model, tmp_path / "m.onnx")
+        assert file_kind(tmp_path / "m.onnx") == "onnx"
+
+
+def load_predict():
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        import predict
+    finally:
+        sys.path.remove(str(REPO / "examples"))
+    return predict
+
+
+@pytest.mark.parametrize("flag, kind, says", [
+    # before: "has 0 <name>/data.pkl records, expected one"
+    ("--weights", "checkpoint",
+     r"load_torch: .*checkpoint.npz is a tinynet training checkpoint .*predict.py --checkpoint"),
+    ("--weights", "weights", r"is a tinynet model's weights \(Module.save's .npz\), not a PyTorch state_dict"),
+    # before: NumPy's "Cannot load file containing pickled data when allow_pickle=False"
+    ("--checkpoint", "log", r"--checkpoint: .*run.jsonl is a JSON-lines log of a training run .*plot_curves.py"),
+    ("--checkpoint", "png", r"--checkpoint: .*x.png is a PNG image, .*predict.py IMAGE"),
+])
+def test_predict_given_a_file_of_another_kind_says_what_it_is(files, capsys, flag, kind, says):
+    predict = load_predict()
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([flag, str(files[kind]), str(files["png"])])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("predict: ")
+    assert re.search(says, err), err
+
+
+@pytest.mark.parametrize("kind, call", [("checkpoint", r"tinynet.train.load_checkpoint\(path\)\['model'\]"),
+                                        ("torch", r"model.load_state_dict\(tn.load_torch\(path\)\)")])
+def test_module_load_of_a_checkpoint_or_a_pth_says_what_to_call(files, kind, call):
+    """Before: a KeyError listing every missing and unexpected parameter name."""
+    with pytest.raises(ValueError, match=rf"Module.load: .* is {re.escape(KINDS[kind][0])}.*{call}"):
+        nn.Linear(3, 2).load(files[kind])
+    nn.Linear(3, 2).load(files["weights"])  # the kind it takes
+
+
+@pytest.mark.parametrize("kind", ["weights", "torch", "log"])
+def test_resuming_from_a_file_of_another_kind_says_what_it_is(files, kind):
+    """Before: "its meta record is missing" (weights, .pth) or NumPy's pickle advice (a log)."""
+    with pytest.raises(train.CheckpointError, match=rf"checkpoint: .* is {KINDS[kind][0][:12]}.*move it away"):
+        train.load_checkpoint(files[kind])

@@ -52,6 +52,7 @@ import zipfile
 
 import numpy as np
 
+from .files import wrong_kind
 from .pickles import Frozen, RestrictedUnpickler, UnsafePickleError
 
 # PyTorch's storage classes and dtypes -> NumPy dtypes (byte order applied when read).
@@ -235,12 +236,13 @@ def load_torch(path):
         if head[:1] == b"\x80":  # a bare pickle: torch.save's legacy format
             raise ValueError(f"load_torch: {path} is in PyTorch's legacy (pre-1.6) format; re-save it with "
                              "torch.save(torch.load(path), new_path) to get the zip format") from None
-        raise ValueError(f"load_torch: {path} is not a PyTorch zip checkpoint (truncated or not a .pth "
-                         "written by torch.save)") from None
+        raise ValueError(wrong_kind(path, "torch", "load_torch") or f"load_torch: {path} is not a PyTorch zip "
+                         "checkpoint (truncated or not a .pth written by torch.save)") from None
     with archive:
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
-            raise ValueError(f"load_torch: {path} has {len(pickles)} <name>/data.pkl records, expected one")
+            raise ValueError(wrong_kind(path, "torch", "load_torch") or
+                             f"load_torch: {path} has {len(pickles)} <name>/data.pkl records, expected one")
         prefix = pickles[0][:-len("data.pkl")]
         try:
             order = _read_record(archive, prefix + "byteorder", path, 16).decode(errors="replace").strip() \
