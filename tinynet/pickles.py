@@ -34,6 +34,20 @@ _CHANGES = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "BUILD"}
 _SETS = {"EMPTY_SET", "ADDITEMS", "FROZENSET"}
 _PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
 _GETS = {"GET", "BINGET", "LONG_BINGET"}
+_OWN_WAY = _SETS | {"MARK", "MEMOIZE", "DUP", "POP"}  # the opcodes scan handles one by one
+
+
+def _stack_effect(op):
+    """(how many values an opcode takes below its MARK, whether it takes everything down to the
+    last MARK, how many values it leaves): every opcode but DUP and MARK leaves at most one."""
+    before = op.stack_before
+    down_to_mark = pickletools.markobject in before
+    if down_to_mark:
+        before = before[:before.index(pickletools.markobject)]
+    return len(before), down_to_mark, len(op.stack_after)
+
+
+_STACK_EFFECTS = {op.name: _stack_effect(op) for op in pickletools.opcodes}
 
 
 class UnsafePickleError(pickle.UnpicklingError, ValueError):
@@ -41,20 +55,13 @@ class UnsafePickleError(pickle.UnpicklingError, ValueError):
     hang): refused before anything runs. A ValueError too, as every other bad file is."""
 
 
-class _Value:
-    """What scan knows of a value on the pickle's stack: how deep it nests, how many objects it
-    expands to, and whether the memo has handed it out more than once."""
-
-    __slots__ = ("depth", "size", "shared")
-
-    def __init__(self, depth, size):
-        self.depth, self.size, self.shared = depth, size, False
-
-
 def scan(data, what, holds):
     """Walk the opcodes of `data` without building anything; UnsafePickleError naming `what` (the
     file) for a shape that could crash or hang CPython (module docstring), pickle.UnpicklingError
-    for a pickle that is damaged. `holds` says what such files hold ("a state_dict")."""
+    for a pickle that is damaged. `holds` says what such files hold ("a state_dict").
+
+    Each value on the simulated stack is a list [depth, size, shared]: how deep it nests, how
+    many objects it expands to, and whether the memo has handed it out more than once."""
     limit = max(len(data), 64)
     stack, marks, memo = [], [], {}
 
@@ -65,47 +72,62 @@ def scan(data, what, holds):
     try:
         for op, arg, pos in pickletools.genops(data):
             name = op.name
-            if name in _SETS:
-                raise refuse("builds a set", pos)
-            if name == "MARK":
-                marks.append(len(stack))
-            elif name in _PUTS or name == "MEMOIZE":
-                memo[arg if name in _PUTS else len(memo)] = stack[-1]
-            elif name in _GETS or name == "DUP":
-                value = memo[arg] if name in _GETS else stack[-1]
-                value.shared = True
+            if name in _PUTS:
+                memo[arg] = stack[-1]
+                continue
+            if name in _GETS:
+                value = memo[arg]
+                value[2] = True
                 stack.append(value)
-            elif name == "POP" and marks and marks[-1] == len(stack):
-                marks.pop()  # POP right after MARK drops the mark, as the unpickler does
-            else:
-                before = op.stack_before
-                items = []
-                if pickletools.markobject in before:  # everything down to the last MARK
-                    start = marks.pop()
-                    items = stack[start:]
-                    del stack[start:]
-                    before = before[:before.index(pickletools.markobject)]
-                if len(stack) - len(before) < (marks[-1] if marks else 0):
-                    raise pickle.UnpicklingError("stack underflow")
-                taken = stack[len(stack) - len(before):] + items
-                del stack[len(stack) - len(before):]
-                if name in _CHANGES:
-                    target, parts = taken[0], taken[1:]
-                    if target.shared:
-                        raise refuse("changes an object after taking it from the memo again", pos)
-                    target.depth = max(target.depth, 1 + max((p.depth for p in parts), default=-1))
-                    target.size += sum(p.size for p in parts)
-                    made = [target]
+                continue
+            if name in _OWN_WAY:
+                if name in _SETS:
+                    raise refuse("builds a set", pos)
+                if name == "MARK":
+                    marks.append(len(stack))
+                elif name == "MEMOIZE":
+                    memo[len(memo)] = stack[-1]
+                elif name == "DUP":
+                    stack[-1][2] = True
+                    stack.append(stack[-1])
+                elif marks and marks[-1] == len(stack):  # POP right after MARK drops the mark
+                    marks.pop()
                 else:
-                    made = [_Value(1 + max((p.depth for p in taken), default=-1),
-                                   1 + sum(p.size for p in taken)) for _ in op.stack_after]
-                for value in made:
-                    if value.depth > MAX_DEPTH:
-                        raise refuse(f"nests values more than {MAX_DEPTH} levels deep", pos)
-                    if value.size > limit:
-                        raise refuse(f"reuses memo entries until one value holds more than {limit} "
-                                     f"objects (its {len(data)} bytes could build at most as many)", pos)
-                stack.extend(made)
+                    stack.pop()
+                continue
+            below, down_to_mark, leaves = _STACK_EFFECTS[name]
+            if not below and not down_to_mark:  # an atom, or an empty container
+                stack.extend([0, 1, False] for _ in range(leaves))
+                continue
+            parts = []
+            if down_to_mark:
+                start = marks.pop()
+                parts = stack[start:]
+                del stack[start:]
+            if below:
+                if len(stack) - below < (marks[-1] if marks else 0):
+                    raise pickle.UnpicklingError("stack underflow")
+                parts[:0] = stack[-below:]
+                del stack[-below:]
+            if name in _CHANGES:
+                value = parts.pop(0)
+                if value[2]:
+                    raise refuse("changes an object after taking it from the memo again", pos)
+            elif leaves:
+                value = [0, 0, False]
+            else:
+                continue
+            for depth, size, _ in parts:
+                value[0] = max(value[0], depth + 1)
+                value[1] += size
+            if name not in _CHANGES:
+                value[1] += 1
+            if value[0] > MAX_DEPTH:
+                raise refuse(f"nests values more than {MAX_DEPTH} levels deep", pos)
+            if value[1] > limit:
+                raise refuse(f"reuses memo entries until one value holds more than {limit} "
+                             f"objects (its {len(data)} bytes could build at most as many)", pos)
+            stack.append(value)
     except (ValueError, IndexError, KeyError) as err:  # genops: an unknown opcode or a cut; our stack
         if isinstance(err, UnsafePickleError):
             raise
