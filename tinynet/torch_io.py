@@ -189,8 +189,8 @@ class _StateDictUnpickler(RestrictedUnpickler):
             if count < 0 or stored < count * dtype.itemsize:
                 raise ValueError(f"load_torch: {record} in {self.path} has {stored} bytes, but its "
                                  f"{count} elements of {dtype} need {count * dtype.itemsize}: the file is damaged")
-            # a stored record is never larger than the file that holds it
-            raw = _read_record(self.archive, record, self.path, os.path.getsize(self.path))
+            raw = _read_record(self.archive, record, self.path, os.path.getsize(self.path),
+                               "a stored record is never larger than the file that holds it")
             array = np.frombuffer(raw, dtype=dtype, count=count)
             if kind == "bfloat16":
                 array = _widen_bfloat16(array)
@@ -198,10 +198,10 @@ class _StateDictUnpickler(RestrictedUnpickler):
         return self.storages[key]
 
 
-def _read_record(archive, name, path, limit):
+def _read_record(archive, name, path, limit, why):
     """The bytes of record `name`, read only once its header shows what torch.save writes: not
     encrypted, stored (torch.save never compresses, and a deflated record can inflate a thousand
-    fold), and at most `limit` bytes."""
+    fold), and at most `limit` bytes (`why`: the reason for the limit, for the error)."""
     info = archive.getinfo(name)
     if info.flag_bits & 0x1:
         raise ValueError(f"load_torch: {name} in {path} is encrypted, which torch.save never does; refused")
@@ -210,7 +210,7 @@ def _read_record(archive, name, path, limit):
                          "torch.save stores its records uncompressed; refused (re-save the file with torch.save)")
     if max(info.file_size, info.compress_size) > limit:
         raise ValueError(f"load_torch: {name} in {path} holds {max(info.file_size, info.compress_size)} bytes, "
-                         f"more than the {limit} such a record can hold; refused")
+                         f"more than {limit} ({why}); refused")
     return archive.read(name)
 
 
@@ -245,11 +245,14 @@ def load_torch(path):
                              f"load_torch: {path} has {len(pickles)} <name>/data.pkl records, expected one")
         prefix = pickles[0][:-len("data.pkl")]
         try:
-            order = _read_record(archive, prefix + "byteorder", path, 16).decode(errors="replace").strip() \
-                if prefix + "byteorder" in archive.NameToInfo else "little"
+            order = "little"
+            if prefix + "byteorder" in archive.NameToInfo:
+                order = _read_record(archive, prefix + "byteorder", path, 16, "it says 'little' or 'big'")
+                order = order.decode(errors="replace").strip()
             if order not in ("little", "big"):
                 raise ValueError(f"load_torch: {path} records byte order {order!r}, expected 'little' or 'big'")
-            data = _read_record(archive, pickles[0], path, MAX_PICKLE_BYTES)
+            data = _read_record(archive, pickles[0], path, MAX_PICKLE_BYTES,
+                                "the pickle of a state_dict of 100,000 tensors")
             unpickler = _StateDictUnpickler(data, archive, prefix, "<" if order == "little" else ">", path)
             state = unpickler.load()
         except UnsafeCheckpointError:

@@ -148,8 +148,8 @@ class _DType:
         code = _text(code, "the dtype")
         dtype = np.dtype(code) if len(code) <= 3 and code[:1] in "<>|=biuf?" else None
         if dtype is None or dtype.kind not in "biuf" or dtype.fields is not None:
-            raise UnsafePickleError(f"an array of dtype {code!r} (a CIFAR-10 batch holds booleans, integers and "
-                                    "floats; an array of objects is pickles within the pickle): refused")
+            raise UnsafePickleError(f"an array of dtype {code!r}, where a CIFAR-10 batch holds booleans, integers "
+                                    "and floats (an array of objects would unpickle more objects): refused")
         self.dtype = dtype
 
     def __setstate__(self, state):

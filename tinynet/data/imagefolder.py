@@ -122,8 +122,11 @@ class ImageFolder:
             with Image.open(path, formats=IMAGE_FORMATS) as img:  # reads the header only
                 _check_aspect_ratio(img.size, self.resize)      # before any pixel is decoded
                 img = _to_rgb(img)
+        except Image.UnidentifiedImageError as err:  # not an image, or one of another format
+            self._count_unreadable(path, OSError(f"{err}: not a {' or '.join(IMAGE_FORMATS)} image"))
+            return None
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            # OSError covers UnidentifiedImageError (not an image) and truncated files.
+            # OSError covers truncated files.
             self._count_unreadable(path, err)
             return None
         if self.resize is not None:
