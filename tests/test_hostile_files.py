@@ -172,6 +172,31 @@ def test_a_data_pkl_larger_than_any_state_dict_is_refused_before_it_is_read(tmp_
     assert peak < 1 << 20
 
 
+def views_pickle(views, numel):
+    """{name: the view (offset, (size,), (1,)) of one storage of `numel` floats} for (name, offset, size) in views."""
+    entries = b""
+    for name, offset, size in views:
+        pid = b"(" + ops("storage") + glob("torch", "FloatStorage") + ops("0") + ops("cpu") + ops(numel) + b"tQ"
+        args = (b"(" + pid + ops(offset) + ops((size,)) + ops((1,)) + ops(False)
+                + glob("collections", "OrderedDict") + b")Rt")
+        entries += ops(name) + glob("torch._utils", "_rebuild_tensor_v2") + args + b"R"
+    return b"\x80\x02}(" + entries + b"u."
+
+
+def test_a_view_asked_for_again_is_one_array_and_many_views_of_one_storage_are_refused(tmp_path):
+    """Tied weights (one view twice) are one array, as PyTorch makes them one tensor. Before: each
+    of a thousand views of one storage was copied, so a file could ask for a thousand times its size."""
+    storage = np.arange(2024, dtype="<f4").tobytes()
+    state = tn.load_torch(write_pth(tmp_path / "tied.pth", views_pickle(
+        [("a", 0, 1024), ("b", 0, 1024), ("c", 1, 1024)], 2024), storage))
+    assert state["a"] is state["b"] and state["c"] is not state["a"]
+    np.testing.assert_array_equal(state["c"], np.arange(1, 1025))
+    path = write_pth(tmp_path / "views.pth", views_pickle([(f"w{i}", i, 1024) for i in range(1000)], 2024), storage)
+    error, peak = peak_traced_bytes(lambda: tn.load_torch(path))
+    assert isinstance(error, ValueError) and "refused (more than 4 times" in str(error), error
+    assert peak < 1 << 20
+
+
 # Keys that crash or hang CPython's tuple hash: 10^6 nested 1-tuples (recursion in C: SIGSEGV),
 # and 80 levels of (x, x) with x taken from the memo (2^80 hashes: never ends).
 NESTED_KEY = ops("x") + b"\x85" * 10 ** 6
@@ -251,6 +276,19 @@ def test_a_cifar_batch_that_would_run_code_is_refused_and_nothing_runs(tmp_path,
     with pytest.raises(DataError, match=r"test_batch.*(refused|dtype 'O')"):
         load_cifar10(tmp_path, train=False)
     assert not marker.exists()
+
+
+def test_one_string_encoded_by_many_calls_is_one_bytes_object(tmp_path):
+    """Python 3 pickles bytes for protocol 2 as _codecs.encode(str, "latin1"); a pickle that hands
+    one 1 MB string from its memo to 64 such calls made 64 MB before (a million calls: a terabyte)."""
+    text = ops("x" * (1 << 20)) + b"r" + struct.pack("<I", 999) + b"0"  # LONG_BINPUT 999, POP
+    call = glob("_codecs", "encode") + b"j" + struct.pack("<I", 999) + ops("latin1") + b"\x86R"
+    batch = (b"\x80\x02}(" + ops(b"data") + ops(np.zeros((1, 3072), np.uint8)) + ops(b"labels") + ops([0])
+             + text + ops(b"filenames") + b"(" + call * 64 + b"lu.")
+    (tmp_path / "test_batch").write_bytes(batch)
+    result, peak = peak_traced_bytes(lambda: load_cifar10(tmp_path, train=False))
+    assert result[0].shape == (1, 3, 32, 32), result
+    assert peak < 16 << 20, peak
 
 
 class Python2Pickler(pickle._Pickler):

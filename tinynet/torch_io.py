@@ -78,6 +78,9 @@ UnsafeCheckpointError = UnsafePickleError
 # A state_dict's pickle takes about 100 bytes per tensor and its name (852 bytes for a net of 9
 # tensors): 16 MiB is some 100,000 tensors, more than any public state_dict has.
 MAX_PICKLE_BYTES = 16 << 20
+# A state_dict's tensors cover their storages once, or a few times when they are views of one
+# another (tied and transposed weights, slices): 4 leaves room for such views.
+MAX_COPIES = 4
 
 
 class _StorageType(str):
@@ -93,9 +96,22 @@ class _StorageType(str):
         return np.dtype(str(self)).newbyteorder(byteorder)
 
 
+class _Ledger:
+    """What one load has read and copied: the bytes of its storages, and the copies made of them.
+    A view asked for again (tied weights) is the same array, and all copies together may cover at
+    most MAX_COPIES times the bytes of the storages read (a hostile file could otherwise ask for a
+    million slightly different views of one storage)."""
+
+    __slots__ = ("stored", "copied", "views")
+
+    def __init__(self):
+        self.stored, self.copied, self.views = 0, 0, {}
+
+
 def _storage(storage):
-    """(array, record name, byte order, file) of a storage that persistent_load made; an error otherwise."""
-    if not (isinstance(storage, tuple) and len(storage) == 4 and isinstance(storage[0], np.ndarray)):
+    """(array, record name, byte order, file, ledger) of a storage that persistent_load made; an
+    error otherwise."""
+    if not (isinstance(storage, tuple) and len(storage) == 5 and isinstance(storage[0], np.ndarray)):
         raise ValueError(f"load_torch: a tensor record names {type(storage).__name__} as its storage, "
                          "expected a storage record")
     return storage
@@ -105,28 +121,36 @@ def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, bac
                        metadata=None):
     """torch._utils._rebuild_tensor_v3's stand-in: the storage holds bytes and `dtype` says what
     they are; view them as that type, then as _rebuild_tensor does."""
-    array, what, byteorder, path = _storage(storage)
+    array, what, byteorder, path, ledger = _storage(storage)
     if not isinstance(dtype, _StorageType):
         raise ValueError(f"load_torch: {path}: tensor of storage {what} has dtype {dtype!r}, which NumPy cannot hold")
     typed = dtype.numpy_dtype(byteorder)
     array = array[:array.size - array.size % typed.itemsize].view(typed)
-    if dtype == "bfloat16":
-        array = _widen_bfloat16(array)
-    return _rebuild_tensor((array, what, byteorder, path), storage_offset, size, stride)
+    return _copy_view((array, what, byteorder, path, ledger), storage_offset, size, stride,
+                      widen=dtype == "bfloat16")
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                     metadata=None):
     """torch._utils._rebuild_tensor_v2's stand-in: the view (offset, size, stride) of a storage
-    (all counted in elements), copied into a C-contiguous NumPy array.
+    (all counted in elements), copied into a C-contiguous NumPy array."""
+    return _copy_view(_storage(storage), storage_offset, size, stride)
+
+
+def _copy_view(storage, storage_offset, size, stride, widen=False):
+    """The view (offset, size, stride) of a storage, copied (bfloat16 bits widened when `widen`).
 
     A view may repeat elements (a stride of 0: torch's expand), and its copy would then be larger
     than its storage: a 528-byte file could ask for terabytes. A copy is made only when it holds no
-    more elements than its storage, so what load_torch returns stays in proportion to the file."""
-    array, what, _, path = _storage(storage)
+    more elements than its storage and the load's copies stay within its ledger (_Ledger), so what
+    load_torch returns stays in proportion to the file."""
+    array, what, _, path, ledger = storage
+    if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride) <= 64):
+        raise ValueError(f"load_torch: {path}: a tensor record of storage {what} has size {size!r:.80} and "
+                         f"stride {stride!r:.80}, expected two tuples of one length, at most 64 (NumPy's limit)")
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
     offset = int(storage_offset)
-    if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
+    if offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
         raise ValueError(f"load_torch: {path}: tensor record with size {size}, stride {stride}, offset {offset} "
                          f"is not a valid view of storage {what}")
     if 0 not in size:
@@ -139,12 +163,23 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
                              f"storage {what}: its {math.prod(size)} elements are more than the {array.size} "
                              "stored; refused (a copy would outgrow the file); save it with "
                              "tensor.contiguous() to load it here")
+    view_key = (what, array.dtype.str, offset, size, stride, widen)
+    if view_key in ledger.views:
+        return ledger.views[view_key]
+    ledger.copied += math.prod(size) * array.dtype.itemsize
+    if ledger.copied > MAX_COPIES * ledger.stored:
+        raise ValueError(f"load_torch: {path}: its tensors together ask for copies of {ledger.copied} bytes of "
+                         f"storages that hold {ledger.stored}; refused (more than {MAX_COPIES} times: a hostile "
+                         "file's many views of one storage)")
     itemsize = array.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(array[offset:] if array.size else array, shape=size,
                                            strides=tuple(s * itemsize for s in stride), writeable=False)
     out = np.array(view, order="C")                       # a copy that owns its data (0-d stays 0-d)
+    if widen:
+        out = _widen_bfloat16(out)
     if out.dtype.byteorder not in ("=", "|"):
         out = out.astype(out.dtype.newbyteorder("="))    # native order, for every later computation
+    ledger.views[view_key] = out
     return out
 
 
@@ -153,7 +188,14 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
     return data
 
 
-_ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,   # a C type: its attributes are fixed
+def _ordered_dict():
+    """collections.OrderedDict's stand-in: an empty one, which SETITEMS then fills. torch.save
+    pickles it as a call without arguments; called with a list of pairs it would hash every key
+    in C, however often the pickle repeats a key from its memo."""
+    return collections.OrderedDict()
+
+
+_ALLOWED = {("collections", "OrderedDict"): Frozen(_ordered_dict),
             ("torch._utils", "_rebuild_tensor_v2"): Frozen(_rebuild_tensor),
             ("torch._utils", "_rebuild_tensor_v3"): Frozen(_rebuild_tensor_v3),
             ("torch.storage", "UntypedStorage"): _StorageType("u1"),
@@ -169,7 +211,7 @@ class _StateDictUnpickler(RestrictedUnpickler):
     def __init__(self, data, archive, prefix, byteorder, path):
         super().__init__(data, _ALLOWED, f"load_torch: {path}", "a state_dict")
         self.archive, self.prefix, self.byteorder, self.path = archive, prefix, byteorder, path
-        self.storages = {}
+        self.storages, self.ledger = {}, _Ledger()
 
     def persistent_load(self, pid):
         """('storage', dtype, key, location, numel) -> (the storage as a 1-D NumPy array, its name,
@@ -178,7 +220,9 @@ class _StateDictUnpickler(RestrictedUnpickler):
                 and isinstance(pid[1], _StorageType)):
             raise pickle.UnpicklingError(f"load_torch: {self.path} holds an unknown persistent record {pid!r}")
         _, kind, key, _location, numel = pid
-        key = str(key)
+        if not isinstance(key, str):
+            raise pickle.UnpicklingError(f"load_torch: {self.path} names a storage by a {type(key).__name__}, "
+                                         "expected a string")
         if key not in self.storages:
             dtype = kind.numpy_dtype(self.byteorder)
             record = f"{self.prefix}data/{key}"
@@ -192,9 +236,10 @@ class _StateDictUnpickler(RestrictedUnpickler):
             raw = _read_record(self.archive, record, self.path, os.path.getsize(self.path),
                                "a stored record is never larger than the file that holds it")
             array = np.frombuffer(raw, dtype=dtype, count=count)
+            self.ledger.stored += array.nbytes
             if kind == "bfloat16":
                 array = _widen_bfloat16(array)
-            self.storages[key] = (array, record, self.byteorder, self.path)
+            self.storages[key] = (array, record, self.byteorder, self.path, self.ledger)
         return self.storages[key]
 
 

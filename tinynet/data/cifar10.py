@@ -85,7 +85,7 @@ def _find_folder(data_dir, names):
 def _read_batch(path):
     """One pickle batch -> (uint8 (n, 3, 32, 32), int64 (n,)), checked."""
     try:
-        unpickler = RestrictedUnpickler(path.read_bytes(), _ALLOWED, str(path), "a CIFAR-10 batch",
+        unpickler = RestrictedUnpickler(path.read_bytes(), _allowed(), str(path), "a CIFAR-10 batch",
                                         encoding="bytes")  # Python 2's str -> bytes
         batch = unpickler.load()
     except UnsafePickleError as err:
@@ -183,8 +183,7 @@ class _Array:
 
 
 def _array_from(raw, dtype, shape, order):
-    if isinstance(raw, str):
-        raw = raw.encode("latin1")  # how NumPy reads a Python 2 str under encoding="latin1"
+    """The array over `raw` (no copy: a pickle that names one string for many arrays costs nothing)."""
     if not isinstance(dtype, _DType) or not isinstance(raw, (bytes, bytearray)) or order not in ("C", "F"):
         raise ValueError("an array record whose dtype, bytes or order NumPy never writes")
     if not (isinstance(shape, tuple) and len(shape) <= 32 and all(isinstance(n, int) and n >= 0 for n in shape)):
@@ -211,20 +210,27 @@ def _reconstruct(cls, shape, typecode):
 def _frombuffer(buffer, dtype, shape, order):
     """numpy.core.numeric._frombuffer's stand-in (pickle protocol 5): the whole array at once."""
     record = _Array()
-    record._array = _array_from(bytes(buffer) if isinstance(buffer, memoryview) else buffer, dtype,
-                                shape, _text(order, "the order"))
+    record._array = _array_from(buffer, dtype, shape, _text(order, "the order"))
     return record
 
 
-def _latin1(text, encoding="utf-8"):
-    """_codecs.encode's stand-in: the bytes Python 3 pickles as (str, "latin1") for protocol 2."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise ValueError(f"_codecs.encode with {encoding!r:.20}; a pickle of bytes uses latin1")
-    return text.encode("latin1")
+def _allowed():
+    """The names a batch may use, with their stand-ins, for one load. _codecs.encode encodes each
+    string once: a pickle that hands the same string from its memo to a million calls gets one
+    result, as if the bytes had been pickled once, not a million copies."""
+    encoded = {}
 
+    def _latin1(text, encoding="utf-8"):
+        """_codecs.encode's stand-in: the bytes Python 3 pickles as (str, "latin1") for protocol 2."""
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+            raise ValueError(f"_codecs.encode with {encoding!r:.20}; a pickle of bytes uses latin1")
+        if id(text) not in encoded:
+            encoded[id(text)] = (text, text.encode("latin1"))  # the text is kept: its id stays its own
+        return encoded[id(text)][1]
 
-_ALLOWED = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): Frozen(_DType),
-            ("_codecs", "encode"): Frozen(_latin1)}
-for _core in ("numpy.core", "numpy._core"):
-    _ALLOWED[(f"{_core}.multiarray", "_reconstruct")] = Frozen(_reconstruct)
-    _ALLOWED[(f"{_core}.numeric", "_frombuffer")] = Frozen(_frombuffer)
+    allowed = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): Frozen(_DType),
+               ("_codecs", "encode"): Frozen(_latin1)}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = Frozen(_reconstruct)
+        allowed[(f"{core}.numeric", "_frombuffer")] = Frozen(_frombuffer)
+    return allowed
