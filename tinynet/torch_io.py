@@ -30,12 +30,14 @@ and are read from <name>/data/<key> as NumPy arrays in the recorded byte order. 
 view (storage_offset, size, stride) of its storage, the same as NumPy's as_strided; every view is
 checked to lie inside its storage (a hostile file could otherwise make as_strided read foreign
 memory) and to hold no more elements than its storage (a stride-0 view could ask for terabytes),
-then copied, so each returned array owns its data and is C-contiguous.
+then copied, so each returned array owns its data and is C-contiguous (a view asked for twice,
+as tied weights are, is copied once and is the same array under both names).
 
 Memory and time stay in proportion to the file: every record is read only once its zip header
 shows what torch.save writes (stored, not compressed or encrypted) and a size that fits (data.pkl
-at most MAX_PICKLE_BYTES; a storage no larger than the file). Every problem with a file is one
-ValueError that names it.
+at most MAX_PICKLE_BYTES; a storage no larger than the file), and the copies of all views together
+cover at most MAX_COPIES times the storages. Every problem with a file is one ValueError that
+names it; docs/files.md lists the cases.
 
 bfloat16, which NumPy lacks, is widened to float32 exactly (its 16 bits are the top half of a
 float32). Only the zip format is read; the legacy format (`_use_new_zipfile_serialization=False`)
