@@ -24,9 +24,9 @@ KINDS = {
                 "examples/predict.py --checkpoint FILE or model.load(path)"),
     "torch": ("a PyTorch state_dict (torch.save's zip .pth)",
               "examples/predict.py --weights FILE or model.load_state_dict(tn.load_torch(path))"),
-    "pickle": ("a Python pickle (PyTorch's legacy .pth format, or another pickle)",
-               "nothing in tinynet, as a pickle can run code: re-save a PyTorch file with torch.save "
-               "(the zip format) and give it to examples/predict.py --weights FILE or tn.load_torch"),
+    # any Python pickle (PyTorch's legacy .pth among them): too vague a kind for wrong_kind to name,
+    # so each reader's own message speaks for it (load_torch's says how to convert a legacy .pth)
+    "pickle": ("a Python pickle", None),
     "log": ("a JSON-lines log of a training run (train_alexnet.py --json-log)", "examples/plot_curves.py FILE"),
     "onnx": ("an ONNX model (protobuf)", None),
     "png": ("a PNG image", "examples/predict.py IMAGE"),
@@ -99,11 +99,11 @@ def _is_onnx(head):
 def wrong_kind(path, expected, who):
     """The one-line message for `who` (the function or flag given `path`) when the file is of a kind
     tinynet knows but not of `expected` (a kind, or a tuple of kinds, the first named in the
-    message); None when it is of an expected kind or of no kind tinynet knows (the caller's reader
-    then judges it)."""
+    message); None when it is of an expected kind, a pickle, or of no kind tinynet knows (the
+    caller's reader then judges it)."""
     expected = (expected,) if isinstance(expected, str) else tuple(expected)
     kind = file_kind(path)
-    if kind is None or kind in expected:
+    if kind is None or kind == "pickle" or kind in expected:
         return None
     what, reader = KINDS[kind]
     return (f"{who}: {os.fspath(path)} is {what}, not {KINDS[expected[0]][0]}"
