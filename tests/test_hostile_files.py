@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import tracemalloc
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from tinynet import nn, train
 from tinynet.data import DataError, ImageFolder, load_cifar10
 from tinynet.data.imagefolder import UnreadableImageWarning
 from tinynet.files import KINDS, file_kind
-from tinynet.torch_io import MAX_PICKLE_BYTES, UnsafeCheckpointError
+from tinynet.torch_io import MAX_PICKLE_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +54,7 @@ def run_isolated(code, *args, timeout=60):
 # .pth files by hand: a state_dict {"w": tensor} whose view and records the test chooses
 
 def ops(obj):
-    """The pickle opcodes that push `obj` (no PROTO, STOP or memo)."""
+    """The pickle opcodes that push `obj`: no PROTO or STOP, memo entries only where used (from 0)."""
     return pickletools.optimize(pickle.dumps(obj, protocol=2))[2:-1]
 
 

@@ -15,7 +15,9 @@ before the first object is built:
             memo reuse every object costs at least one byte), a change to an object after the memo
             handed it out again (it would hide how deep or large the first copy is) and sets
             (their elements are hashed; neither reader's files hold one).
-    size    each caller bounds the bytes it reads before reading them.
+    size    each caller bounds the bytes it reads before reading them, and its stand-ins make
+            no more than the file holds however often the memo hands them one value (a view
+            or a string asked for again is not copied again).
 
 Everything find_class hands out is immutable (or made fresh for each load): a hostile pickle can
 BUILD (set attributes) on any object it reaches, and must not change what the next file loads.
