@@ -161,13 +161,13 @@ def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path):
 
 def test_a_data_pkl_larger_than_any_state_dict_is_refused_before_it_is_read(tmp_path):
     """Before: any size was read and unpickled (a 512 MB data.pkl took 30 s); here one just over the
-    limit, a state_dict whose key is a name of 16 MiB."""
+    limit, a state_dict whose key is a name of 4 MiB."""
     key = b"X" + struct.pack("<I", MAX_PICKLE_BYTES) + b"k" * MAX_PICKLE_BYTES
     path = write_pth(tmp_path / "big.pth", state_pickle((1,), (1,), 1, key=key), b"\0" * 4)
     error, peak = peak_traced_bytes(lambda: tn.load_torch(path))
     assert isinstance(error, ValueError), error
     assert f"load_torch: w/data.pkl in {path} holds" in str(error)
-    assert f"more than {MAX_PICKLE_BYTES} (the pickle of a state_dict of 100,000 tensors)" in str(error)
+    assert f"more than {MAX_PICKLE_BYTES} (the pickle of a state_dict of 40,000 tensors)" in str(error)
     assert peak < 1 << 20
 
 

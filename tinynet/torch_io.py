@@ -77,9 +77,10 @@ _TORCH_DTYPES = {
 # The one error of a refused pickle (a ValueError too); the name says what load_torch refuses.
 UnsafeCheckpointError = UnsafePickleError
 
-# A state_dict's pickle takes about 100 bytes per tensor and its name (852 bytes for a net of 9
-# tensors): 16 MiB is some 100,000 tensors, more than any public state_dict has.
-MAX_PICKLE_BYTES = 16 << 20
+# A state_dict's pickle takes about 100 bytes a tensor (852 bytes for 9 tensors, 2 MB for 20,000):
+# 4 MiB is some 40,000 tensors (large language models have a few thousand), and its opcodes are
+# checked (pickles.scan) in seconds.
+MAX_PICKLE_BYTES = 4 << 20
 # A state_dict's tensors cover their storages once, or a few times when they are views of one
 # another (tied and transposed weights, slices): 4 leaves room for such views.
 MAX_COPIES = 4
@@ -299,7 +300,7 @@ def load_torch(path):
             if order not in ("little", "big"):
                 raise ValueError(f"load_torch: {path} records byte order {order!r}, expected 'little' or 'big'")
             data = _read_record(archive, pickles[0], path, MAX_PICKLE_BYTES,
-                                "the pickle of a state_dict of 100,000 tensors")
+                                "the pickle of a state_dict of 40,000 tensors")
             unpickler = _StateDictUnpickler(data, archive, prefix, "<" if order == "little" else ">", path)
             state = unpickler.load()
         except UnsafeCheckpointError:
