@@ -45,6 +45,8 @@ sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without install
 import tinynet as tn  # noqa: E402
 from tinynet import train  # noqa: E402
 from tinynet.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, imagenet_classes  # noqa: E402
+from tinynet.files import file_kind, wrong_kind  # noqa: E402
+from tinynet.nn import load_npz  # noqa: E402
 from tinynet.shapes import conv_output_size  # noqa: E402
 
 MODELS = ("auto", "alexnet", "alexnet2012", "alexnet-small", "torchvision", "torchvision-lrn", "d2l")
@@ -72,16 +74,19 @@ DATASETS = {
 
 def read_state_dict(path):
     """{parameter name: NumPy array} from a module.save() .npz, a tinynet.train checkpoint or a
-    PyTorch state_dict (.pth / .pt, read by tn.load_torch)."""
+    PyTorch state_dict (.pth / .pt, read by tn.load_torch); a file of another kind (a JSON log,
+    an image, ...): a ValueError saying what it is and what reads it."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    if str(path).endswith(TORCH_SUFFIXES):
+    kind = file_kind(path)
+    if kind == "torch" or str(path).endswith(TORCH_SUFFIXES):
         return tn.load_torch(path)
-    with np.load(path) as f:
-        names = list(f.files)
-        if not any(k.startswith("model/") for k in names):
-            return {k: f[k] for k in names}
-    return train.load_checkpoint(path)["model"]
+    if kind == "checkpoint":
+        return train.load_checkpoint(path)["model"]
+    other_kind = wrong_kind(path, ("weights", "checkpoint", "torch"), "--checkpoint")
+    if other_kind:
+        raise ValueError(other_kind)
+    return load_npz(path)
 
 
 def guess_model(state):

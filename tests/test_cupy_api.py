@@ -54,9 +54,26 @@ def real_object(dotted):
             except ImportError:
                 pass
         if not hasattr(obj, part):
+            if inspect.isclass(obj) and i == len(parts) - 1 and _documented_attribute(obj, part):
+                return _DocumentedAttribute(f"{'.'.join(parts)}, an instance attribute its docstring lists")
             raise AttributeError(f"{'.'.join(parts[:i])} has no attribute {part!r}")
         obj = getattr(obj, part)
     return obj
+
+
+class _DocumentedAttribute(str):
+    """What real_object returns for an attribute a Cython class sets per instance (Stream.ptr)."""
+
+
+def _documented_attribute(cls, name):
+    """Whether a class's docstring lists `name` under Attributes (CuPy writes `~Stream.ptr (intptr_t):`):
+    attributes set in a Cython constructor are not on the class, only on its instances."""
+    for klass in cls.__mro__:
+        doc = klass.__doc__ or ""
+        block = doc.partition("Attributes:")[2]
+        if re.search(rf"^\s*~?(?:\w+\.)?{re.escape(name)}\s*\(", block, re.MULTILINE):
+            return True
+    return False
 
 
 _DOC_SIGNATURE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+)\((.*)\)\s*(?:->.*)?$")
@@ -338,6 +355,9 @@ def test_the_source_scan_finds_the_backends_cupy_names():
     assert "options" in uses["cupy.RawModule"] and "name_expressions" in uses["cupy.RawModule"]
     comm_uses, _ = cupy_uses(ROOT / "tinynet" / "distributed" / "comm.py")
     assert "cupy.cuda.nccl.NcclCommunicator.allReduce" in comm_uses
+    assert real_object("cupy.cuda.Stream.ptr")   # documented, set per instance
+    with pytest.raises(AttributeError):
+        real_object("cupy.cuda.Stream.ptrr")
 
 
 @pytest.mark.parametrize("dotted, keywords, where", _uses())

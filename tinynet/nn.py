@@ -16,6 +16,7 @@ import numpy as np
 from . import functional as F
 from . import random as tn_random
 from .device import as_device, transfer
+from .files import wrong_kind
 from .shapes import pair
 from .tensor import Tensor
 
@@ -150,7 +151,11 @@ class Module:
         save_npz(path, self.state_dict())
 
     def load(self, path):
-        """Load the parameters that save() wrote (a damaged file: one ValueError naming it)."""
+        """Load the parameters that save() wrote (a damaged file: one ValueError naming it; a file
+        of another kind, such as a training checkpoint or a .pth: one saying what reads it)."""
+        message = wrong_kind(path, "weights", "Module.load")
+        if message:
+            raise ValueError(message)
         return self.load_state_dict(load_npz(path))
 
 

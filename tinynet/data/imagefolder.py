@@ -13,6 +13,13 @@ should not stop a week of training. `load(i)` therefore returns None for a file 
 cannot decode, counts it in `skipped` and warns (once per file, with the running count). The
 DataLoader leaves such samples out, so that batch is simply a little smaller; nothing is
 substituted, and a count you can check tells you how much was lost.
+
+Hostile or odd files. Pillow is asked for the formats the file names promise (JPEG and PNG) and
+no other, so a PostScript file named x.jpg is unreadable rather than handed to Ghostscript. An
+image's size is known before it is decoded: one whose long side is more than MAX_ASPECT_RATIO
+times its short side is unreadable too, since rescaling a 1 x 20000 PNG of 118 bytes to a shorter
+side of 256 would make 256 x 5,120,000 pixels (3.9 GB). 16-bit greyscale PNGs are scaled to 8
+bits (Pillow's convert("RGB") would clip every value above 255 to white).
 """
 
 import threading
@@ -24,6 +31,10 @@ import numpy as np
 from . import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGE_FORMATS = ("JPEG", "PNG")  # the only formats Image.open may try: what IMAGE_EXTENSIONS promise
+# Photographs and panoramas stay below 1:10; 20 leaves room and bounds a rescaled image to
+# 20 * resize^2 pixels (3.9 MB at 256).
+MAX_ASPECT_RATIO = 20
 
 
 class UnreadableImageWarning(UserWarning):
@@ -52,7 +63,7 @@ class ImageFolder:
 
         Raises:
             DataError naming the folder: root or root/split missing, no class folders in the
-            split, or a class folder with no images.
+            split, a class folder with no images, or a folder that cannot be read.
         """
         if resize is not None and (not isinstance(resize, int) or resize <= 0):
             raise ValueError(f"ImageFolder: resize={resize!r}, expected a positive int or None")
@@ -68,7 +79,7 @@ class ImageFolder:
                             f"expected {split_dir}/<class>/*.jpg")
 
         # Hidden folders (.ipynb_checkpoints, .DS_Store bundles) are not classes.
-        self.classes = sorted(d.name for d in split_dir.iterdir()
+        self.classes = sorted(d.name for d in _entries(split_dir, "split folder")
                               if d.is_dir() and not d.name.startswith("."))
         if not self.classes:
             raise DataError(f"ImageFolder: {split_dir} has no class folders; "
@@ -78,7 +89,7 @@ class ImageFolder:
         self.samples = []
         for label, name in enumerate(self.classes):
             class_dir = split_dir / name
-            files = sorted(p for p in class_dir.iterdir()
+            files = sorted(p for p in _entries(class_dir, "class folder")
                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             if not files:
                 raise DataError(f"ImageFolder: class folder {class_dir} holds no images; "
@@ -101,17 +112,21 @@ class ImageFolder:
 
         Returns:
             uint8 (H, W, 3), RGB, with min(H, W) == resize; or None when the file cannot be
-            decoded (then `skipped` grows by one and an UnreadableImageWarning is issued the
-            first time this file fails).
+            decoded, is not a JPEG or PNG, or is too thin to rescale (then `skipped` grows by one
+            and an UnreadableImageWarning is issued the first time this file fails).
         """
         from PIL import Image  # imported here: only image folders need Pillow
 
         path = self.samples[index][0]
         try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")  # decodes now; grey, palette, CMYK and RGBA become RGB
+            with Image.open(path, formats=IMAGE_FORMATS) as img:  # reads the header only
+                _check_aspect_ratio(img.size, self.resize)      # before any pixel is decoded
+                img = _to_rgb(img)
+        except Image.UnidentifiedImageError as err:  # not an image, or one of another format
+            self._count_unreadable(path, OSError(f"{err}: not a {' or '.join(IMAGE_FORMATS)} image"))
+            return None
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            # OSError covers UnidentifiedImageError (not an image) and truncated files.
+            # OSError covers truncated files.
             self._count_unreadable(path, err)
             return None
         if self.resize is not None:
@@ -132,6 +147,36 @@ class ImageFolder:
     def __repr__(self):
         return (f"ImageFolder({str(self.root)!r}, split={self.split!r}, resize={self.resize}): "
                 f"{len(self.samples)} images, {len(self.classes)} classes")
+
+
+def _entries(folder, what):
+    """The entries of `folder`; a DataError naming it when it cannot be listed (no permission)."""
+    try:
+        return list(folder.iterdir())
+    except OSError as err:
+        raise DataError(f"ImageFolder: {what} {folder} cannot be read ({err.strerror or err}); "
+                        "give the user running this read and execute permission on it, or move it away") from None
+
+
+def _check_aspect_ratio(size, resize):
+    """ValueError for an image (width, height) that rescaling would make larger than
+    MAX_ASPECT_RATIO * resize^2 pixels."""
+    width, height = size
+    if resize is not None and max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        scale = resize / min(width, height)
+        raise ValueError(f"{width} x {height} pixels, a side more than {MAX_ASPECT_RATIO} times the other: "
+                         f"rescaled to a shorter side of {resize} it would be {round(width * scale)} x "
+                         f"{round(height * scale)}")
+
+
+def _to_rgb(img):
+    """Decode a PIL image as 8-bit RGB: grey, palette, CMYK and RGBA become RGB; 16-bit grey (PNG's
+    modes I;16 and I) keeps its top 8 bits, as Pillow reads 16-bit RGB."""
+    from PIL import Image
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        grey = np.asarray(img).astype(np.int64).clip(0, 65535) >> 8   # 0..65535 -> 0..255
+        return Image.fromarray(grey.astype(np.uint8)).convert("RGB")  # (H, W) uint8: mode L
+    return img.convert("RGB")
 
 
 def _resize_shorter_side(img, size):

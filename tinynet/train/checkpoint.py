@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import random as tn_random
+from ..files import wrong_kind
 from ..nn import load_npz, save_npz
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -77,13 +78,16 @@ def load_checkpoint(path):
     try:
         arrays = load_npz(path, remedy)
     except ValueError as err:
-        raise CheckpointError(f"checkpoint {err}") from err
+        other_kind = wrong_kind(path, "checkpoint", "checkpoint")  # a .pth, a JSON log, an image...
+        raise CheckpointError(f"{other_kind}; {remedy}" if other_kind else f"checkpoint {err}") from err
     try:
         meta = json.loads(str(arrays["meta"]))
         velocity = [arrays.get(f"velocity/{i}") for i in range(meta["num_velocities"])]
         optimizer = dict(meta["optimizer"], velocity=velocity)
     except (KeyError, TypeError, ValueError) as err:  # an .npz, but not one save_checkpoint wrote
-        raise CheckpointError(f"checkpoint {path} is not a tinynet checkpoint (its meta record is missing "
+        other_kind = wrong_kind(path, "checkpoint", "checkpoint")  # a model's weights (Module.save)
+        raise CheckpointError(f"{other_kind}; {remedy}" if other_kind else
+                              f"checkpoint {path} is not a tinynet checkpoint (its meta record is missing "
                               f"or incomplete: {type(err).__name__}: {err}); {remedy}") from err
     model = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     return {"model": model, "optimizer": optimizer, "meta": meta}
