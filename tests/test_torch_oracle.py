@@ -129,6 +129,20 @@ def test_max_pool2d_with_padding_and_ceil_mode_matches_torch(any_device, prob):
     close(host(x.grad), xt.grad, "max_pool2d dx")
 
 
+@settings(max_examples=40, deadline=None)
+@given(pool_problem(), st.booleans())
+def test_avg_pool2d_matches_torch(any_device, prob, count_include_pad):
+    """PyTorch's divisors: the padding counted or not, a ceil_mode window that runs past the padded
+    edge divided by its part inside the padded input."""
+    rng = np.random.default_rng(prob["seed"])
+    x, xt = pair_on(rng.standard_normal(prob["shape"]), any_device)
+    args = dict(prob["args"], count_include_pad=count_include_pad)
+    y, yt = F.avg_pool2d(x, **args), TF.avg_pool2d(xt, **args)
+    close(y.numpy(), yt, "avg_pool2d forward")
+    backward_both(y, yt, rng)
+    close(host(x.grad), xt.grad, "avg_pool2d dx")
+
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 14),
        oh=st.integers(1, 16), ow=st.integers(1, 16), seed=st.integers(0, 2**16))
