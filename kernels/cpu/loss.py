@@ -58,7 +58,7 @@ def softmax_xent_backward(probs, labels, g, dlogits):
         d[labels[r]] = (pr[labels[r]] - one) * g
 
 
-@njit(inline="always")
+@njit(cache=True, inline="always")
 def _row_max(z):
     """max_c z[c]; a NaN wins, so it propagates to the whole row."""
     m = z[0]
