@@ -75,10 +75,9 @@ class Backend:
         log-sum-exp of large logits) where a result is a small difference of them.
         Numba: relative to each element, with an absolute floor set by the largest element (sums
         that cancel lose relative precision in both) or, given `magnitude`, by a few ulps of it:
-        the reference rounds logsumexp to the input dtype before it subtracts the picked logit,
-        Numba keeps it in float64, so a loss of 0.0085 next to logits of 8.2 differs by ~1 ulp
-        of 8.2 (4e-7 in float32), and it is the reference that is off. CUDA: a few ulps of
-        `magnitude`, the most the GPU's exp/log may differ by."""
+        the reference's log-sum-exp sums in the input dtype, Numba's in float64, and z - m of
+        large logits z keeps the ulps of z. CUDA: a few ulps of `magnitude`, the most the GPU's
+        exp/log may differ by."""
         got = self.get(got)
         assert got.shape == expected.shape and got.dtype == expected.dtype == dtype
         if self.exact_sums:
@@ -203,6 +202,44 @@ def test_col2im_is_adjoint_of_im2col(backend, geometry, data):
     lhs = np.sum(cols * c)
     rhs = np.sum(x * backend.get(backend.be.col2im(backend.put(c), x_shape, kh, kw, stride, padding)))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12 * np.sum(np.abs(cols * c)))
+
+
+@st.composite
+def dilated_conv_geometry(draw):
+    """(x_shape, kh, kw, stride, padding, dilation): taps 1 to 4 pixels apart, the window's span
+    dh*(kh - 1) + 1 fitting the padded input."""
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dh, dw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 14))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 14))
+    return (n, c, h, w), kh, kw, (sh, sw), (ph, pw), (dh, dw)
+
+
+@SETTINGS
+@given(geometry=dilated_conv_geometry(), dtype=DTYPES, data=st.data())
+def test_dilated_im2col_and_col2im_equal_reference(backend, geometry, dtype, data):
+    x_shape, kh, kw, stride, padding, dilation = geometry
+    x = data.draw(arrays(x_shape, dtype))
+    cols_ref = ref.im2col(x, kh, kw, stride, padding, dilation)
+    backend.assert_equal(backend.be.im2col(backend.put(x), kh, kw, stride, padding, dilation), cols_ref)
+    cols = data.draw(arrays(cols_ref.shape, dtype))
+    backend.assert_sum_equal(backend.be.col2im(backend.put(cols), x_shape, kh, kw, stride, padding, dilation),
+                             ref.col2im(cols, x_shape, kh, kw, stride, padding, dilation), dtype)
+
+
+@SETTINGS
+@given(geometry=dilated_conv_geometry(), seed=SEEDS)
+def test_dilated_col2im_is_adjoint_of_im2col(backend, geometry, seed):
+    x_shape, kh, kw, stride, padding, dilation = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape)
+    cols = backend.get(backend.be.im2col(backend.put(x), kh, kw, stride, padding, dilation))
+    c = rng.standard_normal(cols.shape)
+    dx = backend.get(backend.be.col2im(backend.put(c), x_shape, kh, kw, stride, padding, dilation))
+    np.testing.assert_allclose(np.sum(cols * c), np.sum(x * dx), rtol=1e-12, atol=1e-12 * np.sum(np.abs(cols * c)))
 
 
 # ---------------------------------------------------------------- Winograd F(2x2, r x r)
@@ -398,6 +435,65 @@ def test_maxpool_backward_equals_reference(backend, geometry, dtype, data):
     dx = backend.be.maxpool_backward(backend.put(dy), backend.put(argmax_any_layout), shape, k, s)
     # the windows a pixel won are summed in the reference's order
     backend.assert_sum_equal(dx, ref.maxpool_backward(dy, argmax, shape, k, s), dtype)
+
+
+@st.composite
+def padded_pool_geometry(draw):
+    """(x_shape, (kh, kw), (sh, sw), (ph, pw), ceil_mode): non-square windows and strides, padding
+    up to half the kernel (PyTorch's limit), ceil_mode's windows that stick out of the padded input."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+             draw(st.integers(max(1, kh - 2 * ph), 12)), draw(st.integers(max(1, kw - 2 * pw), 12)))
+    return shape, (kh, kw), (sh, sw), (ph, pw), draw(st.booleans())
+
+
+@SETTINGS
+@given(geometry=padded_pool_geometry(), dtype=DTYPES, data=st.data())
+def test_padded_maxpool_equals_reference(backend, geometry, dtype, data):
+    """Forward (values and argmax, NaN and ties included) and backward with pairs, padding and ceil_mode."""
+    shape, k, s, p, ceil_mode = geometry
+    x = data.draw(arrays(shape, dtype, values=data.draw(st.sampled_from(
+        [distinct, lambda r, sh: r.integers(0, 3, sh).astype(float)]))))
+    if data.draw(st.booleans()):
+        x.flat[data.draw(st.integers(0, x.size - 1))] = np.nan
+    y, argmax = backend.be.maxpool_forward(backend.put(x), k, s, p, ceil_mode)
+    y_ref, argmax_ref = ref.maxpool_forward(x, k, s, p, ceil_mode)
+    backend.assert_equal(y, y_ref)
+    backend.assert_equal(argmax, argmax_ref)
+    dy = data.draw(arrays(y_ref.shape, dtype))
+    dx = backend.be.maxpool_backward(backend.put(dy), backend.put(argmax_ref), shape, k, s, p, ceil_mode)
+    backend.assert_sum_equal(dx, ref.maxpool_backward(dy, argmax_ref, shape, k, s, p, ceil_mode), dtype)
+
+
+@SETTINGS
+@given(geometry=padded_pool_geometry(), count_include_pad=st.booleans(), dtype=DTYPES, data=st.data())
+def test_avgpool_equals_reference(backend, geometry, count_include_pad, dtype, data):
+    """Forward and backward, PyTorch's divisor with and without the padding, ceil_mode's windows
+    that stick out of the padded input."""
+    shape, k, s, p, ceil_mode = geometry
+    window = (k, s, p, ceil_mode, count_include_pad)
+    x = data.draw(arrays(shape, dtype))
+    y_ref = ref.avgpool_forward(x, *window)
+    backend.assert_close(backend.be.avgpool_forward(backend.put(x), *window), y_ref, dtype)
+    dy = data.draw(arrays(y_ref.shape, dtype))
+    backend.assert_close(backend.be.avgpool_backward(backend.put(dy), shape, *window),
+                         ref.avgpool_backward(dy, shape, *window), dtype)
+
+
+@settings(max_examples=20, deadline=None)
+@given(geometry=padded_pool_geometry(), count_include_pad=st.booleans(), seed=SEEDS)
+def test_avgpool_backward_is_adjoint_of_forward(backend, geometry, count_include_pad, seed):
+    """<avgpool(x), dy> = <x, avgpool_backward(dy)> in float64."""
+    shape, k, s, p, ceil_mode = geometry
+    window = (k, s, p, ceil_mode, count_include_pad)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    y = backend.get(backend.be.avgpool_forward(backend.put(x), *window))
+    dy = rng.standard_normal(y.shape)
+    dx = backend.get(backend.be.avgpool_backward(backend.put(dy), shape, *window))
+    assert np.isclose(np.vdot(y, dy), np.vdot(x, dx), rtol=1e-12, atol=1e-12)
 
 
 # ---------------------------------------------------------------- adaptive average pooling
@@ -668,6 +764,51 @@ def test_softmax_xent_backward_equals_reference(backend, n, classes, dloss_on_de
     g = backend.put(np.asarray(dloss)) if dloss_on_device else float(dloss)
     backend.assert_close(backend.be.softmax_xent_backward(backend.put(probs), backend.put(labels), g),
                          expected, dtype)
+
+
+@SETTINGS
+@given(n=st.integers(1, 5), classes=st.integers(1, 300), log=st.booleans(), spread=st.sampled_from([1.0, 30.0]),
+       dtype=DTYPES, data=st.data())
+def test_softmax_forward_and_backward_equal_reference(backend, n, classes, log, spread, dtype, data):
+    """Rows of up to 300 classes (a GPU block's 256 threads each walk several), softmax and log-softmax."""
+    x = data.draw(arrays((n, classes), dtype, values=lambda r, s: spread * r.standard_normal(s)))
+    y_ref = ref.softmax_forward(x, log)
+    magnitude = 1 + np.abs(x).max() if log else None
+    backend.assert_close(backend.be.softmax_forward(backend.put(x), log), y_ref, dtype,
+                         rtol32=2e-6, atol32=2e-7, magnitude=magnitude)
+    dy = data.draw(arrays((n, classes), dtype))
+    backend.assert_close(backend.be.softmax_backward(backend.put(dy), backend.put(y_ref), log),
+                         ref.softmax_backward(dy, y_ref, log), dtype, rtol32=2e-6, atol32=2e-7,
+                         magnitude=1 + classes * np.abs(dy).max())
+
+
+@pytest.mark.parametrize("which", ["backend", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_of_logits_near_1e4_is_within_a_few_ulps_of_the_float64_truth(backend, which, dtype):
+    """Logits near 1e4: the loss (m - z_t) + log sum exp(z - m) never rounds m + log(sum) to the
+    input type (an ulp of 1e4 is 9.8e-4 in float32: the loss was off by 2.4e-4), so the loss, the
+    probabilities and log_softmax are within a few ulps of the float64 (longdouble) truth (of 1 where
+    a loss is below 1: the ulps of the sum inside the log)."""
+    rng = np.random.default_rng(7)
+    logits = (1e4 + 3 * rng.standard_normal((8, 10))).astype(dtype)
+    labels = rng.integers(0, 10, 8)
+    be = ref if which == "reference" else backend.be
+    get = (lambda a: a) if which == "reference" else backend.get
+    put = (lambda a: a) if which == "reference" else backend.put
+    z = logits.astype(np.longdouble)
+    shifted = z - z.max(axis=1, keepdims=True)
+    logp_true = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    row_true = -logp_true[np.arange(8), labels]
+    eps = float(np.finfo(dtype).eps)
+    for i in range(8):   # one row at a time: a batch's mean would average the rows' errors away
+        loss, _ = be.softmax_xent_forward(put(logits[i:i + 1]), put(labels[i:i + 1]))
+        assert abs(float(get(loss)) - float(row_true[i])) <= 4 * eps * max(1.0, float(row_true[i])), i
+    _, probs = be.softmax_xent_forward(put(logits), put(labels))
+    np.testing.assert_allclose(get(probs), np.exp(logp_true).astype(np.float64), rtol=16 * eps, atol=0)
+    logp = get(be.softmax_forward(put(logits), True))
+    np.testing.assert_allclose(logp, logp_true.astype(np.float64), rtol=8 * eps, atol=8 * eps)
+    np.testing.assert_allclose(get(be.softmax_forward(put(logits), False)), np.exp(logp_true).astype(np.float64),
+                               rtol=16 * eps, atol=0)
 
 
 # ---------------------------------------------------------------- optimizer

@@ -113,6 +113,30 @@ def test_64_bit_index_kernels_match_reference(monkeypatch, dtype):
         assert_close(gpu.winograd_untile_adjoint(cupy.asarray(dy), r), ref.winograd_untile_adjoint(dy, r), dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_64_bit_index_instances_of_the_window_kernels_match_reference(monkeypatch, dtype):
+    """The long long instances of the padded, ceil_mode and dilated windows: max-pool, average pool
+    (with and without the padding in the divisor) and col2im with a dilation."""
+    monkeypatch.setattr(gpu, "_index", lambda *sizes: ("long long", np.int64))
+    rng = np.random.default_rng(2)
+    x = rng.permutation(2 * 3 * 8 * 7).reshape(2, 3, 8, 7).astype(dtype)
+    window = ((3, 2), (2, 3), (1, 1))
+    y_ref, argmax_ref = ref.maxpool_forward(x, *window, True)
+    y, argmax = gpu.maxpool_forward(cupy.asarray(x), *window, True)
+    assert_equal(y, y_ref)
+    assert_equal(argmax, argmax_ref)
+    dy = rng.standard_normal(y_ref.shape).astype(dtype)
+    assert_close(gpu.maxpool_backward(cupy.asarray(dy), argmax, x.shape, *window, True),
+                 ref.maxpool_backward(dy, argmax_ref, x.shape, *window, True), dtype)
+    for count_include_pad in (True, False):
+        avg = (*window, True, count_include_pad)
+        assert_close(gpu.avgpool_forward(cupy.asarray(x), *avg), ref.avgpool_forward(x, *avg), dtype)
+        assert_close(gpu.avgpool_backward(cupy.asarray(dy), x.shape, *avg), ref.avgpool_backward(dy, x.shape, *avg), dtype)
+    cols = ref.im2col(x, 3, 2, (1, 2), (1, 0), (2, 3))
+    assert_close(gpu.col2im(cupy.asarray(cols), x.shape, 3, 2, (1, 2), (1, 0), (2, 3)),
+                 ref.col2im(cols, x.shape, 3, 2, (1, 2), (1, 0), (2, 3)), dtype)
+
+
 def test_winograd_kernels_name_a_transformed_tensor_of_the_wrong_shape():
     """An (a*a, C, N*th*tw) tensor that does not fit the geometry would be read out of bounds: the
     wrappers refuse it, naming the array, its shape and the expected one."""

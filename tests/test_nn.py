@@ -214,3 +214,90 @@ def test_save_npz_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_path
         nn.save_npz(tmp_path / "w.npz", {"a": np.arange(5)})
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
     np.testing.assert_array_equal(nn.load_npz(tmp_path / "w.npz")["a"], np.arange(3))
+
+
+# ---------------------------------------------------------------- softmax, losses as modules; errors
+
+def test_softmax_modules_and_cross_entropy_loss_are_the_functions(rng):
+    z = tn.tensor(rng.standard_normal((4, 5)), dtype=np.float64)
+    labels = np.array([0, 4, 2, -100])
+    weight = rng.uniform(0.5, 2, 5)
+    assert np.array_equal(nn.Softmax(axis=0)(z).numpy(), F.softmax(z, axis=0).numpy())
+    assert np.array_equal(nn.LogSoftmax()(z).numpy(), F.log_softmax(z).numpy())
+    loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1, reduction="sum")(z, labels)
+    assert loss.item() == F.cross_entropy(z, labels, weight=weight, label_smoothing=0.1, reduction="sum").item()
+    assert "label_smoothing=0.1" in repr(nn.CrossEntropyLoss(label_smoothing=0.1))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda z, t: F.softmax(z, axis=2), r"softmax: axis must be an int in \[-2, 2\) for a 2-D input, got 2"),
+    (lambda z, t: F.log_softmax(z, axis=1.0), r"log_softmax: axis must be an int"),
+    (lambda z, t: F.cross_entropy(z, t, reduction="avg"), r"cross_entropy: reduction='avg', expected one of 'mean', 'sum', 'none'"),
+    (lambda z, t: F.cross_entropy(z, t, label_smoothing=1.5), r"cross_entropy: label_smoothing must be in \[0, 1\], got 1.5"),
+    (lambda z, t: F.cross_entropy(z, t, weight=np.ones(3)), r"cross_entropy: weight has shape \(3,\), expected \(5,\), one per class"),
+    (lambda z, t: F.cross_entropy(z, np.array([0, 5, 1, 2])), r"cross_entropy: label 5 out of range \[0, 5\) \(or ignore_index=-100\)"),
+    (lambda z, t: F.nll_loss(z, np.array([0, -1, 1, 2])), r"nll_loss: label -1 out of range \[0, 5\) \(or ignore_index=-100\)"),
+    (lambda z, t: F.nll_loss(z, t, ignore_index=None), r"nll_loss: ignore_index must be an int, got None"),
+])
+def test_softmax_and_loss_arguments_are_checked_by_name(call, message, rng):
+    z = tn.tensor(rng.standard_normal((4, 5)))
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(z, np.array([0, 1, 2, 3]))
+
+
+# ---------------------------------------------------------------- pooling windows
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: F.max_pool2d(x, 3, padding=2), r"max_pool2d: padding 2 \(height\) must be at most half of kernel_size 3"),
+    (lambda x: F.max_pool2d(x, (2, 3), padding=(1, 2)), r"max_pool2d: padding 2 \(width\) must be at most half of kernel_size 3"),
+    (lambda x: F.max_pool2d(x, (2, 0)), r"max_pool2d: kernel_size must be positive, got \(2, 0\)"),
+    (lambda x: F.max_pool2d(x, 2, padding=-1), r"max_pool2d: padding must be non-negative, got -1"),
+    (lambda x: F.max_pool2d(x, 2, ceil_mode="yes"), r"max_pool2d: ceil_mode must be True or False, got 'yes'"),
+    (lambda x: F.max_pool2d(x, 7), r"max_pool2d: kernel height 7 is larger than the padded input height 5"),
+    (lambda x: F.avg_pool2d(x, 2, padding=2), r"avg_pool2d: padding 2 \(height\) must be at most half of kernel_size 2"),
+    (lambda x: F.avg_pool2d(x, 2, count_include_pad=None), r"avg_pool2d: count_include_pad must be True or False, got None"),
+    (lambda x: F.avg_pool2d(x, 2, stride=(1, 0)), r"avg_pool2d: stride must be positive, got \(1, 0\)"),
+])
+def test_pool_arguments_are_checked_by_name(call, message):
+    x = tn.tensor(np.zeros((1, 2, 5, 6)))
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(x)
+
+
+def test_maxpool_module_passes_padding_and_ceil_mode(rng):
+    x = tn.tensor(rng.standard_normal((1, 2, 8, 8)))
+    pool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
+    assert np.array_equal(pool(x).numpy(), F.max_pool2d(x, 3, 2, 1, True).numpy())
+    assert repr(pool) == "MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True)"
+
+
+def test_avgpool_module_passes_every_setting(rng):
+    x = tn.tensor(rng.standard_normal((1, 2, 8, 7)))
+    pool = nn.AvgPool2d((3, 2), 2, padding=1, ceil_mode=True, count_include_pad=False)
+    assert np.array_equal(pool(x).numpy(), F.avg_pool2d(x, (3, 2), 2, 1, True, False).numpy())
+    assert repr(pool) == "AvgPool2d(kernel_size=(3, 2), stride=2, padding=1, ceil_mode=True, count_include_pad=False)"
+
+
+# ---------------------------------------------------------------- dilated convolution
+
+def test_dilation_runs_im2col_and_winograd_refuses_it_naming_both():
+    x = tn.tensor(np.zeros((1, 256, 9, 9)))
+    w = tn.tensor(np.zeros((8, 256, 3, 3)))
+    from tinynet.device import Device
+    assert F.conv_algorithm(Device("cpu"), w.shape, 1) == "winograd"           # 256 channels: Winograd's layer
+    assert F.conv_algorithm(Device("cpu"), w.shape, 1, dilation=2) == "im2col"  # but not dilated
+    assert F.conv2d(x, w, dilation=2).shape == (1, 8, 5, 5)
+    with pytest.raises(ValueError, match=r"conv2d: algorithm='winograd' needs dilation 1 \(got dilation \(2, 1\)\); "
+                                         r"use algorithm='im2col'"):
+        F.conv2d(x, w, dilation=(2, 1), algorithm="winograd")
+    with pytest.raises(ValueError, match=r"conv2d: dilation must be positive, got 0"):
+        F.conv2d(x, w, dilation=0)
+    with pytest.raises(ValueError, match=r"conv2d: kernel height 13 is larger than the padded input height 9"):
+        F.conv2d(x, w, dilation=6)
+
+
+def test_conv2d_module_passes_dilation(rng):
+    conv = nn.Conv2d(2, 3, 3, padding=2, dilation=2, dtype=np.float64)
+    x = tn.tensor(rng.standard_normal((1, 2, 6, 6)), dtype=np.float64)
+    assert np.array_equal(conv(x).numpy(), F.conv2d(x, conv.weight, conv.bias, padding=2, dilation=2).numpy())
+    assert "dilation=2" in repr(conv) and "dilation" not in repr(nn.Conv2d(2, 3, 3))

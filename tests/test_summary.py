@@ -326,3 +326,20 @@ def test_cost_model_overlap_hides_what_the_backward_below_a_bucket_covers():
     assert times["overlap"] == pytest.approx((3.0 - 1.5) + 4.0 + 0.04)
     assert times["hybrid"] == pytest.approx(2 * (8 * 16 * 4 + 8 * 10 * 4) / 2 / bw + 3.0 + 0.04)
     assert cost.step_times(rows, 1, 8, t, bw) == {"data": 3.0, "overlap": 3.0, "hybrid": 3.0}
+
+
+def test_pooling_with_ceil_mode_writes_the_ceil_division_out_and_a_real_forward_agrees():
+    """Caffe's AlexNet pools with ceil_mode: 55 -> ceil((55 - 3) / 2) + 1 = 27 as floor; 13 x 13
+    maps pooled 3 / 2 with padding 1 and ceil_mode: ceil(12 / 2) + 1 = 7. PyTorch's rule drops a
+    last window that would start in the right padding: 5 px, 2 / 2, padding 1: ceil(5 / 2) + 1 = 4, - 1 = 3."""
+    net = tn.nn.Sequential(pool=tn.nn.MaxPool2d(3, 2, padding=1, ceil_mode=True),
+                           avg=tn.nn.AvgPool2d((2, 3), 2, padding=1, ceil_mode=True, count_include_pad=False),
+                           conv=tn.nn.Conv2d(4, 4, 3, padding=2, dilation=2), soft=tn.nn.Softmax(axis=1))
+    rows = summary(net, (4, 13, 13))[1:]
+    assert rows[0]["arithmetic"] == "ceil((13 - 3 + 2*1) / 2) + 1 = 7" and rows[0]["shape"] == [4, 7, 7]
+    assert rows[1]["arithmetic"] == ("H: ceil((7 - 2 + 2*1) / 2) + 1 = 5, - 1 = 4 (the last window would start "
+                                     "in the right padding); W: ceil((7 - 3 + 2*1) / 2) + 1 = 4")
+    assert rows[2]["arithmetic"] == "(4 - (2*(3 - 1) + 1) + 2*2) // 1 + 1 = 4" and rows[2]["kind"] == "Conv2d"
+    assert rows[3]["arithmetic"] == "same as input"
+    y = net(tn.tensor(np.random.default_rng(0).standard_normal((1, 4, 13, 13)).astype(np.float32)))
+    assert list(y.shape[1:]) == rows[3]["shape"]

@@ -2,19 +2,23 @@
 across random stride, padding and groups, on every CPU backend."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import tinynet as tn
 import tinynet.functional as F
+from conftest import cpu_backends, cuda_runtime, cuda_runtime_params
+from tinynet import backends
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
 RTOL = 1e-9
 
 
-def close(ours, theirs, what):
+def close(ours, theirs, what, floor=1e-30):
+    """Relative to the largest of theirs, or to `floor` where that is smaller (a gradient that
+    is a difference of numbers near 1, as 1 - softmax of a winning logit, keeps only their ulps)."""
     theirs = theirs.detach().numpy()
-    scale = max(np.abs(theirs).max(), 1e-30)
+    scale = max(np.abs(theirs).max(), floor)
     err = np.abs(np.asarray(ours) - theirs).max() / scale
     assert err <= RTOL, f"{what}: relative error {err:.2e}"
 
@@ -28,6 +32,30 @@ def backward_both(ours, theirs, rng):
     g = rng.standard_normal(ours.shape)
     ours.backward(g)
     theirs.backward(torch.tensor(g))
+
+
+# The newer ops run on every backend: the CPU ones, and the CUDA kernels (emulated on the CPU; on a
+# GPU where there is one).
+
+@pytest.fixture(params=[*cpu_backends(), *cuda_runtime_params("cuda-")])
+def any_device(request):
+    """The device a test's tensors live on, once per backend: "cpu" under each CPU backend, "cuda"
+    under each CUDA runtime."""
+    if request.param.startswith("cuda-"):
+        with cuda_runtime(request.param.removeprefix("cuda-")):
+            yield "cuda"
+        return
+    with backends.use_cpu_backend(request.param):
+        yield "cpu"
+
+
+def host(a):
+    """A gradient array on the host (CuPy's, or the stand-in's, through .get())."""
+    return a.get() if hasattr(a, "get") else a
+
+
+def pair_on(x, device):
+    return tn.tensor(x, dtype=np.float64, requires_grad=True, device=device), torch.tensor(x, requires_grad=True)
 
 
 @st.composite
@@ -62,6 +90,23 @@ def test_conv2d_matches_torch(cpu_backend, prob):
         close(b.grad, bt.grad, "conv2d db")
 
 
+@settings(max_examples=40, deadline=None)
+@given(prob=conv_problem(), dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)))
+def test_dilated_conv2d_matches_torch(any_device, prob, dilation):
+    """Dilation int pairs with stride, padding and groups; the input grown so the dilated window fits."""
+    rng = np.random.default_rng(prob["seed"])
+    span = [d * (k - 1) + 1 for d, k in zip(dilation, prob["k"])]
+    hw = tuple(max(size, s - 2 * p) for size, s, p in zip(prob["hw"], span, prob["p"]))
+    x, xt = pair_on(rng.standard_normal((prob["n"], prob["c"]) + hw), any_device)
+    w, wt = pair_on(rng.standard_normal((prob["oc"], prob["c"] // prob["groups"]) + prob["k"]), any_device)
+    args = dict(stride=prob["s"], padding=prob["p"], groups=prob["groups"], dilation=dilation)
+    y, yt = F.conv2d(x, w, **args), TF.conv2d(xt, wt, **args)
+    close(y.numpy(), yt, "conv2d forward")
+    backward_both(y, yt, rng)
+    close(host(x.grad), xt.grad, "conv2d dx")
+    close(host(w.grad), wt.grad, "conv2d dw")
+
+
 @settings(max_examples=30, deadline=None)
 @given(k=st.integers(1, 4), s=st.integers(1, 4), h=st.integers(4, 13), w=st.integers(4, 13),
        seed=st.integers(0, 2**16))
@@ -73,6 +118,55 @@ def test_max_pool2d_matches_torch(cpu_backend, k, s, h, w, seed):
     close(y.numpy(), yt, "max_pool2d forward")
     backward_both(y, yt, rng)
     close(x.grad, xt.grad, "max_pool2d dx")
+
+
+@st.composite
+def pool_problem(draw):
+    """Pairs or ints, padding up to half the kernel, ceil_mode: PyTorch's accepted settings."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    h, w = draw(st.integers(max(1, kh - 2 * ph), 12)), draw(st.integers(max(1, kw - 2 * pw), 12))
+    square = draw(st.booleans())
+    if square:
+        kw, sw, pw, w = kh, sh, ph, max(w, kh - 2 * ph)
+    args = dict(kernel_size=(kh, kw), stride=(sh, sw), padding=(ph, pw), ceil_mode=draw(st.booleans()))
+    if square:
+        args.update(kernel_size=kh, stride=sh, padding=ph)
+    return dict(shape=(2, 3, h, w), args=args, seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_problem())
+@example(dict(shape=(2, 3, 8, 8), seed=0, args=dict(kernel_size=(3, 2), stride=(2, 3), padding=(1, 1), ceil_mode=True)))
+def test_max_pool2d_with_padding_and_ceil_mode_matches_torch(any_device, prob):
+    rng = np.random.default_rng(prob["seed"])
+    size = int(np.prod(prob["shape"]))
+    x, xt = pair_on(rng.permutation(size).reshape(prob["shape"]) / 7.0, any_device)  # no ties
+    y, yt = F.max_pool2d(x, **prob["args"]), TF.max_pool2d(xt, **prob["args"])
+    close(y.numpy(), yt, "max_pool2d forward")
+    backward_both(y, yt, rng)
+    close(host(x.grad), xt.grad, "max_pool2d dx")
+
+
+CEIL_PAST_THE_PADDING = dict(shape=(2, 3, 8, 8), seed=0,   # 5 x 5 windows; the last ones hold 2 padded rows, not 3
+                             args=dict(kernel_size=3, stride=2, padding=1, ceil_mode=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_problem(), st.booleans())
+@example(CEIL_PAST_THE_PADDING, True)
+@example(CEIL_PAST_THE_PADDING, False)
+def test_avg_pool2d_matches_torch(any_device, prob, count_include_pad):
+    """PyTorch's divisors: the padding counted or not, a ceil_mode window that runs past the padded
+    edge divided by its part inside the padded input."""
+    rng = np.random.default_rng(prob["seed"])
+    x, xt = pair_on(rng.standard_normal(prob["shape"]), any_device)
+    args = dict(prob["args"], count_include_pad=count_include_pad)
+    y, yt = F.avg_pool2d(x, **args), TF.avg_pool2d(xt, **args)
+    close(y.numpy(), yt, "avg_pool2d forward")
+    backward_both(y, yt, rng)
+    close(host(x.grad), xt.grad, "avg_pool2d dx")
 
 
 @settings(max_examples=30, deadline=None)
@@ -163,3 +257,76 @@ def test_shape_ops_match_torch(cpu_backend, rng):
     close(y.numpy(), yt, "forward")
     backward_both(y, yt, rng)
     close(x.grad, xt.grad, "dx")
+
+
+@st.composite
+def loss_problem(draw):
+    n, k = draw(st.integers(1, 6)), draw(st.integers(1, 7))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    ignore_index = draw(st.sampled_from([-100, 0, k - 1, 3]))
+    target = rng.integers(0, k, n)
+    target[rng.random(n) < 0.3] = ignore_index          # some rows ignored (every row, sometimes)
+    weight = rng.uniform(0.2, 3.0, k) if draw(st.booleans()) else None
+    return dict(n=n, k=k, seed=seed, target=target, ignore_index=ignore_index, weight=weight,
+                label_smoothing=draw(st.sampled_from([0.0, 0.1, 0.5, 1.0])),
+                reduction=draw(st.sampled_from(["mean", "sum", "none"])), spread=draw(st.sampled_from([1.0, 30.0])))
+
+
+def _loss_both(ours_fn, theirs_fn, prob, device):
+    rng = np.random.default_rng(prob["seed"])
+    x, xt = pair_on(prob["spread"] * rng.standard_normal((prob["n"], prob["k"])), device)
+    weight = prob["weight"]
+    kw = dict(ignore_index=prob["ignore_index"], reduction=prob["reduction"])
+    y = ours_fn(x, prob["target"], weight=weight, **kw)
+    yt = theirs_fn(xt, torch.tensor(prob["target"]), weight=None if weight is None else torch.tensor(weight), **kw)
+    if np.isnan(yt.detach().numpy()).all():              # every row ignored, "mean": 0 / 0, as PyTorch
+        assert np.isnan(y.numpy()).all()
+        return
+    close(y.numpy(), yt, "loss", floor=1e-6)
+    backward_both(y, yt, rng)
+    close(host(x.grad), xt.grad, "dlogits", floor=1e-6)     # dlogit_t = p_t - 1: both keep 1e-16 of it
+
+
+@settings(max_examples=40, deadline=None)
+@given(loss_problem())
+def test_cross_entropy_matches_torch(any_device, prob):
+    """Class weights, ignore_index (on targets and not), label smoothing (with weights, as PyTorch
+    weights the smoothing term) and the three reductions; "mean" divides by the weights of the rows kept."""
+    eps = prob["label_smoothing"]
+    _loss_both(lambda x, t, **kw: F.cross_entropy(x, t, label_smoothing=eps, **kw),
+               lambda x, t, **kw: TF.cross_entropy(x, t, label_smoothing=eps, **kw), prob, any_device)
+
+
+@settings(max_examples=30, deadline=None)
+@given(loss_problem())
+def test_nll_loss_of_log_softmax_matches_torch(any_device, prob):
+    _loss_both(lambda x, t, **kw: F.nll_loss(F.log_softmax(x, axis=1), t, **kw),
+               lambda x, t, **kw: TF.nll_loss(TF.log_softmax(x, dim=1), t, **kw), prob, any_device)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), data=st.data(), log=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_softmax_and_log_softmax_match_torch_along_any_axis(any_device, shape, data, log, seed):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    rng = np.random.default_rng(seed)
+    x, xt = pair_on(5 * rng.standard_normal(shape), any_device)
+    y = (F.log_softmax if log else F.softmax)(x, axis=axis)
+    yt = (torch.log_softmax if log else torch.softmax)(xt, dim=axis)
+    close(y.numpy(), yt, "forward")
+    backward_both(y, yt, rng)
+    close(host(x.grad), xt.grad, "dx")
+
+
+def test_cross_entropy_with_its_defaults_is_softmax_cross_entropy_to_the_bit(cpu_backend, rng):
+    """The default job's loss: cross_entropy() with the defaults runs the fused kernels, the same bits
+    in the loss and the gradient, float32 as the job trains."""
+    z = rng.standard_normal((32, 10)).astype(np.float32) * 4
+    labels = rng.integers(0, 10, 32)
+    a, b = (tn.tensor(z, requires_grad=True) for _ in range(2))
+    la, lb = F.cross_entropy(a, labels), F.softmax_cross_entropy(b, labels)
+    la.backward()
+    lb.backward()
+    assert la.numpy().tobytes() == lb.numpy().tobytes()
+    assert a.grad.tobytes() == b.grad.tobytes()

@@ -15,7 +15,7 @@ from . import config, winograd
 from . import random as tn_random
 from .autograd import Function
 from .device import as_device, transfer
-from .shapes import conv_output_size, padding_sides, pair, side_padding
+from .shapes import conv_output_size, effective_kernel, padding_sides, pair, side_padding
 from .tensor import Tensor
 
 
@@ -54,14 +54,17 @@ def _check_window_fits(size, kernel, padding, op, axis):
 
 # ================================================================= convolution
 
-def _check_winograd(w_shape, stride):
-    """tinynet's Winograd is F(2x2, 3x3) and F(2x2, 5x5): square 3 x 3 or 5 x 5 kernels moved by 1."""
+def _check_winograd(w_shape, stride, dilation=(1, 1)):
+    """tinynet's Winograd is F(2x2, 3x3) and F(2x2, 5x5): square 3 x 3 or 5 x 5 kernels moved by 1,
+    undilated."""
     kh, kw = w_shape[2:]
     why = []
     if kh != kw or kh not in winograd.KERNELS:
         why.append(f"a 3 x 3 or 5 x 5 kernel (got {kh} x {kw})")
     if stride != (1, 1):
         why.append(f"stride 1 (got stride {stride})")
+    if dilation != (1, 1):
+        why.append(f"dilation 1 (got dilation {dilation})")
     if why:
         raise ValueError(f"conv2d: algorithm='winograd' needs {' and '.join(why)}; use algorithm='im2col'")
 
@@ -97,7 +100,8 @@ KEEP_COLUMNS_BELOW = 64 * 2 ** 20   # bytes
 
 
 class Conv2d(Function):
-    """y[n, o] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] * xpad[n, c, y*sh + i, x*sw + j]
+    """y[n, o] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] * xpad[n, c, y*sh + i*dh, x*sw + j*dw]
+    (dilation (dh, dw): the kernel's taps dh rows and dw columns apart; 1 for an ordinary convolution)
 
     As im2col + GEMM, per group g (K = C/G * kh * kw rows of the columns matrix):
         cols = im2col(x)                      (C*kh*kw, N*oh*ow), viewed as (G, K, N*oh*ow)
@@ -109,13 +113,13 @@ class Conv2d(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, groups):
+    def forward(ctx, x, w, b, stride, padding, groups, dilation=(1, 1)):
         be, xp = ctx.be, ctx.xp
         n, _, h, w_in = x.shape
         oc, cg, kh, kw = w.shape
-        oh = conv_output_size(h, kh, stride[0], padding[0])
-        ow = conv_output_size(w_in, kw, stride[1], padding[1])
-        cols = be.im2col(x, kh, kw, stride, padding)            # (C*kh*kw, N*oh*ow)
+        oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+        ow = conv_output_size(w_in, kw, stride[1], padding[1], dilation[1])
+        cols = be.im2col(x, kh, kw, stride, padding, dilation)  # (C*kh*kw, N*oh*ow)
         cols_g = cols.reshape(groups, cg * kh * kw, n * oh * ow)  # (G, K, N*oh*ow)
         w_g = w.reshape(groups, oc // groups, cg * kh * kw)      # (G, oc/G, K)
         out = _grouped_matmul(xp, w_g, cols_g, groups)          # (G, oc/G, N*oh*ow)
@@ -123,7 +127,7 @@ class Conv2d(Function):
             ctx.save_for_backward(cols_g, w_g, None)
         else:                   # the backward makes it again from x, which is smaller by about kh*kw/(sh*sw)
             ctx.save_for_backward(None, w_g, x)
-        ctx.shapes = (x.shape, w.shape, stride, padding, groups)
+        ctx.shapes = (x.shape, w.shape, stride, padding, groups, dilation)
         return be.cols_to_nchw(out.reshape(oc, n * oh * ow), n, oh, ow, b)  # (N, oc, oh, ow)
 
     @staticmethod
@@ -131,21 +135,21 @@ class Conv2d(Function):
         be, xp = ctx.be, ctx.xp
         cols_g, w_g, x = ctx.saved
         ctx.saved = ()          # the graph is freed as it is walked (tensor._run_backward): see below
-        x_shape, w_shape, stride, padding, groups = ctx.shapes
+        x_shape, w_shape, stride, padding, groups, dilation = ctx.shapes
         oc, _, kh, kw = w_shape
         dy2 = be.nchw_to_cols(dy)                                # (oc, N*oh*ow)
         dy_g = dy2.reshape(groups, oc // groups, -1)             # (G, oc/G, N*oh*ow)
         dx = dw = db = None
         if ctx.needs_input_grad[1]:
             if cols_g is None:  # not kept (KEEP_COLUMNS_BELOW): the forward's matrix, to the bit
-                cols_g = be.im2col(x, kh, kw, stride, padding).reshape(groups, -1, dy2.shape[1])
+                cols_g = be.im2col(x, kh, kw, stride, padding, dilation).reshape(groups, -1, dy2.shape[1])
             dw = _weight_gradient(xp, dy_g, cols_g, groups).reshape(w_shape)
         # The columns matrix goes before dcols, its twin, is made: the backward's peak memory holds
         # one of the two, not both (conv2 at batch 32: 215 MiB less).
         del cols_g
         if ctx.needs_input_grad[0]:
             dcols = _grouped_matmul(xp, w_g.transpose(0, 2, 1), dy_g, groups)  # (G, K, N*oh*ow)
-            dx = be.col2im(dcols.reshape(-1, dy2.shape[1]), x_shape, kh, kw, stride, padding)
+            dx = be.col2im(dcols.reshape(-1, dy2.shape[1]), x_shape, kh, kw, stride, padding, dilation)
         if ctx.needs_input_grad[2]:
             db = dy2.sum(axis=1)
         return dx, dw, db
@@ -233,16 +237,17 @@ CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 WINOGRAD_MIN_CHANNELS = {3: 128, 5: 48}
 
 
-def conv_algorithm(device, w_shape, stride, algorithm="auto"):
+def conv_algorithm(device, w_shape, stride, algorithm="auto", dilation=1):
     """The algorithm conv2d runs for a weight of w_shape (oc, C/G, kh, kw) on `device`: `algorithm`
     itself unless it is "auto". "auto" follows TINYNET_CONV_ALGORITHM (config.conv_algorithm): by
     default Winograd on the CPU for 3 x 3 and 5 x 5 stride-1 layers with at least
     WINOGRAD_MIN_CHANNELS[r] input channels per group; "im2col" makes it im2col everywhere;
-    "winograd" makes it Winograd wherever Winograd applies."""
+    "winograd" makes it Winograd wherever Winograd applies. Winograd applies only undilated."""
     if algorithm != "auto":
         return algorithm
     _, cg, kh, kw = w_shape
-    applies = kh == kw and kh in winograd.KERNELS and tuple(pair(stride, "stride", "conv2d")) == (1, 1)
+    applies = kh == kw and kh in winograd.KERNELS and tuple(pair(stride, "stride", "conv2d")) == (1, 1) \
+        and tuple(pair(dilation, "dilation", "conv2d")) == (1, 1)
     rule = config.conv_algorithm()
     if rule == "auto":
         fast = applies and device.type == "cpu" and cg >= WINOGRAD_MIN_CHANNELS[kh]
@@ -250,7 +255,7 @@ def conv_algorithm(device, w_shape, stride, algorithm="auto"):
     return "winograd" if rule == "winograd" and applies else "im2col"
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto"):
+def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto", dilation=1):
     """2-D convolution (cross-correlation, as in every framework) of x (N, C, H, W) with
     w (oc, C/groups, kh, kw) and optional bias b (oc,). Output (N, oc, oh, ow) with
     oh = (H + top + bottom - kh) // sh + 1 (and likewise ow; shapes.conv_output_size).
@@ -262,6 +267,10 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto"):
         "winograd"  WinogradConv2d: F(2x2, r x r) on 2 x 2 output tiles, for 3 x 3 and 5 x 5
                     kernels moved by 1 (any padding, any groups): 16 multiplies per tile instead
                     of 36 (2.25x fewer), 36 instead of 100 (2.8x), plus the tile transforms
+
+    dilation: an int or (dh, dw), as PyTorch's: the kernel's taps dh rows and dw columns apart, so a
+    kh x kw kernel spans dh*(kh - 1) + 1 rows (shapes.effective_kernel); im2col only (Winograd is
+    undilated: "auto" picks im2col, "winograd" with a dilation is refused).
 
     padding: P, PyTorch's (ph, pw), or per side ((top, bottom), (left, right)) (shapes.padding_sides).
     A paper summary's "padding [1, 2]" (one before, two after) is ((1, 2), (1, 2)): conv1 on 224 px
@@ -278,6 +287,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto"):
         _check_tensor(b, "bias", op, 1)
     _check_same_dtype(op, input=x, weight=w, bias=b)
     stride = pair(stride, "stride", op, 1)
+    dilation = pair(dilation, "dilation", op, 1)
     sides = padding_sides(padding, op)
     if not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
@@ -294,18 +304,20 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto"):
         raise ValueError(f"{op}: bias has shape {b.shape}, expected ({oc},)")
     if algorithm not in CONV_ALGORITHMS:
         raise ValueError(f"{op}: algorithm={algorithm!r}, expected one of {', '.join(map(repr, CONV_ALGORITHMS))}")
-    algorithm = conv_algorithm(x.device, w.shape, stride, algorithm)
+    algorithm = conv_algorithm(x.device, w.shape, stride, algorithm, dilation)
     if algorithm == "winograd":
-        _check_winograd(w.shape, stride)
-    _check_window_fits(x.shape[2], kh, sides[0], op, "height")
-    _check_window_fits(x.shape[3], kw, sides[1], op, "width")
+        _check_winograd(w.shape, stride, dilation)
+    _check_window_fits(x.shape[2], effective_kernel(kh, dilation[0]), sides[0], op, "height")
+    _check_window_fits(x.shape[3], effective_kernel(kw, dilation[1]), sides[1], op, "width")
     symmetric = tuple(min(axis) for axis in sides)                       # (ph, pw) for im2col
     rest = tuple((before - m, after - m) for (before, after), m in zip(sides, symmetric))
     if rest != ((0, 0), (0, 0)):
         x = pad2d(x, rest)
     if algorithm == "winograd":
         return WinogradConv2d.apply(x, w, b, padding=symmetric, groups=int(groups))
-    return Conv2d.apply(x, w, b, stride=stride, padding=symmetric, groups=int(groups))
+    if dilation == (1, 1):
+        return Conv2d.apply(x, w, b, stride=stride, padding=symmetric, groups=int(groups))
+    return Conv2d.apply(x, w, b, stride=stride, padding=symmetric, groups=int(groups), dilation=dilation)
 
 
 class Pad2d(Function):
@@ -333,36 +345,83 @@ def pad2d(x, padding):
 # ================================================================= pooling
 
 class MaxPool2d(Function):
-    """y[n, c, y, x] = max_{0 <= i, j < k} x[n, c, y*s + i, x*s + j]
+    """y[n, c, y, x] = max_{0 <= i < kh, 0 <= j < kw} xpad[n, c, y*sh + i, x*sw + j]   (xpad: -inf padding)
     Backward: each window's upstream gradient goes to its argmax, dx = sum over windows."""
 
     @staticmethod
-    def forward(ctx, x, k, s):
-        y, argmax = ctx.be.maxpool_forward(x, k, s)
+    def forward(ctx, x, k, s, padding=(0, 0), ceil_mode=False):
+        window = (k, s) if padding == (0, 0) and not ceil_mode else (k, s, padding, ceil_mode)
+        y, argmax = ctx.be.maxpool_forward(x, *window)
         ctx.save_for_backward(argmax)
-        ctx.shapes = (x.shape, k, s)
+        ctx.shapes = (x.shape, window)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         (argmax,) = ctx.saved
-        x_shape, k, s = ctx.shapes
-        return (ctx.be.maxpool_backward(dy, argmax, x_shape, k, s),)
+        x_shape, window = ctx.shapes
+        return (ctx.be.maxpool_backward(dy, argmax, x_shape, *window),)
 
 
-def max_pool2d(x, kernel_size, stride=None):
-    """Max-pooling over k x k windows moved by stride s (default s = k); no padding, floor
-    rounding like PyTorch: oh = (H - k) // s + 1. AlexNet overlaps them: k=3, s=2 (section 3.4)."""
+def _pool_window(x, kernel_size, stride, padding, ceil_mode, op):
+    """Checked (kh, kw), (sh, sw), (ph, pw) of a pooling window, as PyTorch checks them: padding
+    at most half the kernel (so every window holds an input pixel) and at least one window."""
+    k = pair(kernel_size, "kernel_size", op, 1)
+    s = k if stride is None else pair(stride, "stride", op, 1)
+    p = pair(padding, "padding", op, 0)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"{op}: ceil_mode must be True or False, got {ceil_mode!r}")
+    for axis, size, kk, ss, pp in (("height", x.shape[2], k[0], s[0], p[0]), ("width", x.shape[3], k[1], s[1], p[1])):
+        if 2 * pp > kk:
+            raise ValueError(f"{op}: padding {pp} ({axis}) must be at most half of kernel_size {kk} "
+                             f"(padding={padding!r}, kernel_size={kernel_size!r}): every window must hold an input pixel")
+        _check_window_fits(size, kk, pp, op, axis)
+    return k, s, p
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Max-pooling over kh x kw windows moved by stride (default: the kernel), as PyTorch's
+    max_pool2d: kernel_size, stride and padding are ints or (h, w) pairs; padding adds -inf on
+    each side (at most half the kernel), so it never wins. Output size (shapes.pool_output_size):
+    oh = (H + 2 ph - kh) // sh + 1, or with ceil_mode (Caffe's rounding) the division rounded up,
+    less the last window if it would start in the right padding. AlexNet overlaps them: k=3, s=2
+    (section 3.4); Caffe's AlexNet pools with ceil_mode."""
     op = "max_pool2d"
     _check_tensor(x, "input", op, 4)
-    if not isinstance(kernel_size, numbers.Integral) or kernel_size < 1:
-        raise ValueError(f"{op}: kernel_size must be a positive int, got {kernel_size!r}")
-    stride = kernel_size if stride is None else stride
-    if not isinstance(stride, numbers.Integral) or stride < 1:
-        raise ValueError(f"{op}: stride must be a positive int, got {stride!r}")
-    _check_window_fits(x.shape[2], kernel_size, 0, op, "height")
-    _check_window_fits(x.shape[3], kernel_size, 0, op, "width")
-    return MaxPool2d.apply(x, k=int(kernel_size), s=int(stride))
+    k, s, p = _pool_window(x, kernel_size, stride, padding, ceil_mode, op)
+    if k[0] == k[1] and s[0] == s[1] and p == (0, 0) and not ceil_mode:   # the paper's: square, unpadded
+        return MaxPool2d.apply(x, k=k[0], s=s[0])
+    return MaxPool2d.apply(x, k=k, s=s, padding=p, ceil_mode=bool(ceil_mode))
+
+
+class AvgPool2d(Function):
+    """y[n, c, y, x] = sum_{0 <= i < kh, 0 <= j < kw} xpad[n, c, y*sh + i, x*sw + j] / divisor[y, x]
+    (xpad: zero padding). Backward: each window hands dy / divisor to every pixel it covers."""
+
+    @staticmethod
+    def forward(ctx, x, window):
+        ctx.shapes = (x.shape, window)
+        return ctx.be.avgpool_forward(x, *window)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x_shape, window = ctx.shapes
+        return (ctx.be.avgpool_backward(dy, x_shape, *window),)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Average-pooling over kh x kw windows moved by stride (default: the kernel), as PyTorch's
+    avg_pool2d: kernel_size, stride and padding are ints or (h, w) pairs, zero padding up to half
+    the kernel, output size as max_pool2d's (ceil_mode included). Each window's sum is divided by
+    the number of its pixels inside the padded input (count_include_pad=True; a ceil_mode window's
+    part beyond the padding does not count) or inside x (count_include_pad=False):
+    shapes.pool_window_lengths."""
+    op = "avg_pool2d"
+    _check_tensor(x, "input", op, 4)
+    k, s, p = _pool_window(x, kernel_size, stride, padding, ceil_mode, op)
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(f"{op}: count_include_pad must be True or False, got {count_include_pad!r}")
+    return AvgPool2d.apply(x, window=(k, s, p, bool(ceil_mode), bool(count_include_pad)))
 
 
 class AdaptiveAvgPool2d(Function):
@@ -546,13 +605,11 @@ class SoftmaxCrossEntropy(Function):
         return (ctx.be.softmax_xent_backward(probs, labels, dloss),)
 
 
-def softmax_cross_entropy(logits, labels):
-    """Mean cross-entropy of softmax(logits) (N, classes) against integer labels (N,),
-    in log-sum-exp form so large logits cannot overflow. Returns a scalar Tensor."""
-    op = "softmax_cross_entropy"
-    _check_tensor(logits, "logits", op, 2)
+def _labels_on_device(labels, logits, op, ignore_index=None):
+    """Integer class labels (N,) for logits (N, classes), checked where they are on the host (a
+    label outside [0, classes) other than ignore_index is refused, naming it), as a _Constant
+    int64 array on the logits' device."""
     n, classes = logits.shape
-    xp = logits.device.xp
     on_host = isinstance(labels, (list, tuple, np.ndarray))
     labels_arr = np.asarray(labels) if on_host else labels
     if isinstance(labels, Tensor) or not hasattr(labels_arr, "dtype"):
@@ -561,12 +618,174 @@ def softmax_cross_entropy(logits, labels):
         raise TypeError(f"{op}: labels must be integers, got dtype {labels_arr.dtype}")
     if labels_arr.shape != (n,):
         raise ValueError(f"{op}: labels have shape {labels_arr.shape}, expected ({n},) to match logits {logits.shape}")
-    if on_host and n and (labels_arr.min() < 0 or labels_arr.max() >= classes):
-        bad = labels_arr[(labels_arr < 0) | (labels_arr >= classes)][0]
-        raise ValueError(f"{op}: label {bad} out of range [0, {classes})")
+    if on_host and n:
+        bad = ((labels_arr < 0) | (labels_arr >= classes)) & (labels_arr != ignore_index)
+        if bad.any():
+            also = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
+            raise ValueError(f"{op}: label {labels_arr[bad][0]} out of range [0, {classes}){also}")
     with logits.device.context():
-        labels_dev = xp.asarray(labels_arr, dtype=np.int64)  # a device array already is checked by its maker
-    return SoftmaxCrossEntropy.apply(logits, _Constant(labels_dev, logits.device))
+        labels_dev = logits.device.xp.asarray(labels_arr, dtype=np.int64)  # a device array already is checked by its maker
+    return _Constant(labels_dev, logits.device)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean cross-entropy of softmax(logits) (N, classes) against integer labels (N,),
+    in log-sum-exp form so large logits cannot overflow. Returns a scalar Tensor.
+    cross_entropy with its defaults is this function (the same fused kernels, the same bits)."""
+    op = "softmax_cross_entropy"
+    _check_tensor(logits, "logits", op, 2)
+    return SoftmaxCrossEntropy.apply(logits, _labels_on_device(labels, logits, op))
+
+
+class Softmax(Function):
+    """Along the last axis of x viewed as (rows, K):
+        log_softmax:  y = (z - m) - log sum exp(z - m);   dx = dy - exp(y) * sum dy
+        softmax:      y = exp(log_softmax(z));            dx = y * (dy - sum dy y)
+    (both Jacobians, diag(y) - y y^T and I - 1 softmax^T, applied without being formed)."""
+
+    @staticmethod
+    def forward(ctx, x, axis, log):
+        xp = ctx.xp
+        moved = xp.moveaxis(x, axis, -1)                        # (..., K), the softmax axis last
+        y = ctx.be.softmax_forward(moved.reshape(-1, moved.shape[-1]), log)  # (rows, K)
+        ctx.save_for_backward(y)
+        ctx.params = (axis, log, moved.shape)
+        return xp.ascontiguousarray(xp.moveaxis(y.reshape(moved.shape), -1, axis))
+
+    @staticmethod
+    def backward(ctx, dy):
+        xp = ctx.xp
+        (y,) = ctx.saved
+        axis, log, moved_shape = ctx.params
+        dy2 = xp.moveaxis(dy, axis, -1).reshape(y.shape)         # (rows, K)
+        dx = ctx.be.softmax_backward(dy2, y, log)
+        return (xp.ascontiguousarray(xp.moveaxis(dx.reshape(moved_shape), -1, axis)),)
+
+
+def _softmax(x, axis, log, op):
+    _check_tensor(x, "input", op)
+    if x.ndim == 0 or x.size == 0:
+        raise ValueError(f"{op}: input has shape {x.shape}; expected at least one axis and one element")
+    if not isinstance(axis, numbers.Integral) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{op}: axis must be an int in [{-x.ndim}, {x.ndim}) for a {x.ndim}-D input, got {axis!r}")
+    return Softmax.apply(x, axis=int(axis) % x.ndim, log=log)
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum exp(x) along `axis` (computed as exp(x - max) / sum exp(x - max), so no exp
+    overflows): turns logits into probabilities. Like torch.softmax(x, dim=axis)."""
+    return _softmax(x, axis, False, "softmax")
+
+
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) along `axis`, as (x - m) - log sum exp(x - m), m the max: accurate where
+    log(softmax(x)) underflows to -inf. Like torch.log_softmax(x, dim=axis)."""
+    return _softmax(x, axis, True, "log_softmax")
+
+
+class NLLLoss(Function):
+    """PyTorch's nll_loss with label smoothing (cross_entropy = NLLLoss(log_softmax(z))), from
+    log-probabilities p (N, K), targets t (N,), class weights w (K,) (all ones without weight),
+    eps = label_smoothing, v_n = [t_n != ignore_index]:
+
+        l_n = v_n * ( (1 - eps) * w[t_n] * (-p[n, t_n]) + eps / K * sum_c w[c] * (-p[n, c]) )
+        "none": l;  "sum": sum_n l_n;  "mean": sum_n l_n / sum_n v_n w[t_n]
+    Backward (g_n: dy_n for "none", dloss for "sum", dloss / sum_n v_n w[t_n] for "mean"):
+        dp[n, c] = -g_n v_n ( (1 - eps) w[t_n] [c == t_n] + eps / K * w[c] )"""
+
+    @staticmethod
+    def forward(ctx, logp, target, weight, ignore_index, label_smoothing, reduction):
+        xp = ctx.xp
+        k = logp.shape[1]
+        valid = target != ignore_index                                       # (N,)
+        t = xp.where(valid, target, 0)                                       # ignored rows pick class 0
+        w = xp.ones(k, dtype=logp.dtype) if weight is None else weight       # (K,)
+        wt = xp.where(valid, w[t], 0).astype(logp.dtype)                     # v_n w[t_n], (N,)
+        picked = xp.take_along_axis(logp, t[:, None], axis=1)[:, 0]          # p[n, t_n], (N,)
+        eps = label_smoothing
+        loss = -(wt * picked)
+        if eps:
+            smooth = xp.where(valid, -(logp * w).sum(axis=1), 0).astype(logp.dtype)  # (N,)
+            loss = (1 - eps) * loss + (eps / k) * smooth
+        denom = wt.sum()
+        ctx.save_for_backward(t, w, wt, valid)
+        ctx.params = (logp.shape, eps, reduction, denom)
+        if reduction == "none":
+            return loss.astype(logp.dtype, copy=False)
+        total = loss.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):    # every row ignored: 0 / 0 = NaN, as PyTorch
+            return xp.asarray(total / denom if reduction == "mean" else total, dtype=logp.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        xp = ctx.xp
+        t, w, wt, valid = ctx.saved
+        shape, eps, reduction, denom = ctx.params
+        k = shape[1]
+        g = dy if reduction == "none" else (dy / denom if reduction == "mean" else dy) * xp.ones(shape[0], dy.dtype)
+        dp = xp.zeros(shape, dtype=dy.dtype)
+        rows = xp.arange(shape[0])
+        dp[rows, t] = -(1 - eps) * g * wt                                    # (N,)
+        if eps:
+            dp -= (eps / k) * (g * valid)[:, None] * w[None, :]
+        return (dp.astype(dy.dtype, copy=False),)
+
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def nll_loss(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    """The negative log-likelihood of integer targets (N,) under log-probabilities logp (N, K)
+    (log_softmax's output), as torch.nn.functional.nll_loss: -logp[n, target_n] * weight[target_n],
+    rows whose target is ignore_index left out; reduction "mean" divides by the sum of the weights
+    of the rows kept (their number without weight), "sum" adds, "none" returns the (N,) losses."""
+    return _nll(logp, target, weight, ignore_index, 0.0, reduction, "nll_loss")
+
+
+def _nll(logp, target, weight, ignore_index, label_smoothing, reduction, op):
+    _check_tensor(logp, "input", op, 2)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction={reduction!r}, expected one of {', '.join(map(repr, REDUCTIONS))}")
+    if not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"{op}: ignore_index must be an int, got {ignore_index!r}")
+    if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    k = logp.shape[1]
+    if weight is not None:
+        if isinstance(weight, Tensor):
+            weight = weight.data
+        weight = np.asarray(weight) if isinstance(weight, (list, tuple, np.ndarray)) else weight
+        if tuple(weight.shape) != (k,):
+            raise ValueError(f"{op}: weight has shape {tuple(weight.shape)}, expected ({k},), one per class")
+        with logp.device.context():
+            weight = logp.device.xp.asarray(weight, dtype=logp.dtype)
+    target = _labels_on_device(target, logp, op, int(ignore_index))
+    return NLLLoss.apply(logp, target, weight=weight, ignore_index=int(ignore_index),
+                         label_smoothing=float(label_smoothing), reduction=reduction)
+
+
+def cross_entropy(logits, target, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+    """Cross-entropy of softmax(logits) (N, K) against integer targets (N,), with PyTorch's
+    semantics (torch.nn.functional.cross_entropy): nll_loss(log_softmax(logits), ...) with class
+    weights, ignore_index and reduction as nll_loss has them, and label_smoothing eps mixing the
+    target with the uniform distribution, each class's term weighted by its weight:
+
+        l_n = (1 - eps) * w[t_n] * (-logp[n, t_n]) + eps / K * sum_c w[c] * (-logp[n, c])
+    "mean" divides by the sum of w[t_n] over the rows kept, for both terms (as PyTorch does).
+
+    With the defaults (and no target equal to ignore_index) this is softmax_cross_entropy: the
+    fused log-sum-exp kernels, the same bits."""
+    op = "cross_entropy"
+    _check_tensor(logits, "input", op, 2)
+    if not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"{op}: ignore_index must be an int, got {ignore_index!r}")
+    plain = weight is None and label_smoothing == 0 and reduction == "mean"
+    if plain and isinstance(target, (list, tuple, np.ndarray)) and not (np.asarray(target) == ignore_index).any():
+        return SoftmaxCrossEntropy.apply(logits, _labels_on_device(target, logits, op, ignore_index))
+    if plain and not isinstance(target, (list, tuple, np.ndarray, Tensor)) and hasattr(target, "dtype") \
+            and not bool((target == ignore_index).any()):                   # a device array: one sync
+        return SoftmaxCrossEntropy.apply(logits, _labels_on_device(target, logits, op, ignore_index))
+    return _nll(log_softmax(logits, axis=1), target, weight, ignore_index, label_smoothing, reduction, op)
 
 
 class _Constant(Tensor):

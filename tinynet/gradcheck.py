@@ -201,6 +201,13 @@ def _conv_per_side(rng, device, dtype):  # per-side padding: more before on one 
     return lambda x, w: F.conv2d(x, w, stride=2, padding=((2, 1), (1, 3))), [x, w]
 
 
+def _conv_dilated(rng, device, dtype):  # dilation (2, 3), stride (1, 2), grouped: 3 x 3 taps spanning 5 x 7
+    x = _t(rng.standard_normal((2, 4, 8, 9)), device, dtype)
+    w = _t(rng.standard_normal((4, 2, 3, 3)), device, dtype)
+    b = _t(rng.standard_normal(4), device, dtype)
+    return lambda x, w, b: F.conv2d(x, w, b, stride=(1, 2), padding=1, groups=2, dilation=(2, 3)), [x, w, b]
+
+
 def _conv_winograd(rng, device, dtype):  # F(2x2, 3x3), grouped, an odd output (7 x 6: the last tile row sticks out)
     x = _t(rng.standard_normal((2, 4, 7, 6)), device, dtype)
     w = _t(rng.standard_normal((6, 2, 3, 3)), device, dtype)
@@ -228,6 +235,21 @@ def _adaptive_pool(rng, device, dtype):  # overlapping windows (13 -> 6) and rep
 def _pool(rng, device, dtype):
     x = _t(_distinct(rng, (2, 3, 7, 8)), device, dtype)
     return lambda x: F.max_pool2d(x, 3, 2), [x]
+
+
+def _pool_padding_ceil(rng, device, dtype):  # (3, 2) windows by (2, 3), -inf padding (1, 1), ceil_mode:
+    x = _t(_distinct(rng, (2, 3, 8, 8)), device, dtype)   # 5 x 3 (floor: 4 x 3), the last row of windows sticks out
+    return lambda x: F.max_pool2d(x, (3, 2), (2, 3), padding=(1, 1), ceil_mode=True), [x]
+
+
+def _avg_pool(rng, device, dtype):  # 3 x 3 by 2, padding 1, ceil_mode: 5 x 5 on 8 x 8; the last windows run
+    x = _t(rng.standard_normal((2, 3, 8, 8)), device, dtype)   # past the padded edge (divisor 2 x 3, not 3 x 3)
+    return lambda x: F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True), [x]
+
+
+def _avg_pool_exclude_pad(rng, device, dtype):  # (3, 2) by (2, 1), padding (1, 1), divisors without the padding
+    x = _t(rng.standard_normal((2, 2, 6, 5)), device, dtype)
+    return lambda x: F.avg_pool2d(x, (3, 2), (2, 1), padding=(1, 1), count_include_pad=False), [x]
 
 
 def _lrn(rng, device, dtype):
@@ -263,6 +285,31 @@ def _xent(rng, device, dtype):
     z = _t(rng.standard_normal((6, 5)) * 3, device, dtype)
     labels = rng.integers(0, 5, size=6)
     return lambda z: F.softmax_cross_entropy(z, labels), [z]
+
+
+def _softmax(rng, device, dtype):  # along axis 1 of a 3-D input: the axis moved last and back
+    x = _t(rng.standard_normal((3, 5, 4)) * 2, device, dtype)
+    return lambda x: F.softmax(x, axis=1), [x]
+
+
+def _log_softmax(rng, device, dtype):
+    x = _t(rng.standard_normal((4, 6)) * 2, device, dtype)
+    return lambda x: F.log_softmax(x), [x]
+
+
+def _nll(rng, device, dtype):  # class weights, one row ignored, reduction "mean": the weighted mean's denominator
+    logp = _t(rng.standard_normal((6, 5)), device, dtype)
+    labels = np.array([0, 4, -100, 2, 2, 1])
+    weight = rng.uniform(0.5, 2.0, 5)
+    return lambda p: F.nll_loss(p, labels, weight=weight), [logp]
+
+
+def _xent_options(rng, device, dtype):  # weights, label smoothing, an ignored row, per-row losses
+    z = _t(rng.standard_normal((6, 5)) * 3, device, dtype)
+    labels = np.array([1, 3, 7, 0, 4, 4])
+    weight = rng.uniform(0.5, 2.0, 5)
+    return lambda z: F.cross_entropy(z, labels, weight=weight, ignore_index=7, label_smoothing=0.2,
+                                     reduction="none"), [z]
 
 
 def _shapes(rng, device, dtype):  # flatten, reshape, split, concat, add in one chain
@@ -303,11 +350,14 @@ def _network(rng, device, dtype):
 
 CASES = {
     "conv2d": _conv, "conv2d_stride4": _conv_stride4, "conv2d_per_side_padding": _conv_per_side,
+    "conv2d_dilation": _conv_dilated,
     "conv2d_winograd": _conv_winograd, "conv2d_winograd_padding": _conv_winograd_padding,
     "conv2d_winograd_5x5": _conv_winograd_5x5,
-    "max_pool2d": _pool, "adaptive_avg_pool2d": _adaptive_pool,
+    "max_pool2d": _pool, "max_pool2d_padding_ceil_mode": _pool_padding_ceil,
+    "avg_pool2d_padding_ceil_mode": _avg_pool, "avg_pool2d_exclude_padding": _avg_pool_exclude_pad, "adaptive_avg_pool2d": _adaptive_pool,
     "local_response_norm": _lrn, "relu": _relu, "dropout": _dropout, "linear": _linear,
-    "softmax_cross_entropy": _xent, "shape_ops": _shapes, "to": _to, "network": _network,
+    "softmax_cross_entropy": _xent, "softmax": _softmax, "log_softmax": _log_softmax, "nll_loss": _nll,
+    "cross_entropy_weight_smoothing_ignore": _xent_options, "shape_ops": _shapes, "to": _to, "network": _network,
     "local_response_norm_even_size": _lrn_even,
 }
 

@@ -261,7 +261,7 @@ class Conv2d(Module):
     built net: `for m in model.modules(): ...` or set_conv_algorithm(model, "im2col")."""
 
     def __init__(self, in_ch, out_ch, kernel_size, stride=1, padding=0, groups=1, bias=True,
-                 device="cpu", dtype=np.float32, weight_std=None, bias_value=0.0, algorithm="auto"):
+                 device="cpu", dtype=np.float32, weight_std=None, bias_value=0.0, algorithm="auto", dilation=1):
         super().__init__()
         if in_ch % groups or out_ch % groups:
             raise ValueError(f"Conv2d: in_ch={in_ch} and out_ch={out_ch} must both be divisible by groups={groups}")
@@ -269,6 +269,7 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: algorithm={algorithm!r}, expected one of {', '.join(map(repr, F.CONV_ALGORITHMS))}")
         kh, kw = pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride, self.padding, self.groups, self.algorithm = stride, padding, groups, algorithm
+        self.dilation = dilation
         self.in_channels, self.out_channels, self.kernel_size = in_ch, out_ch, (kh, kw)
         self.weight = _parameter((out_ch, in_ch // groups, kh, kw), device, dtype)
         self.bias = _parameter((out_ch,), device, dtype) if bias else None
@@ -280,12 +281,14 @@ class Conv2d(Module):
         _draw(self, self.in_channels // self.groups * kh * kw, weight_std, bias_value)
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups, self.algorithm)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups, self.algorithm,
+                        self.dilation)
 
     def __repr__(self):
         algorithm = "" if self.algorithm == "auto" else f", algorithm={self.algorithm!r}"
+        dilation = "" if self.dilation in (1, (1, 1)) else f", dilation={self.dilation}"
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, groups={self.groups}{algorithm})")
+                f"stride={self.stride}, padding={self.padding}, groups={self.groups}{dilation}{algorithm})")
 
 
 def set_conv_algorithm(model, algorithm):
@@ -323,15 +326,31 @@ class Linear(Module):
 
 
 class MaxPool2d(Module):
-    def __init__(self, kernel_size, stride=None):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
     def __repr__(self):
-        return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride})"
+        extra = (f", padding={self.padding}" if self.padding else "") + (", ceil_mode=True" if self.ceil_mode else "")
+        return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride}{extra})"
+
+
+class AvgPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def __repr__(self):
+        extra = (f", padding={self.padding}" if self.padding else "") + (", ceil_mode=True" if self.ceil_mode else "") \
+            + ("" if self.count_include_pad else ", count_include_pad=False")
+        return f"AvgPool2d(kernel_size={self.kernel_size}, stride={self.stride}{extra})"
 
 
 class AdaptiveAvgPool2d(Module):
@@ -413,6 +432,47 @@ class Flatten(Module):
 
     def __repr__(self):
         return "Flatten()"
+
+
+class Softmax(Module):
+    def __init__(self, axis=-1):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x):
+        return F.softmax(x, self.axis)
+
+    def __repr__(self):
+        return f"Softmax(axis={self.axis})"
+
+
+class LogSoftmax(Module):
+    def __init__(self, axis=-1):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x):
+        return F.log_softmax(x, self.axis)
+
+    def __repr__(self):
+        return f"LogSoftmax(axis={self.axis})"
+
+
+class CrossEntropyLoss(Module):
+    """loss = CrossEntropyLoss(...)(logits, target): F.cross_entropy with these settings."""
+
+    def __init__(self, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+        super().__init__()
+        self.weight, self.ignore_index = weight, ignore_index
+        self.label_smoothing, self.reduction = label_smoothing, reduction
+
+    def forward(self, logits, target):
+        return F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
+                               label_smoothing=self.label_smoothing, reduction=self.reduction)
+
+    def __repr__(self):
+        return (f"CrossEntropyLoss(ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, "
+                f"reduction={self.reduction!r}{'' if self.weight is None else ', weight=...'})")
 
 
 class Sequential(Module):

@@ -47,14 +47,16 @@ COLUMNS = ("layer", "device", "output", "arithmetic", "params", "MACs", "bytes")
 
 # ================================================================= the arithmetic of one layer
 
-def _window(name, shape, kernel, stride, padding):
+def _window(name, shape, kernel, stride, padding, ceil_mode=False, dilation=1):
     """(C, H, W) through a k x k window moved by s over an input padded by p (an int, (ph, pw) or
-    ((top, bottom), (left, right))): (oh, ow, text)."""
+    ((top, bottom), (left, right))), its taps `dilation` apart, rounded down or, with ceil_mode,
+    up (shapes.arithmetic writes the ceil division out): (oh, ow, text)."""
     _, h, w = shape
     (kh, kw), (sh, sw) = pair(kernel, "kernel_size", name, 1), pair(stride, "stride", name, 1)
+    dh, dw = pair(dilation, "dilation", name, 1)
     sides_h, sides_w = padding_sides(padding, name)
-    oh, text_h = arithmetic(h, kh, sh, sides_h)
-    ow, text_w = arithmetic(w, kw, sw, sides_w)
+    oh, text_h = arithmetic(h, kh, sh, sides_h, ceil_mode, dh)
+    ow, text_w = arithmetic(w, kw, sw, sides_w, ceil_mode, dw)
     if oh < 1 or ow < 1:
         raise ValueError(f"summary: {name} gets a {h} x {w} input, too small for its {kh} x {kw} window "
                          f"({text_h if oh < 1 else text_w})")
@@ -77,10 +79,10 @@ def _conv(name, conv, shape, device, itemsize):
     if c != conv.in_channels:
         raise ValueError(f"summary: {name} expects {conv.in_channels} input channels but gets {c} "
                          f"(input shape {tuple(shape)})")
-    oh, ow, text = _window(name, shape, conv.kernel_size, conv.stride, conv.padding)
+    oh, ow, text = _window(name, shape, conv.kernel_size, conv.stride, conv.padding, dilation=conv.dilation)
     kh, kw = conv.kernel_size
     macs = oh * ow * conv.out_channels * (conv.in_channels // conv.groups) * kh * kw
-    if F.conv_algorithm(device, conv.weight.shape, conv.stride, conv.algorithm) == "winograd":
+    if F.conv_algorithm(device, conv.weight.shape, conv.stride, conv.algorithm, conv.dilation) == "winograd":
         text += f"; Winograd: {winograd.tiles(oh)} x {winograd.tiles(ow)} tiles of 2 x 2"
     return _row(name, "Conv2d", device, (conv.out_channels, oh, ow), text, _params(conv), macs, itemsize)
 
@@ -93,9 +95,11 @@ def _linear(name, fc, shape, device, itemsize):
                 _params(fc), fc.in_features * fc.out_features, itemsize)
 
 
-def _pool(name, shape, kernel, stride, device, itemsize):
-    oh, ow, text = _window(name, shape, kernel, stride if stride is not None else kernel, 0)
-    return _row(name, "MaxPool2d", device, (shape[0], oh, ow), text, itemsize=itemsize)
+def _pool(name, layer, shape, device, itemsize):
+    """MaxPool2d or AvgPool2d: its window, padding and rounding (ceil_mode)."""
+    stride = layer.stride if layer.stride is not None else layer.kernel_size
+    oh, ow, text = _window(name, shape, layer.kernel_size, stride, layer.padding, layer.ceil_mode)
+    return _row(name, type(layer).__name__, device, (shape[0], oh, ow), text, itemsize=itemsize)
 
 
 def _adaptive_side(size, out):
@@ -132,8 +136,8 @@ def _layer_row(name, layer, shape, device, itemsize):
         return _conv(name, layer, shape, device, itemsize)
     if isinstance(layer, nn.Linear):
         return _linear(name, layer, shape, device, itemsize)
-    if isinstance(layer, nn.MaxPool2d):
-        return _pool(name, shape, layer.kernel_size, layer.stride, device, itemsize)
+    if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+        return _pool(name, layer, shape, device, itemsize)
     if isinstance(layer, nn.AdaptiveAvgPool2d):
         return _adaptive(name, layer, shape, device, itemsize)
     if isinstance(layer, nn.Flatten):
@@ -143,11 +147,11 @@ def _layer_row(name, layer, shape, device, itemsize):
         if layer.groups > 1:
             note += f" ({layer.groups} groups of {shape[0] // layer.groups} channels)"
         return _same(name, "LocalResponseNorm", shape, device, itemsize, note)
-    if isinstance(layer, (nn.ReLU, nn.Dropout)):
+    if isinstance(layer, (nn.ReLU, nn.Dropout, nn.Softmax, nn.LogSoftmax)):
         return _same(name, type(layer).__name__, shape, device, itemsize)
     raise TypeError(f"summary: layer {name!r} is a {type(layer).__name__}, which summary does not know; "
-                    "expected Conv2d, Linear, MaxPool2d, AdaptiveAvgPool2d, LocalResponseNorm, ReLU, Dropout, "
-                    "Flatten or a Sequential of them")
+                    "expected Conv2d, Linear, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, LocalResponseNorm, ReLU, "
+                    "Dropout, Softmax, LogSoftmax, Flatten or a Sequential of them")
 
 
 # ================================================================= walking a model

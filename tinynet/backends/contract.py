@@ -9,8 +9,9 @@ compare each fast backend with reference.py, the readable version of every kerne
 Conventions shared by every kernel:
     arrays are the backend's own (`xp`'s); float32 or float64, and a result has its input's dtype
     images are (N, C, H, W): N images, C channels, H x W pixels; oc output channels
-    `stride` and `padding` of im2col / col2im are (h, w) pairs of ints; the window's output size
-    oh = conv_output_size(H, kh, sh, ph) (tinynet/shapes.py: (H - kh + 2 ph) // sh + 1)
+    `stride`, `padding` and `dilation` of im2col / col2im are (h, w) pairs of ints; the window's
+    output size oh = conv_output_size(H, kh, sh, ph, dh) (tinynet/shapes.py: (H - kh + 2 ph) // sh + 1
+    at dilation 1, kh replaced by dh*(kh - 1) + 1 otherwise)
 
 The columns matrix (im2col, col2im, the GEMM layout):
     row r = (c*kh + i)*kw + j holds input channel c seen at kernel offset (i, j);
@@ -36,20 +37,21 @@ class Backend(Protocol):
         numpy.random.default_rng takes it (an int, a list of ints or None)."""
 
     # ------------------------------------------------------------ convolution as a GEMM
-    def im2col(self, x, kh, kw, stride, padding):
-        """Unfold every kh x kw window of x into a column.
+    def im2col(self, x, kh, kw, stride, padding, dilation=(1, 1)):
+        """Unfold every kh x kw window of x into a column; dilation (dh, dw) spaces the window's
+        taps dh rows and dw columns apart (oh = conv_output_size(H, kh, sh, ph, dh)).
 
         x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow), with xpad = x padded by ph rows and pw columns
         of zeros on each side:
-            cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i, x*sw + j]"""
+            cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i*dh, x*sw + j*dw]"""
 
-    def col2im(self, cols, x_shape, kh, kw, stride, padding):
+    def col2im(self, cols, x_shape, kh, kw, stride, padding, dilation=(1, 1)):
         """The adjoint of im2col, computed as a gather (each input pixel sums the entries that
         copied it; no atomics, so the result does not depend on the thread count).
 
         cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W) = x_shape:
-            dx[n, c, h, w] = sum over (i, j) with (h + ph - i) % sh == 0 and (w + pw - j) % sw == 0
-                             of cols[(c*kh + i)*kw + j, (n*oh + (h + ph - i)//sh)*ow + (w + pw - j)//sw]
+            dx[n, c, h, w] = sum over (i, j) with (h + ph - i*dh) % sh == 0 and (w + pw - j*dw) % sw == 0
+                             of cols[(c*kh + i)*kw + j, (n*oh + (h + ph - i*dh)//sh)*ow + (w + pw - j*dw)//sw]
         (terms whose output pixel lies outside [0, oh) x [0, ow) are left out)."""
 
     def cols_to_nchw(self, out, n, oh, ow, bias=None):
@@ -88,19 +90,38 @@ class Backend(Protocol):
         (winograd.tile_rows; the backward makes dM a few rows at a time)."""
 
     # ------------------------------------------------------------ max-pooling
-    def maxpool_forward(self, x, k, s):
-        """Max over k x k windows moved by s, no padding, floor rounding (oh = (H - k) // s + 1).
+    def maxpool_forward(self, x, k, s, padding=(0, 0), ceil_mode=False):
+        """Max over kh x kw windows moved by (sh, sw) over x padded by ph rows and pw columns of
+        -inf on each side; k and s are ints or (h, w) pairs, padding an (h, w) pair. Output size
+        oh = shapes.pool_output_size(H, kh, sh, ph, ceil_mode) (floor: (H + 2 ph - kh) // sh + 1;
+        ceil_mode: rounded up, a last window that would start in the right padding dropped).
 
         x (N, C, H, W) -> y (N, C, oh, ow), argmax (N, C, oh, ow) int64:
-            y[n, c, y, x] = max over 0 <= i, j < k of x[n, c, y*s + i, x*s + j]
+            y[n, c, y, x] = max over the window's pixels inside x, i.e. over
+                            y*sh - ph <= h < y*sh - ph + kh and x*sw - pw <= w < x*sw - pw + kw
             argmax = the flat index h*W + w of the winner inside its (H, W) plane.
-        The first maximum wins a tie; a NaN wins its window (NaN propagates, as in PyTorch); a
-        window of all -inf reports its first pixel."""
+        The first maximum in (i, j) order wins a tie; a NaN wins its window (NaN propagates, as in
+        PyTorch); a window of all -inf reports its first input pixel."""
 
-    def maxpool_backward(self, dy, argmax, x_shape, k, s):
-        """dy (N, C, oh, ow), argmax from maxpool_forward -> dx (N, C, H, W) = x_shape:
+    def maxpool_backward(self, dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False):
+        """dy (N, C, oh, ow), argmax from maxpool_forward (same k, s, padding, ceil_mode) ->
+        dx (N, C, H, W) = x_shape:
             dx[n, c, h, w] = sum of dy[n, c, y, x] over the windows (y, x) whose argmax is (h, w)
-        computed as a gather (one input pixel at a time), so it is deterministic."""
+        computed as a gather (one input pixel or one plane at a time), so it is deterministic."""
+
+    # ------------------------------------------------------------ average pooling
+    def avgpool_forward(self, x, k, s, padding, ceil_mode, count_include_pad):
+        """PyTorch's AvgPool2d: k, s, padding (h, w) pairs, output size as maxpool_forward's.
+        x (N, C, H, W) -> y (N, C, oh, ow):
+            y[n, c, y, x] = sum of x over the window's pixels inside x / (len_h[y] * len_w[x])
+        where window y covers rows [y*sh - ph, y*sh - ph + kh) and len_h[y] is the length of that
+        range cut to [-ph, H + ph) (count_include_pad: zero padding counts, the part of a ceil_mode
+        window beyond it does not) or to [0, H) (count_include_pad=False); shapes.pool_window_lengths."""
+
+    def avgpool_backward(self, dy, x_shape, k, s, padding, ceil_mode, count_include_pad):
+        """dy (N, C, oh, ow) -> dx (N, C, H, W) = x_shape, the adjoint of avgpool_forward:
+            dx[n, c, h, w] = sum over the windows (y, x) covering (h, w) of dy[n, c, y, x] / (len_h[y] * len_w[x])
+        as a gather (one input pixel at a time), so it is deterministic."""
 
     # ------------------------------------------------------------ adaptive average pooling
     def adaptive_avgpool_forward(self, x, oh, ow):
@@ -145,11 +166,22 @@ class Backend(Protocol):
     # ------------------------------------------------------------ loss
     def softmax_xent_forward(self, logits, labels):
         """logits (N, classes), labels (N,) int64 -> loss (0-d array), probs (N, classes):
-            loss = mean_n [logsumexp(z_n) - z_n[label_n]],  logsumexp(z) = m + log sum_c exp(z_c - m)
-            with m = max_c z_c, so no exp overflows;  probs = exp(z - logsumexp(z))."""
+            loss = mean_n [(m_n - z_n[label_n]) + log sum_c exp(z_n[c] - m_n)],  m_n = max_c z_n[c],
+            so no exp overflows and m is never rounded into a sum with the log;
+            probs = exp((z - m) - log sum_c exp(z_c - m))."""
 
     def softmax_xent_backward(self, probs, labels, dloss):
         """dlogits (N, classes) = dloss * (probs - onehot(labels)) / N  (dloss a scalar)."""
+
+    def softmax_forward(self, x, log):
+        """x (N, K) -> y (N, K), softmax along the last axis, or log-softmax with log=True:
+            log_softmax(z)[c] = (z[c] - m) - log sum_c' exp(z[c'] - m),  m = max_c z[c];
+            softmax = exp(log_softmax). A NaN in a row makes the whole row NaN."""
+
+    def softmax_backward(self, dy, y, log):
+        """The adjoint of softmax_forward; y is its output, all arrays (N, K):
+            softmax:      dx = y * (dy - sum_c dy[c] y[c])
+            log_softmax:  dx = dy - exp(y) * sum_c dy[c]"""
 
     # ------------------------------------------------------------ optimizer
     def sgd_update_(self, w, grad, v, lr, momentum, weight_decay):

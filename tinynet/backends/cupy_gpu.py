@@ -42,7 +42,7 @@ except ImportError as _err:
 
 from tinynet import config, winograd
 from tinynet._kernels import cuda_source
-from tinynet.shapes import conv_output_size
+from tinynet.shapes import conv_output_size, hw, pool_output_size
 
 name = "cupy"
 xp = cupy
@@ -133,12 +133,14 @@ if not tf32_enabled():
 # the values of a last template parameter: one instance each]).
 _KERNELS = {
     "im2col.cu": (("im2col", False), ("col2im", True)),
-    "pool.cu": (("maxpool_forward", True), ("maxpool_backward", True)),
+    "pool.cu": (("maxpool_forward", True), ("maxpool_backward", True), ("avgpool_forward", True),
+                ("avgpool_backward", True)),
     "adaptive_pool.cu": (("adaptive_avgpool_forward", True), ("adaptive_avgpool_backward", True)),
     "lrn.cu": (("lrn_forward", True), ("lrn_backward", True)),
     "elementwise.cu": (("cols_to_nchw", True), ("nchw_to_cols", True), ("relu_forward", True),
                        ("relu_backward", True), ("dropout_mask", True)),
-    "loss.cu": (("softmax_xent_forward", False), ("mean_loss", False), ("softmax_xent_backward", True)),
+    "loss.cu": (("softmax_xent_forward", False), ("mean_loss", False), ("softmax_xent_backward", True),
+                ("softmax_forward", False), ("softmax_backward", False)),
     "optim.cu": (("sgd_update", True),),
     "winograd.cu": tuple((kernel, True, winograd.KERNELS) for kernel in (    # R, the filter size
         "winograd_tiles", "winograd_tiles_adjoint", "winograd_untile", "winograd_untile_adjoint")),
@@ -233,18 +235,18 @@ _c = cupy.ascontiguousarray
 
 # ---------------------------------------------------------------- im2col / col2im
 
-def im2col(x, kh, kw, stride, padding):
+def im2col(x, kh, kw, stride, padding, dilation=(1, 1)):
     """x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow)"""
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     t = _ctype("im2col", x.dtype)
     rows, ncols = c * kh * kw, n * oh * ow
     if ncols > _INT32_MAX - _THREADS:  # checked before any copy or allocation
         raise ValueError(f"im2col: {ncols} columns (N*oh*ow = {n}*{oh}*{ow}) exceed the kernel's int column "
                          f"index (at most {_INT32_MAX - _THREADS}: a thread's index reaches the column count "
                          f"+ {_THREADS - 1}); use a smaller batch")
-    dims = _int32("im2col", C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+    dims = _int32("im2col", C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
                   oh=oh, ow=ow, columns=ncols)
     _int32("im2col", rows=rows, images_times_channels=n * c)  # products the kernel forms in int
     with _on(x):
@@ -256,11 +258,11 @@ def im2col(x, kh, kw, stride, padding):
     return cols
 
 
-def col2im(cols, x_shape, kh, kw, stride, padding):
+def col2im(cols, x_shape, kh, kw, stride, padding, dilation=(1, 1)):
     """cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W), the adjoint of im2col, as a gather"""
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x_shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     _ctype("col2im", cols.dtype)  # float32 or float64, checked before anything is allocated
     _expect_shape("col2im", "cols", cols, (c * kh * kw, n * oh * ow))
     with _on(cols):
@@ -269,7 +271,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
         _int32("col2im", rows=c * kh * kw)  # products the kernel forms in int
         ncols = _index(dx.size, cols.size)[1](n * oh * ow)   # an I, as the kernel's flat indices
         _launch("col2im", "im2col.cu", "col2im", dx, (cols, dx), sizes=(cols.size,), scalars=(ncols,),
-                ints=dict(C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow))
+                ints=dict(C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw, oh=oh, ow=ow))
     return dx
 
 
@@ -414,26 +416,28 @@ def winograd_untile_adjoint(dy, r, rows=None):
 
 # ---------------------------------------------------------------- max-pool
 
-def maxpool_forward(x, k, s):
+def maxpool_forward(x, k, s, padding=(0, 0), ceil_mode=False):
     """x (N, C, H, W) -> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
     _ctype("maxpool_forward", x.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
     with _on(x):
         x = _c(x)
         y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
         argmax = cupy.empty((n, c, oh, ow), dtype=cupy.int64)
         _int32("maxpool_forward", plane=h * w)  # products the kernel forms in int
         _launch("maxpool_forward", "pool.cu", "maxpool_forward", y, (x, y, argmax), sizes=(x.size,),
-                ints=dict(H=h, W=w, k=k, s=s, oh=oh, ow=ow))
+                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow))
     return y, argmax
 
 
-def maxpool_backward(dy, argmax, x_shape, k, s):
+def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False):
     """dy (N, C, oh, ow), argmax -> dx (N, C, H, W): each input sums dy of the windows it won"""
     _ctype("maxpool_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x_shape
-    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
     _expect_shape("maxpool_backward", "dy", dy, (n, c, oh, ow))
     _expect_shape("maxpool_backward", "argmax", argmax, (n, c, oh, ow))
     with _on(dy):
@@ -441,7 +445,41 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
         argmax = _c(argmax.astype(cupy.int64, copy=False))
         dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
         _launch("maxpool_backward", "pool.cu", "maxpool_backward", dx, (dy, argmax, dx), sizes=(dy.size,),
-                ints=dict(H=h, W=w, k=k, s=s, oh=oh, ow=ow))
+                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow))
+    return dx
+
+
+# ---------------------------------------------------------------- average pooling
+
+def avgpool_forward(x, k, s, padding, ceil_mode, count_include_pad):
+    """x (N, C, H, W) -> y (N, C, oh, ow): each window's sum over x / PyTorch's divisor"""
+    _ctype("avgpool_forward", x.dtype)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    with _on(x):
+        x = _c(x)
+        y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
+        _int32("avgpool_forward", plane=h * w)  # products the kernel forms in int
+        _launch("avgpool_forward", "pool.cu", "avgpool_forward", y, (x, y), sizes=(x.size,),
+                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow,
+                          count_include_pad=int(bool(count_include_pad))))
+    return y
+
+
+def avgpool_backward(dy, x_shape, k, s, padding, ceil_mode, count_include_pad):
+    """dy (N, C, oh, ow) -> dx (N, C, H, W): each pixel sums dy / divisor of the windows covering it"""
+    _ctype("avgpool_backward", dy.dtype)
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    _expect_shape("avgpool_backward", "dy", dy, (n, c, oh, ow))
+    with _on(dy):
+        dy = _c(dy)
+        dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
+        _launch("avgpool_backward", "pool.cu", "avgpool_backward", dx, (dy, dx), sizes=(dy.size,),
+                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow,
+                          count_include_pad=int(bool(count_include_pad))))
     return dx
 
 
@@ -606,6 +644,35 @@ def softmax_xent_backward(probs, labels, dloss):
         _launch(op, "loss.cu", "softmax_xent_backward", d, (p, labels, g_array, d),
                 ints=dict(classes=classes, dloss_on_device=on_device), scalars=(np.int64(n), g_value))
     return d
+
+
+def softmax_forward(x, log):
+    """x (N, K) -> softmax (or log-softmax) along the rows: one block of 256 threads per row"""
+    op = "softmax_forward"
+    t = _ctype(op, x.dtype)
+    n, classes = x.shape
+    with _on(x):
+        x = _c(x)
+        y = cupy.empty_like(x)
+        if y.size:
+            _kernel("loss.cu", f"softmax_forward<{t}>")(
+                (n,), (_THREADS,), (x, y, *_int32(op, classes=classes, log=int(bool(log)))))
+    return y
+
+
+def softmax_backward(dy, y, log):
+    """dy, y (N, K) -> dx, the adjoint of softmax_forward: one block of 256 threads per row"""
+    op = "softmax_backward"
+    t = _ctype(op, y.dtype)
+    n, classes = y.shape
+    _expect_shape(op, "dy", dy, y.shape)
+    with _on(y):
+        dy, y = _c(dy.astype(y.dtype, copy=False)), _c(y)
+        dx = cupy.empty_like(y)
+        if dx.size:
+            _kernel("loss.cu", f"softmax_backward<{t}>")(
+                (n,), (_THREADS,), (dy, y, dx, *_int32(op, classes=classes, log=int(bool(log)))))
+    return dx
 
 
 # ---------------------------------------------------------------- optimizer

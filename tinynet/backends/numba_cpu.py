@@ -29,7 +29,7 @@ from tinynet._kernels import ensure_kernels_package  # noqa: E402
 ensure_kernels_package()
 
 from tinynet import winograd  # noqa: E402
-from tinynet.shapes import conv_output_size  # noqa: E402
+from tinynet.shapes import conv_output_size, hw, pool_output_size  # noqa: E402
 from tinynet.kernels.cpu import adaptive_pool as _adaptive_pool  # noqa: E402
 from tinynet.kernels.cpu import elementwise as _elementwise  # noqa: E402
 from tinynet.kernels.cpu import im2col as _im2col  # noqa: E402
@@ -72,24 +72,26 @@ def _c(a):
 
 # ---------------------------------------------------------------- im2col / col2im
 
-def im2col(x, kh, kw, stride, padding):
+def im2col(x, kh, kw, stride, padding, dilation=(1, 1)):
     """x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow)"""
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _launch(_im2col.im2col, _c(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), oh, ow, cols)
+    _launch(_im2col.im2col, _c(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
+            oh, ow, cols)
     return cols
 
 
-def col2im(cols, x_shape, kh, kw, stride, padding):
+def col2im(cols, x_shape, kh, kw, stride, padding, dilation=(1, 1)):
     """cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W), the adjoint of im2col"""
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x_shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     dx = np.empty((n, c, h, w), dtype=cols.dtype)
     cols = _c(cols).reshape(c * kh * kw, n * oh * ow)
-    _launch(_im2col.col2im, cols, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), oh, ow, dx)
+    _launch(_im2col.col2im, cols, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
+            oh, ow, dx)
     return dx
 
 
@@ -162,20 +164,44 @@ def winograd_untile_adjoint(dy, r, rows=None):
 
 # ---------------------------------------------------------------- max-pool
 
-def maxpool_forward(x, k, s):
+def maxpool_forward(x, k, s, padding=(0, 0), ceil_mode=False):
     """-> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-    _launch(_pool.maxpool_forward, _c(x), int(k), int(s), y, argmax)
+    if kh == kw and sh == sw and (ph, pw) == (0, 0) and (oh, ow) == (conv_output_size(h, kh, sh), conv_output_size(w, kw, sw)):
+        _launch(_pool.maxpool_forward, _c(x), kh, sh, y, argmax)   # the paper's: square, every window inside x
+    else:
+        _launch(_pool.maxpool_forward_padded, _c(x), kh, kw, sh, sw, ph, pw, y, argmax)
     return y, argmax
 
 
-def maxpool_backward(dy, argmax, x_shape, k, s):
-    """-> dx (N, C, H, W): each input pixel sums dy of the windows it won (k, s are implied by argmax)"""
+def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False):
+    """-> dx (N, C, H, W): each input pixel sums dy of the windows it won (the window is implied by argmax)"""
     dx = np.empty(tuple(x_shape), dtype=dy.dtype)
     _launch(_pool.maxpool_backward, _c(dy), np.ascontiguousarray(argmax, dtype=np.int64), dx)
+    return dx
+
+
+# ---------------------------------------------------------------- average pooling
+
+def avgpool_forward(x, k, s, padding, ceil_mode, count_include_pad):
+    """-> y (N, C, oh, ow): each window's sum over x / PyTorch's divisor"""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    _launch(_pool.avgpool_forward, _c(x), kh, kw, sh, sw, ph, pw, bool(count_include_pad), y)
+    return y
+
+
+def avgpool_backward(dy, x_shape, k, s, padding, ceil_mode, count_include_pad):
+    """-> dx (N, C, H, W): each pixel sums dy / divisor of the windows covering it"""
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    dx = np.empty(tuple(x_shape), dtype=dy.dtype)
+    _launch(_pool.avgpool_backward, _c(dy), kh, kw, sh, sw, ph, pw, bool(count_include_pad), dx)
     return dx
 
 
@@ -267,6 +293,22 @@ def softmax_xent_backward(probs, labels, dloss):
     g = probs.dtype.type(dloss / probs.shape[0])
     _launch(_loss.softmax_xent_backward, probs, np.ascontiguousarray(labels, dtype=np.int64), g, dlogits)
     return dlogits
+
+
+def softmax_forward(x, log):
+    """x (N, K) -> softmax (or log-softmax) along the rows"""
+    x = _c(x)
+    y = np.empty(x.shape, dtype=x.dtype)
+    _launch(_loss.softmax_forward, x, bool(log), y)
+    return y
+
+
+def softmax_backward(dy, y, log):
+    """dy, y (N, K) -> dx, the adjoint of softmax_forward"""
+    dy, y = _c(dy), _c(y)
+    dx = np.empty(y.shape, dtype=y.dtype)
+    _launch(_loss.softmax_backward, dy, y, bool(log), dx)
+    return dx
 
 
 # ---------------------------------------------------------------- optimizer

@@ -10,7 +10,7 @@ formulas) is written as code in contract.py; each function here implements one e
 import numpy as np
 
 from tinynet import winograd
-from tinynet.shapes import adaptive_windows, conv_output_size
+from tinynet.shapes import adaptive_windows, conv_output_size, hw, pool_output_size, pool_window_lengths
 
 name = "reference"
 xp = np
@@ -22,48 +22,48 @@ def default_rng(seed=None):
 
 # ---------------------------------------------------------------- im2col / col2im
 
-def im2col(x, kh, kw, stride, padding):
-    """Unfold the windows of x into columns.
+def im2col(x, kh, kw, stride, padding, dilation=(1, 1)):
+    """Unfold the windows of x into columns; a dilated window's taps are (dh, dw) pixels apart.
 
-    cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i, x*sw + j]
+    cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i*dh, x*sw + j*dw]
     x: (N, C, H, W) -> cols: (C*kh*kw, N*oh*ow)
     """
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            window = xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]  # (N, C, oh, ow)
-            cols[:, i, j] = window.transpose(1, 0, 2, 3)              # (C, N, oh, ow)
+            window = xpad[:, :, i * dh:i * dh + sh * oh:sh, j * dw:j * dw + sw * ow:sw]  # (N, C, oh, ow)
+            cols[:, i, j] = window.transpose(1, 0, 2, 3)                              # (C, N, oh, ow)
     return cols.reshape(c * kh * kw, n * oh * ow)
 
 
-def _taps(size, kernel, stride, padding, out):
-    """For padded position p and kernel offset i: the output index (p - i) / stride, and
+def _taps(size, kernel, stride, padding, out, dilation=1):
+    """For padded position p and kernel tap i: the output index (p - i*dilation) / stride, and
     whether it exists (divides evenly, inside [0, out)). Returns (index, valid), each (kernel, size + 2*padding)."""
     p = np.arange(size + 2 * padding)[None, :]
     i = np.arange(kernel)[:, None]
-    q, r = np.divmod(p - i, stride)
+    q, r = np.divmod(p - i * dilation, stride)
     valid = (r == 0) & (q >= 0) & (q < out)
     return np.clip(q, 0, out - 1), valid
 
 
-def col2im(cols, x_shape, kh, kw, stride, padding):
+def col2im(cols, x_shape, kh, kw, stride, padding, dilation=(1, 1)):
     """The adjoint of im2col, written as a gather: each input pixel sums the entries of the
     columns matrix that copied it.
 
-    dx[n, c, h, w] = sum over (i, j) with (h + ph - i) % sh == 0 and (w + pw - j) % sw == 0
-                     of cols[(c*kh + i)*kw + j, (n*oh + (h + ph - i)//sh)*ow + (w + pw - j)//sw]
+    dx[n, c, h, w] = sum over (i, j) with (h + ph - i*dh) % sh == 0 and (w + pw - j*dw) % sw == 0
+                     of cols[(c*kh + i)*kw + j, (n*oh + (h + ph - i*dh)//sh)*ow + (w + pw - j*dw)//sw]
     cols: (C*kh*kw, N*oh*ow) -> dx: (N, C, H, W)
     """
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x_shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     cols = cols.reshape(c, kh, kw, n, oh, ow)
-    ys, y_ok = _taps(h, kh, sh, ph, oh)   # (kh, H + 2ph)
-    xs, x_ok = _taps(w, kw, sw, pw, ow)   # (kw, W + 2pw)
+    ys, y_ok = _taps(h, kh, sh, ph, oh, dh)   # (kh, H + 2ph)
+    xs, x_ok = _taps(w, kw, sw, pw, ow, dw)   # (kw, W + 2pw)
     dxpad = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
@@ -163,45 +163,100 @@ def winograd_untile_adjoint(dy, r, rows=None):
 
 # ---------------------------------------------------------------- max-pool
 
-def maxpool_forward(x, k, s):
-    """y[n, c, y, x] = max over 0 <= i, j < k of x[n, c, y*s + i, x*s + j]   (no padding, floor)
+def _pool_grid(x_shape, k, s, padding, ceil_mode):
+    """(kh, kw), (sh, sw), (ph, pw), (oh, ow) of a pooling window (shapes.pool_output_size), and
+    (eh, ew): the rows and columns to add below and right of the input so that a floor-rounded
+    window grid over it has (oh, ow) windows (ceil_mode's last window sticks out of the padded input)."""
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    h, w = x_shape[2:]
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    eh, ew = max(0, (oh - 1) * sh + kh - 2 * ph - h), max(0, (ow - 1) * sw + kw - 2 * pw - w)
+    return (kh, kw), (sh, sw), (ph, pw), (oh, ow), (eh, ew)
 
-    argmax holds the flat index h*W + w of the winner inside its (H, W) plane; the first
-    maximum wins a tie, and a NaN in a window wins (NaN propagates, as in PyTorch).
+
+def maxpool_forward(x, k, s, padding=(0, 0), ceil_mode=False):
+    """y[n, c, y, x] = max over 0 <= i < kh, 0 <= j < kw of xpad[n, c, y*sh + i, x*sw + j]
+
+    xpad is x with ph rows and pw columns of -inf on each side (so padding never wins), and more
+    -inf below and right where a ceil_mode window sticks out. argmax holds the flat index h*W + w
+    of the winner inside the unpadded (H, W) plane; the first maximum wins a tie, and a NaN in a
+    window wins (NaN propagates, as in PyTorch); a window of all -inf reports its first input pixel.
     """
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), (eh, ew) = _pool_grid(x.shape, k, s, padding, ceil_mode)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)), constant_values=-np.inf)
     y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
-    rows = np.arange(oh)[:, None] * s
-    colz = np.arange(ow)[None, :] * s
-    # start at each window's first pixel, so a window of all -inf reports that pixel, as PyTorch does
-    argmax = np.broadcast_to(rows * w + colz, (n, c, oh, ow)).astype(np.int64)
-    for i in range(k):
-        for j in range(k):
-            v = x[:, :, i:i + s * oh:s, j:j + s * ow:s]
+    rows = np.arange(oh)[:, None] * sh - ph          # each window's first row, in x's coordinates
+    colz = np.arange(ow)[None, :] * sw - pw
+    # start at each window's first input pixel, so a window of all -inf reports it, as PyTorch does
+    argmax = np.broadcast_to(np.maximum(rows, 0) * w + np.maximum(colz, 0), (n, c, oh, ow)).astype(np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            v = xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
             take = (v > y) | (np.isnan(v) & ~np.isnan(y))
             y = np.where(take, v, y)
             argmax = np.where(take, (rows + i) * w + (colz + j), argmax)
     return y, argmax
 
 
-def maxpool_backward(dy, argmax, x_shape, k, s):
+def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False):
     """dx[n, c, h, w] = sum of dy over the windows whose argmax is (h, w).
 
     Written as col2im of a one-hot columns matrix: window (y, x) hands dy[y, x] to its kernel
-    offset (i, j) only if that offset holds the argmax, and col2im gathers per input pixel.
+    offset (i, j) only if that offset holds the argmax, and col2im gathers per input pixel (over
+    an input grown by (eh, ew) so that col2im's floor-rounded grid has ceil_mode's windows).
     """
     n, c, h, w = x_shape
-    oh, ow = dy.shape[2:]
-    rows = np.arange(oh)[:, None] * s
-    colz = np.arange(ow)[None, :] * s
-    cols = np.empty((n * c, k, k, 1, oh, ow), dtype=dy.dtype)
-    for i in range(k):
-        for j in range(k):
-            at_ij = argmax == (rows + i) * w + (colz + j)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), (eh, ew) = _pool_grid(x_shape, k, s, padding, ceil_mode)
+    rows = np.arange(oh)[:, None] * sh - ph
+    colz = np.arange(ow)[None, :] * sw - pw
+    cols = np.empty((n * c, kh, kw, 1, oh, ow), dtype=dy.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            inside = (rows + i >= 0) & (rows + i < h) & (colz + j >= 0) & (colz + j < w)
+            at_ij = inside & (argmax == (rows + i) * w + (colz + j))
             cols[:, i, j, 0] = np.where(at_ij, dy, 0).reshape(n * c, oh, ow)
-    dx = col2im(cols.reshape(n * c * k * k, oh * ow), (1, n * c, h, w), k, k, (s, s), (0, 0))
-    return dx.reshape(n, c, h, w)
+    dx = col2im(cols.reshape(n * c * kh * kw, oh * ow), (1, n * c, h + eh, w + ew), kh, kw, (sh, sw), (ph, pw))
+    return np.ascontiguousarray(dx.reshape(n, c, h + eh, w + ew)[:, :, :h, :w])
+
+
+# ---------------------------------------------------------------- average pooling
+
+def _avg_divisors(x_shape, k, s, padding, ceil_mode, count_include_pad, dtype):
+    """(oh, ow) array of each window's divisor, len_h[y] * len_w[x] (shapes.pool_window_lengths)."""
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), _ = _pool_grid(x_shape, k, s, padding, ceil_mode)
+    h, w = x_shape[2:]
+    len_h = pool_window_lengths(h, kh, sh, ph, oh, count_include_pad)
+    len_w = pool_window_lengths(w, kw, sw, pw, ow, count_include_pad)
+    return np.outer(len_h, len_w).astype(dtype)
+
+
+def avgpool_forward(x, k, s, padding, ceil_mode, count_include_pad):
+    """y[n, c, y, x] = sum_{0 <= i < kh, 0 <= j < kw} xpad[n, c, y*sh + i, x*sw + j] / divisor[y, x]
+
+    xpad: x with zeros around it (ph, pw on each side, and more below and right where a ceil_mode
+    window sticks out); the divisor counts the window's pixels inside the padded input
+    (count_include_pad) or inside x (PyTorch's AvgPool2d)."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), (eh, ew) = _pool_grid(x.shape, k, s, padding, ceil_mode)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)))
+    total = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            total += xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+    return total / _avg_divisors(x.shape, k, s, padding, ceil_mode, count_include_pad, x.dtype)
+
+
+def avgpool_backward(dy, x_shape, k, s, padding, ceil_mode, count_include_pad):
+    """dx[n, c, h, w] = sum over the windows (y, x) covering (h, w) of dy[n, c, y, x] / divisor[y, x]:
+    every offset (i, j) of a window hands it dy / divisor, and col2im gathers per input pixel (over
+    the input grown by (eh, ew), as maxpool_backward does)."""
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), (eh, ew) = _pool_grid(x_shape, k, s, padding, ceil_mode)
+    g = (dy / _avg_divisors(x_shape, k, s, padding, ceil_mode, count_include_pad, dy.dtype)).reshape(n * c, 1, 1, 1, oh, ow)
+    cols = np.broadcast_to(g, (n * c, kh, kw, 1, oh, ow)).reshape(n * c * kh * kw, oh * ow)
+    dx = col2im(cols, (1, n * c, h + eh, w + ew), kh, kw, (sh, sw), (ph, pw))
+    return np.ascontiguousarray(dx.reshape(n, c, h + eh, w + ew)[:, :, :h, :w])
 
 
 # ---------------------------------------------------------------- adaptive average pooling
@@ -296,13 +351,16 @@ def dropout_mask(shape, p, dtype, rng):
 # ---------------------------------------------------------------- loss
 
 def softmax_xent_forward(logits, labels):
-    """loss = mean_n [ logsumexp(z_n) - z_n[label_n] ],  logsumexp(z) = m + log sum_c exp(z_c - m)
-    with m = max_c z_c, so no exp overflows. probs = exp(z - logsumexp(z))."""
+    """loss = mean_n [ (m_n - z_n[label_n]) + log sum_c exp(z_n[c] - m_n) ],  m_n = max_c z_n[c]
+    so no exp overflows; probs = exp((z - m) - log sum). The logits are shifted by m before
+    anything is subtracted from them: m + log(sum) rounded to the input type would cost an ulp of
+    m (2.4e-4 in float32 next to logits of 1e4), and the loss or the probabilities with it."""
     m = logits.max(axis=1, keepdims=True)
-    lse = m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
-    picked = np.take_along_axis(logits, labels[:, None], axis=1)
-    loss = (lse - picked).mean()
-    return np.asarray(loss, dtype=logits.dtype), np.exp(logits - lse)
+    shifted = logits - m                                                  # (N, classes), <= 0
+    log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))          # (N, 1)
+    picked = np.take_along_axis(shifted, labels[:, None], axis=1)         # z_t - m, (N, 1)
+    loss = (log_sum - picked).mean()
+    return np.asarray(loss, dtype=logits.dtype), np.exp(shifted - log_sum)
 
 
 def softmax_xent_backward(probs, labels, dloss):
@@ -311,6 +369,24 @@ def softmax_xent_backward(probs, labels, dloss):
     d = probs.copy()
     d[np.arange(n), labels] -= 1
     return d * (dloss / n)
+
+
+def softmax_forward(x, log):
+    """Softmax along the last axis of x (N, K), or its logarithm with log=True:
+        log_softmax(z)[c] = (z[c] - m) - log sum_c' exp(z[c'] - m),   m = max_c z[c]
+        softmax(z)[c]     = exp(log_softmax(z)[c])"""
+    shifted = x - x.max(axis=1, keepdims=True)                            # (N, K), <= 0
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return logp if log else np.exp(logp)
+
+
+def softmax_backward(dy, y, log):
+    """The adjoint of softmax_forward, y its output (N, K):
+        softmax:      dx = y * (dy - sum_c dy[c] y[c])          (the Jacobian diag(y) - y y^T)
+        log_softmax:  dx = dy - exp(y) * sum_c dy[c]            (the Jacobian I - 1 softmax^T)"""
+    if log:
+        return dy - np.exp(y) * dy.sum(axis=1, keepdims=True)
+    return y * (dy - (dy * y).sum(axis=1, keepdims=True))
 
 
 # ---------------------------------------------------------------- optimizer
