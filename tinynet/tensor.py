@@ -37,8 +37,11 @@ class Tensor:
         return self.shape[0]
 
     def __repr__(self):
+        """tensor([[1., 2.]], device='cpu:0', dtype=float32, requires_grad=True), as PyTorch writes it;
+        large tensors summarised with NumPy's rules (first and last three along each axis)."""
+        values = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         grad = ", requires_grad=True" if self.requires_grad else ""
-        return f"Tensor(shape={self.shape}, dtype={self.dtype}, device={self.device}{grad})"
+        return f"tensor({values}, device='{self.device}', dtype={self.dtype}{grad})"
 
     # ------------------------------------------------------------ moving data out
     def numpy(self):
