@@ -74,10 +74,9 @@ class Backend:
         log-sum-exp of large logits) where a result is a small difference of them.
         Numba: relative to each element, with an absolute floor set by the largest element (sums
         that cancel lose relative precision in both) or, given `magnitude`, by a few ulps of it:
-        the reference rounds logsumexp to the input dtype before it subtracts the picked logit,
-        Numba keeps it in float64, so a loss of 0.0085 next to logits of 8.2 differs by ~1 ulp
-        of 8.2 (4e-7 in float32), and it is the reference that is off. CUDA: a few ulps of
-        `magnitude`, the most the GPU's exp/log may differ by."""
+        the reference's log-sum-exp sums in the input dtype, Numba's in float64, and z - m of
+        large logits z keeps the ulps of z. CUDA: a few ulps of `magnitude`, the most the GPU's
+        exp/log may differ by."""
         got = self.get(got)
         assert got.shape == expected.shape and got.dtype == expected.dtype == dtype
         if self.exact_sums:
@@ -667,6 +666,51 @@ def test_softmax_xent_backward_equals_reference(backend, n, classes, dloss_on_de
     g = backend.put(np.asarray(dloss)) if dloss_on_device else float(dloss)
     backend.assert_close(backend.be.softmax_xent_backward(backend.put(probs), backend.put(labels), g),
                          expected, dtype)
+
+
+@SETTINGS
+@given(n=st.integers(1, 5), classes=st.integers(1, 300), log=st.booleans(), spread=st.sampled_from([1.0, 30.0]),
+       dtype=DTYPES, data=st.data())
+def test_softmax_forward_and_backward_equal_reference(backend, n, classes, log, spread, dtype, data):
+    """Rows of up to 300 classes (a GPU block's 256 threads each walk several), softmax and log-softmax."""
+    x = data.draw(arrays((n, classes), dtype, values=lambda r, s: spread * r.standard_normal(s)))
+    y_ref = ref.softmax_forward(x, log)
+    magnitude = 1 + np.abs(x).max() if log else None
+    backend.assert_close(backend.be.softmax_forward(backend.put(x), log), y_ref, dtype,
+                         rtol32=2e-6, atol32=2e-7, magnitude=magnitude)
+    dy = data.draw(arrays((n, classes), dtype))
+    backend.assert_close(backend.be.softmax_backward(backend.put(dy), backend.put(y_ref), log),
+                         ref.softmax_backward(dy, y_ref, log), dtype, rtol32=2e-6, atol32=2e-7,
+                         magnitude=1 + classes * np.abs(dy).max())
+
+
+@pytest.mark.parametrize("which", ["backend", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_of_logits_near_1e4_is_within_a_few_ulps_of_the_float64_truth(backend, which, dtype):
+    """Logits near 1e4: the loss (m - z_t) + log sum exp(z - m) never rounds m + log(sum) to the
+    input type (an ulp of 1e4 is 9.8e-4 in float32: the loss was off by 2.4e-4), so the loss, the
+    probabilities and log_softmax are within a few ulps of the float64 (longdouble) truth (of 1 where
+    a loss is below 1: the ulps of the sum inside the log)."""
+    rng = np.random.default_rng(7)
+    logits = (1e4 + 3 * rng.standard_normal((8, 10))).astype(dtype)
+    labels = rng.integers(0, 10, 8)
+    be = ref if which == "reference" else backend.be
+    get = (lambda a: a) if which == "reference" else backend.get
+    put = (lambda a: a) if which == "reference" else backend.put
+    z = logits.astype(np.longdouble)
+    shifted = z - z.max(axis=1, keepdims=True)
+    logp_true = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    row_true = -logp_true[np.arange(8), labels]
+    eps = float(np.finfo(dtype).eps)
+    for i in range(8):   # one row at a time: a batch's mean would average the rows' errors away
+        loss, _ = be.softmax_xent_forward(put(logits[i:i + 1]), put(labels[i:i + 1]))
+        assert abs(float(get(loss)) - float(row_true[i])) <= 4 * eps * max(1.0, float(row_true[i])), i
+    _, probs = be.softmax_xent_forward(put(logits), put(labels))
+    np.testing.assert_allclose(get(probs), np.exp(logp_true).astype(np.float64), rtol=16 * eps, atol=0)
+    logp = get(be.softmax_forward(put(logits), True))
+    np.testing.assert_allclose(logp, logp_true.astype(np.float64), rtol=8 * eps, atol=8 * eps)
+    np.testing.assert_allclose(get(be.softmax_forward(put(logits), False)), np.exp(logp_true).astype(np.float64),
+                               rtol=16 * eps, atol=0)
 
 
 # ---------------------------------------------------------------- optimizer

@@ -214,3 +214,32 @@ def test_save_npz_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_path
         nn.save_npz(tmp_path / "w.npz", {"a": np.arange(5)})
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
     np.testing.assert_array_equal(nn.load_npz(tmp_path / "w.npz")["a"], np.arange(3))
+
+
+# ---------------------------------------------------------------- softmax, losses as modules; errors
+
+def test_softmax_modules_and_cross_entropy_loss_are_the_functions(rng):
+    z = tn.tensor(rng.standard_normal((4, 5)), dtype=np.float64)
+    labels = np.array([0, 4, 2, -100])
+    weight = rng.uniform(0.5, 2, 5)
+    assert np.array_equal(nn.Softmax(axis=0)(z).numpy(), F.softmax(z, axis=0).numpy())
+    assert np.array_equal(nn.LogSoftmax()(z).numpy(), F.log_softmax(z).numpy())
+    loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1, reduction="sum")(z, labels)
+    assert loss.item() == F.cross_entropy(z, labels, weight=weight, label_smoothing=0.1, reduction="sum").item()
+    assert "label_smoothing=0.1" in repr(nn.CrossEntropyLoss(label_smoothing=0.1))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda z, t: F.softmax(z, axis=2), r"softmax: axis must be an int in \[-2, 2\) for a 2-D input, got 2"),
+    (lambda z, t: F.log_softmax(z, axis=1.0), r"log_softmax: axis must be an int"),
+    (lambda z, t: F.cross_entropy(z, t, reduction="avg"), r"cross_entropy: reduction='avg', expected one of 'mean', 'sum', 'none'"),
+    (lambda z, t: F.cross_entropy(z, t, label_smoothing=1.5), r"cross_entropy: label_smoothing must be in \[0, 1\], got 1.5"),
+    (lambda z, t: F.cross_entropy(z, t, weight=np.ones(3)), r"cross_entropy: weight has shape \(3,\), expected \(5,\), one per class"),
+    (lambda z, t: F.cross_entropy(z, np.array([0, 5, 1, 2])), r"cross_entropy: label 5 out of range \[0, 5\) \(or ignore_index=-100\)"),
+    (lambda z, t: F.nll_loss(z, np.array([0, -1, 1, 2])), r"nll_loss: label -1 out of range \[0, 5\) \(or ignore_index=-100\)"),
+    (lambda z, t: F.nll_loss(z, t, ignore_index=None), r"nll_loss: ignore_index must be an int, got None"),
+])
+def test_softmax_and_loss_arguments_are_checked_by_name(call, message, rng):
+    z = tn.tensor(rng.standard_normal((4, 5)))
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(z, np.array([0, 1, 2, 3]))

@@ -6,6 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 import tinynet as tn
 import tinynet.functional as F
+from conftest import cpu_backends, cuda_runtime, cuda_runtime_params
+from tinynet import backends
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -163,3 +165,95 @@ def test_shape_ops_match_torch(cpu_backend, rng):
     close(y.numpy(), yt, "forward")
     backward_both(y, yt, rng)
     close(x.grad, xt.grad, "dx")
+
+
+# ---------------------------------------------------------------- softmax, log_softmax, nll_loss, cross_entropy
+# On every backend: the CPU ones, and the CUDA kernels (emulated on the CPU; on a GPU where there is one).
+
+@pytest.fixture(params=[*cpu_backends(), *cuda_runtime_params("cuda-")])
+def any_device(request):
+    """The device a test's tensors live on, once per backend: "cpu" under each CPU backend, "cuda"
+    under each CUDA runtime."""
+    if request.param.startswith("cuda-"):
+        with cuda_runtime(request.param.removeprefix("cuda-")):
+            yield "cuda"
+        return
+    with backends.use_cpu_backend(request.param):
+        yield "cpu"
+
+
+def pair_on(x, device):
+    return tn.tensor(x, dtype=np.float64, requires_grad=True, device=device), torch.tensor(x, requires_grad=True)
+
+
+@st.composite
+def loss_problem(draw):
+    n, k = draw(st.integers(1, 6)), draw(st.integers(1, 7))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    ignore_index = draw(st.sampled_from([-100, 0, k - 1, 3]))
+    target = rng.integers(0, k, n)
+    target[rng.random(n) < 0.3] = ignore_index          # some rows ignored (every row, sometimes)
+    weight = rng.uniform(0.2, 3.0, k) if draw(st.booleans()) else None
+    return dict(n=n, k=k, seed=seed, target=target, ignore_index=ignore_index, weight=weight,
+                label_smoothing=draw(st.sampled_from([0.0, 0.1, 0.5, 1.0])),
+                reduction=draw(st.sampled_from(["mean", "sum", "none"])), spread=draw(st.sampled_from([1.0, 30.0])))
+
+
+def _loss_both(ours_fn, theirs_fn, prob, device):
+    rng = np.random.default_rng(prob["seed"])
+    x, xt = pair_on(prob["spread"] * rng.standard_normal((prob["n"], prob["k"])), device)
+    weight = prob["weight"]
+    kw = dict(ignore_index=prob["ignore_index"], reduction=prob["reduction"])
+    y = ours_fn(x, prob["target"], weight=weight, **kw)
+    yt = theirs_fn(xt, torch.tensor(prob["target"]), weight=None if weight is None else torch.tensor(weight), **kw)
+    if np.isnan(yt.detach().numpy()).all():              # every row ignored, "mean": 0 / 0, as PyTorch
+        assert np.isnan(y.numpy()).all()
+        return
+    close(y.numpy(), yt, "loss")
+    backward_both(y, yt, rng)
+    close(x.grad.get() if hasattr(x.grad, "get") else x.grad, xt.grad, "dlogits")
+
+
+@settings(max_examples=40, deadline=None)
+@given(loss_problem())
+def test_cross_entropy_matches_torch(any_device, prob):
+    """Class weights, ignore_index (on targets and not), label smoothing (with weights, as PyTorch
+    weights the smoothing term) and the three reductions; "mean" divides by the weights of the rows kept."""
+    eps = prob["label_smoothing"]
+    _loss_both(lambda x, t, **kw: F.cross_entropy(x, t, label_smoothing=eps, **kw),
+               lambda x, t, **kw: TF.cross_entropy(x, t, label_smoothing=eps, **kw), prob, any_device)
+
+
+@settings(max_examples=30, deadline=None)
+@given(loss_problem())
+def test_nll_loss_of_log_softmax_matches_torch(any_device, prob):
+    _loss_both(lambda x, t, **kw: F.nll_loss(F.log_softmax(x, axis=1), t, **kw),
+               lambda x, t, **kw: TF.nll_loss(TF.log_softmax(x, dim=1), t, **kw), prob, any_device)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), data=st.data(), log=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_softmax_and_log_softmax_match_torch_along_any_axis(any_device, shape, data, log, seed):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    rng = np.random.default_rng(seed)
+    x, xt = pair_on(5 * rng.standard_normal(shape), any_device)
+    y = (F.log_softmax if log else F.softmax)(x, axis=axis)
+    yt = (torch.log_softmax if log else torch.softmax)(xt, dim=axis)
+    close(y.numpy(), yt, "forward")
+    backward_both(y, yt, rng)
+    close(x.grad.get() if hasattr(x.grad, "get") else x.grad, xt.grad, "dx")
+
+
+def test_cross_entropy_with_its_defaults_is_softmax_cross_entropy_to_the_bit(cpu_backend, rng):
+    """The default job's loss: cross_entropy() with the defaults runs the fused kernels, the same bits
+    in the loss and the gradient, float32 as the job trains."""
+    z = rng.standard_normal((32, 10)).astype(np.float32) * 4
+    labels = rng.integers(0, 10, 32)
+    a, b = (tn.tensor(z, requires_grad=True) for _ in range(2))
+    la, lb = F.cross_entropy(a, labels), F.softmax_cross_entropy(b, labels)
+    la.backward()
+    lb.backward()
+    assert la.numpy().tobytes() == lb.numpy().tobytes()
+    assert a.grad.tobytes() == b.grad.tobytes()

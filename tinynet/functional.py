@@ -561,13 +561,11 @@ class SoftmaxCrossEntropy(Function):
         return (ctx.be.softmax_xent_backward(probs, labels, dloss),)
 
 
-def softmax_cross_entropy(logits, labels):
-    """Mean cross-entropy of softmax(logits) (N, classes) against integer labels (N,),
-    in log-sum-exp form so large logits cannot overflow. Returns a scalar Tensor."""
-    op = "softmax_cross_entropy"
-    _check_tensor(logits, "logits", op, 2)
+def _labels_on_device(labels, logits, op, ignore_index=None):
+    """Integer class labels (N,) for logits (N, classes), checked where they are on the host (a
+    label outside [0, classes) other than ignore_index is refused, naming it), as a _Constant
+    int64 array on the logits' device."""
     n, classes = logits.shape
-    xp = logits.device.xp
     on_host = isinstance(labels, (list, tuple, np.ndarray))
     labels_arr = np.asarray(labels) if on_host else labels
     if isinstance(labels, Tensor) or not hasattr(labels_arr, "dtype"):
@@ -576,12 +574,174 @@ def softmax_cross_entropy(logits, labels):
         raise TypeError(f"{op}: labels must be integers, got dtype {labels_arr.dtype}")
     if labels_arr.shape != (n,):
         raise ValueError(f"{op}: labels have shape {labels_arr.shape}, expected ({n},) to match logits {logits.shape}")
-    if on_host and n and (labels_arr.min() < 0 or labels_arr.max() >= classes):
-        bad = labels_arr[(labels_arr < 0) | (labels_arr >= classes)][0]
-        raise ValueError(f"{op}: label {bad} out of range [0, {classes})")
+    if on_host and n:
+        bad = ((labels_arr < 0) | (labels_arr >= classes)) & (labels_arr != ignore_index)
+        if bad.any():
+            also = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
+            raise ValueError(f"{op}: label {labels_arr[bad][0]} out of range [0, {classes}){also}")
     with logits.device.context():
-        labels_dev = xp.asarray(labels_arr, dtype=np.int64)  # a device array already is checked by its maker
-    return SoftmaxCrossEntropy.apply(logits, _Constant(labels_dev, logits.device))
+        labels_dev = logits.device.xp.asarray(labels_arr, dtype=np.int64)  # a device array already is checked by its maker
+    return _Constant(labels_dev, logits.device)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean cross-entropy of softmax(logits) (N, classes) against integer labels (N,),
+    in log-sum-exp form so large logits cannot overflow. Returns a scalar Tensor.
+    cross_entropy with its defaults is this function (the same fused kernels, the same bits)."""
+    op = "softmax_cross_entropy"
+    _check_tensor(logits, "logits", op, 2)
+    return SoftmaxCrossEntropy.apply(logits, _labels_on_device(labels, logits, op))
+
+
+class Softmax(Function):
+    """Along the last axis of x viewed as (rows, K):
+        log_softmax:  y = (z - m) - log sum exp(z - m);   dx = dy - exp(y) * sum dy
+        softmax:      y = exp(log_softmax(z));            dx = y * (dy - sum dy y)
+    (both Jacobians, diag(y) - y y^T and I - 1 softmax^T, applied without being formed)."""
+
+    @staticmethod
+    def forward(ctx, x, axis, log):
+        xp = ctx.xp
+        moved = xp.moveaxis(x, axis, -1)                        # (..., K), the softmax axis last
+        y = ctx.be.softmax_forward(moved.reshape(-1, moved.shape[-1]), log)  # (rows, K)
+        ctx.save_for_backward(y)
+        ctx.params = (axis, log, moved.shape)
+        return xp.ascontiguousarray(xp.moveaxis(y.reshape(moved.shape), -1, axis))
+
+    @staticmethod
+    def backward(ctx, dy):
+        xp = ctx.xp
+        (y,) = ctx.saved
+        axis, log, moved_shape = ctx.params
+        dy2 = xp.moveaxis(dy, axis, -1).reshape(y.shape)         # (rows, K)
+        dx = ctx.be.softmax_backward(dy2, y, log)
+        return (xp.ascontiguousarray(xp.moveaxis(dx.reshape(moved_shape), -1, axis)),)
+
+
+def _softmax(x, axis, log, op):
+    _check_tensor(x, "input", op)
+    if x.ndim == 0 or x.size == 0:
+        raise ValueError(f"{op}: input has shape {x.shape}; expected at least one axis and one element")
+    if not isinstance(axis, numbers.Integral) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{op}: axis must be an int in [{-x.ndim}, {x.ndim}) for a {x.ndim}-D input, got {axis!r}")
+    return Softmax.apply(x, axis=int(axis) % x.ndim, log=log)
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum exp(x) along `axis` (computed as exp(x - max) / sum exp(x - max), so no exp
+    overflows): turns logits into probabilities. Like torch.softmax(x, dim=axis)."""
+    return _softmax(x, axis, False, "softmax")
+
+
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) along `axis`, as (x - m) - log sum exp(x - m), m the max: accurate where
+    log(softmax(x)) underflows to -inf. Like torch.log_softmax(x, dim=axis)."""
+    return _softmax(x, axis, True, "log_softmax")
+
+
+class NLLLoss(Function):
+    """PyTorch's nll_loss with label smoothing (cross_entropy = NLLLoss(log_softmax(z))), from
+    log-probabilities p (N, K), targets t (N,), class weights w (K,) (all ones without weight),
+    eps = label_smoothing, v_n = [t_n != ignore_index]:
+
+        l_n = v_n * ( (1 - eps) * w[t_n] * (-p[n, t_n]) + eps / K * sum_c w[c] * (-p[n, c]) )
+        "none": l;  "sum": sum_n l_n;  "mean": sum_n l_n / sum_n v_n w[t_n]
+    Backward (g_n: dy_n for "none", dloss for "sum", dloss / sum_n v_n w[t_n] for "mean"):
+        dp[n, c] = -g_n v_n ( (1 - eps) w[t_n] [c == t_n] + eps / K * w[c] )"""
+
+    @staticmethod
+    def forward(ctx, logp, target, weight, ignore_index, label_smoothing, reduction):
+        xp = ctx.xp
+        k = logp.shape[1]
+        valid = target != ignore_index                                       # (N,)
+        t = xp.where(valid, target, 0)                                       # ignored rows pick class 0
+        w = xp.ones(k, dtype=logp.dtype) if weight is None else weight       # (K,)
+        wt = xp.where(valid, w[t], 0).astype(logp.dtype)                     # v_n w[t_n], (N,)
+        picked = xp.take_along_axis(logp, t[:, None], axis=1)[:, 0]          # p[n, t_n], (N,)
+        eps = label_smoothing
+        loss = -(wt * picked)
+        if eps:
+            smooth = xp.where(valid, -(logp * w).sum(axis=1), 0).astype(logp.dtype)  # (N,)
+            loss = (1 - eps) * loss + (eps / k) * smooth
+        denom = wt.sum()
+        ctx.save_for_backward(t, w, wt, valid)
+        ctx.params = (logp.shape, eps, reduction, denom)
+        if reduction == "none":
+            return loss.astype(logp.dtype, copy=False)
+        total = loss.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):    # every row ignored: 0 / 0 = NaN, as PyTorch
+            return xp.asarray(total / denom if reduction == "mean" else total, dtype=logp.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        xp = ctx.xp
+        t, w, wt, valid = ctx.saved
+        shape, eps, reduction, denom = ctx.params
+        k = shape[1]
+        g = dy if reduction == "none" else (dy / denom if reduction == "mean" else dy) * xp.ones(shape[0], dy.dtype)
+        dp = xp.zeros(shape, dtype=dy.dtype)
+        rows = xp.arange(shape[0])
+        dp[rows, t] = -(1 - eps) * g * wt                                    # (N,)
+        if eps:
+            dp -= (eps / k) * (g * valid)[:, None] * w[None, :]
+        return (dp.astype(dy.dtype, copy=False),)
+
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def nll_loss(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    """The negative log-likelihood of integer targets (N,) under log-probabilities logp (N, K)
+    (log_softmax's output), as torch.nn.functional.nll_loss: -logp[n, target_n] * weight[target_n],
+    rows whose target is ignore_index left out; reduction "mean" divides by the sum of the weights
+    of the rows kept (their number without weight), "sum" adds, "none" returns the (N,) losses."""
+    return _nll(logp, target, weight, ignore_index, 0.0, reduction, "nll_loss")
+
+
+def _nll(logp, target, weight, ignore_index, label_smoothing, reduction, op):
+    _check_tensor(logp, "input", op, 2)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction={reduction!r}, expected one of {', '.join(map(repr, REDUCTIONS))}")
+    if not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"{op}: ignore_index must be an int, got {ignore_index!r}")
+    if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    k = logp.shape[1]
+    if weight is not None:
+        if isinstance(weight, Tensor):
+            weight = weight.data
+        weight = np.asarray(weight) if isinstance(weight, (list, tuple, np.ndarray)) else weight
+        if tuple(weight.shape) != (k,):
+            raise ValueError(f"{op}: weight has shape {tuple(weight.shape)}, expected ({k},), one per class")
+        with logp.device.context():
+            weight = logp.device.xp.asarray(weight, dtype=logp.dtype)
+    target = _labels_on_device(target, logp, op, int(ignore_index))
+    return NLLLoss.apply(logp, target, weight=weight, ignore_index=int(ignore_index),
+                         label_smoothing=float(label_smoothing), reduction=reduction)
+
+
+def cross_entropy(logits, target, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+    """Cross-entropy of softmax(logits) (N, K) against integer targets (N,), with PyTorch's
+    semantics (torch.nn.functional.cross_entropy): nll_loss(log_softmax(logits), ...) with class
+    weights, ignore_index and reduction as nll_loss has them, and label_smoothing eps mixing the
+    target with the uniform distribution, each class's term weighted by its weight:
+
+        l_n = (1 - eps) * w[t_n] * (-logp[n, t_n]) + eps / K * sum_c w[c] * (-logp[n, c])
+    "mean" divides by the sum of w[t_n] over the rows kept, for both terms (as PyTorch does).
+
+    With the defaults (and no target equal to ignore_index) this is softmax_cross_entropy: the
+    fused log-sum-exp kernels, the same bits."""
+    op = "cross_entropy"
+    _check_tensor(logits, "input", op, 2)
+    if not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"{op}: ignore_index must be an int, got {ignore_index!r}")
+    plain = weight is None and label_smoothing == 0 and reduction == "mean"
+    if plain and isinstance(target, (list, tuple, np.ndarray)) and not (np.asarray(target) == ignore_index).any():
+        return SoftmaxCrossEntropy.apply(logits, _labels_on_device(target, logits, op, ignore_index))
+    if plain and not isinstance(target, (list, tuple, np.ndarray, Tensor)) and hasattr(target, "dtype") \
+            and not bool((target == ignore_index).any()):                   # a device array: one sync
+        return SoftmaxCrossEntropy.apply(logits, _labels_on_device(target, logits, op, ignore_index))
+    return _nll(log_softmax(logits, axis=1), target, weight, ignore_index, label_smoothing, reduction, op)
 
 
 class _Constant(Tensor):

@@ -265,6 +265,31 @@ def _xent(rng, device, dtype):
     return lambda z: F.softmax_cross_entropy(z, labels), [z]
 
 
+def _softmax(rng, device, dtype):  # along axis 1 of a 3-D input: the axis moved last and back
+    x = _t(rng.standard_normal((3, 5, 4)) * 2, device, dtype)
+    return lambda x: F.softmax(x, axis=1), [x]
+
+
+def _log_softmax(rng, device, dtype):
+    x = _t(rng.standard_normal((4, 6)) * 2, device, dtype)
+    return lambda x: F.log_softmax(x), [x]
+
+
+def _nll(rng, device, dtype):  # class weights, one row ignored, reduction "mean": the weighted mean's denominator
+    logp = _t(rng.standard_normal((6, 5)), device, dtype)
+    labels = np.array([0, 4, -100, 2, 2, 1])
+    weight = rng.uniform(0.5, 2.0, 5)
+    return lambda p: F.nll_loss(p, labels, weight=weight), [logp]
+
+
+def _xent_options(rng, device, dtype):  # weights, label smoothing, an ignored row, per-row losses
+    z = _t(rng.standard_normal((6, 5)) * 3, device, dtype)
+    labels = np.array([1, 3, 7, 0, 4, 4])
+    weight = rng.uniform(0.5, 2.0, 5)
+    return lambda z: F.cross_entropy(z, labels, weight=weight, ignore_index=7, label_smoothing=0.2,
+                                     reduction="none"), [z]
+
+
 def _shapes(rng, device, dtype):  # flatten, reshape, split, concat, add in one chain
     x = _t(rng.standard_normal((2, 6, 2, 2)), device, dtype)
     b = _t(rng.standard_normal((1, 3, 1, 1)), device, dtype)
@@ -354,7 +379,8 @@ CASES = {
     "conv2d_winograd_5x5": _conv_winograd_5x5,
     "max_pool2d": _pool, "adaptive_avg_pool2d": _adaptive_pool,
     "local_response_norm": _lrn, "relu": _relu, "dropout": _dropout, "linear": _linear,
-    "softmax_cross_entropy": _xent, "shape_ops": _shapes, "to": _to, "network": _network,
+    "softmax_cross_entropy": _xent, "softmax": _softmax, "log_softmax": _log_softmax, "nll_loss": _nll,
+    "cross_entropy_weight_smoothing_ignore": _xent_options, "shape_ops": _shapes, "to": _to, "network": _network,
     "local_response_norm_even_size": _lrn_even,
     "arith_add_sub": _arith_add_sub, "arith_mul": _arith_mul, "arith_div": _arith_div, "arith_pow": _arith_pow,
     "arith_neg_exp_log": _arith_neg_exp_log, "arith_matmul": _arith_matmul,

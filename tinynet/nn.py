@@ -410,6 +410,47 @@ class Flatten(Module):
         return "Flatten()"
 
 
+class Softmax(Module):
+    def __init__(self, axis=-1):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x):
+        return F.softmax(x, self.axis)
+
+    def __repr__(self):
+        return f"Softmax(axis={self.axis})"
+
+
+class LogSoftmax(Module):
+    def __init__(self, axis=-1):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x):
+        return F.log_softmax(x, self.axis)
+
+    def __repr__(self):
+        return f"LogSoftmax(axis={self.axis})"
+
+
+class CrossEntropyLoss(Module):
+    """loss = CrossEntropyLoss(...)(logits, target): F.cross_entropy with these settings."""
+
+    def __init__(self, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+        super().__init__()
+        self.weight, self.ignore_index = weight, ignore_index
+        self.label_smoothing, self.reduction = label_smoothing, reduction
+
+    def forward(self, logits, target):
+        return F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
+                               label_smoothing=self.label_smoothing, reduction=self.reduction)
+
+    def __repr__(self):
+        return (f"CrossEntropyLoss(ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, "
+                f"reduction={self.reduction!r}{'' if self.weight is None else ', weight=...'})")
+
+
 class Sequential(Module):
     """Layers applied in order. Sequential(a, b) names its children "0", "1", ... as PyTorch
     does; Sequential(conv1=a, relu1=b) keeps the given names (parameters become "conv1.weight")."""

@@ -3,12 +3,19 @@
 //
 // softmax_xent_forward, one block of XENT_THREADS threads per row n:
 //     m      = max_c z[n, c]                       (a NaN wins, so NaN propagates)
-//     lse    = m + log(sum_c exp(z[n, c] - m))     (no exp can overflow)
-//     probs[n, c]  = exp(z[n, c] - lse)
-//     row_loss[n]  = lse - z[n, t[n]]
+//     ls     = log(sum_c exp(z[n, c] - m))         (no exp can overflow)
+//     probs[n, c]  = exp((z[n, c] - m) - ls)
+//     row_loss[n]  = (m - z[n, t[n]]) + ls
+//   m is never added to ls: m + ls rounded to T would cost an ulp of m (2.4e-4 in float next
+//   to logits of 1e4), and the loss and the probabilities with it.
 // mean_loss, one block: loss = sum_n row_loss[n] / N   (on the device: the caller never waits)
 // softmax_xent_backward, one thread per element:
 //     dlogits[n, c] = (probs[n, c] - [c == t[n]]) * dloss / N
+// softmax_forward (F.softmax, F.log_softmax), one block per row n of x (N, K):
+//     y[n, c] = (x[n, c] - m) - ls      (log != 0),   exp of that (log == 0)
+// softmax_backward, one block per row n:
+//     dx[n, c] = dy[n, c] - exp(y[n, c]) * sum_c dy[n, c]         (log != 0)
+//     dx[n, c] = y[n, c] * (dy[n, c] - sum_c dy[n, c] y[n, c])    (log == 0)
 //
 // A label t < 0 counts from the end (t + classes), as NumPy indexing does in the reference.
 // A label outside [-classes, classes) cannot raise inside a kernel: its row's loss and
@@ -71,14 +78,14 @@ softmax_xent_forward(const T* __restrict__ logits, const long long* __restrict__
     T sum = T(0);
     for (int c = threadIdx.x; c < classes; c += XENT_THREADS) sum += exp_of(z[c] - m);
     sum = block_reduce(sum, shared, Add<T>());
-    const T lse = m + log_of(sum);
+    const T log_sum = log_of(sum);
 
-    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) p[c] = exp_of(z[c] - lse);
+    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) p[c] = exp_of((z[c] - m) - log_sum);
 
     if (threadIdx.x == 0) {
         long long t = labels[row];
         if (t < 0) t += classes;
-        row_loss[row] = (t >= 0 && t < classes) ? lse - z[t] : quiet_nan(T(0));
+        row_loss[row] = (t >= 0 && t < classes) ? (m - z[t]) + log_sum : quiet_nan(T(0));
     }
 }
 
@@ -112,4 +119,45 @@ __global__ void softmax_xent_backward(const T* __restrict__ probs, const long lo
     if (t < 0 || t >= classes) d = quiet_nan(T(0));
     else if (c == t) d -= T(1);
     dlogits[idx] = d * g;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(XENT_THREADS)
+softmax_forward(const T* __restrict__ x, T* __restrict__ y, int classes, int take_log)
+{
+    __shared__ T shared[XENT_THREADS];
+    const long long row = blockIdx.x;
+    const T* __restrict__ z = x + row * classes;
+    T* __restrict__ out = y + row * classes;
+
+    T m = z[0];
+    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) m = NanMax<T>()(m, z[c]);
+    m = block_reduce(m, shared, NanMax<T>());
+
+    T sum = T(0);
+    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) sum += exp_of(z[c] - m);
+    sum = block_reduce(sum, shared, Add<T>());
+    const T log_sum = log_of(sum);
+
+    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) {
+        const T logp = (z[c] - m) - log_sum;
+        out[c] = take_log ? logp : exp_of(logp);
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(XENT_THREADS)
+softmax_backward(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dx, int classes, int take_log)
+{
+    __shared__ T shared[XENT_THREADS];
+    const long long base = (long long)blockIdx.x * classes;
+
+    T sum = T(0);
+    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) sum += take_log ? dy[base + c] : dy[base + c] * y[base + c];
+    sum = block_reduce(sum, shared, Add<T>());
+
+    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) {
+        const long long i = base + c;
+        dx[i] = take_log ? dy[i] - exp_of(y[i]) * sum : y[i] * (dy[i] - sum);
+    }
 }

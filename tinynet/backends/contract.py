@@ -145,11 +145,22 @@ class Backend(Protocol):
     # ------------------------------------------------------------ loss
     def softmax_xent_forward(self, logits, labels):
         """logits (N, classes), labels (N,) int64 -> loss (0-d array), probs (N, classes):
-            loss = mean_n [logsumexp(z_n) - z_n[label_n]],  logsumexp(z) = m + log sum_c exp(z_c - m)
-            with m = max_c z_c, so no exp overflows;  probs = exp(z - logsumexp(z))."""
+            loss = mean_n [(m_n - z_n[label_n]) + log sum_c exp(z_n[c] - m_n)],  m_n = max_c z_n[c],
+            so no exp overflows and m is never rounded into a sum with the log;
+            probs = exp((z - m) - log sum_c exp(z_c - m))."""
 
     def softmax_xent_backward(self, probs, labels, dloss):
         """dlogits (N, classes) = dloss * (probs - onehot(labels)) / N  (dloss a scalar)."""
+
+    def softmax_forward(self, x, log):
+        """x (N, K) -> y (N, K), softmax along the last axis, or log-softmax with log=True:
+            log_softmax(z)[c] = (z[c] - m) - log sum_c' exp(z[c'] - m),  m = max_c z[c];
+            softmax = exp(log_softmax). A NaN in a row makes the whole row NaN."""
+
+    def softmax_backward(self, dy, y, log):
+        """The adjoint of softmax_forward; y is its output, all arrays (N, K):
+            softmax:      dx = y * (dy - sum_c dy[c] y[c])
+            log_softmax:  dx = dy - exp(y) * sum_c dy[c]"""
 
     # ------------------------------------------------------------ optimizer
     def sgd_update_(self, w, grad, v, lr, momentum, weight_decay):

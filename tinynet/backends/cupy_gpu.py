@@ -135,7 +135,8 @@ _KERNELS = {
     "lrn.cu": (("lrn_forward", True), ("lrn_backward", True)),
     "elementwise.cu": (("cols_to_nchw", True), ("nchw_to_cols", True), ("relu_forward", True),
                        ("relu_backward", True), ("dropout_mask", True)),
-    "loss.cu": (("softmax_xent_forward", False), ("mean_loss", False), ("softmax_xent_backward", True)),
+    "loss.cu": (("softmax_xent_forward", False), ("mean_loss", False), ("softmax_xent_backward", True),
+                ("softmax_forward", False), ("softmax_backward", False)),
     "optim.cu": (("sgd_update", True),),
     "winograd.cu": tuple((kernel, True, winograd.KERNELS) for kernel in (    # R, the filter size
         "winograd_tiles", "winograd_tiles_adjoint", "winograd_untile", "winograd_untile_adjoint")),
@@ -603,6 +604,35 @@ def softmax_xent_backward(probs, labels, dloss):
         _launch(op, "loss.cu", "softmax_xent_backward", d, (p, labels, g_array, d),
                 ints=dict(classes=classes, dloss_on_device=on_device), scalars=(np.int64(n), g_value))
     return d
+
+
+def softmax_forward(x, log):
+    """x (N, K) -> softmax (or log-softmax) along the rows: one block of 256 threads per row"""
+    op = "softmax_forward"
+    t = _ctype(op, x.dtype)
+    n, classes = x.shape
+    with _on(x):
+        x = _c(x)
+        y = cupy.empty_like(x)
+        if y.size:
+            _kernel("loss.cu", f"softmax_forward<{t}>")(
+                (n,), (_THREADS,), (x, y, *_int32(op, classes=classes, log=int(bool(log)))))
+    return y
+
+
+def softmax_backward(dy, y, log):
+    """dy, y (N, K) -> dx, the adjoint of softmax_forward: one block of 256 threads per row"""
+    op = "softmax_backward"
+    t = _ctype(op, y.dtype)
+    n, classes = y.shape
+    _expect_shape(op, "dy", dy, y.shape)
+    with _on(y):
+        dy, y = _c(dy.astype(y.dtype, copy=False)), _c(y)
+        dx = cupy.empty_like(y)
+        if dx.size:
+            _kernel("loss.cu", f"softmax_backward<{t}>")(
+                (n,), (_THREADS,), (dy, y, dx, *_int32(op, classes=classes, log=int(bool(log)))))
+    return dx
 
 
 # ---------------------------------------------------------------- optimizer

@@ -270,6 +270,22 @@ def softmax_xent_backward(probs, labels, dloss):
     return dlogits
 
 
+def softmax_forward(x, log):
+    """x (N, K) -> softmax (or log-softmax) along the rows"""
+    x = _c(x)
+    y = np.empty(x.shape, dtype=x.dtype)
+    _launch(_loss.softmax_forward, x, bool(log), y)
+    return y
+
+
+def softmax_backward(dy, y, log):
+    """dy, y (N, K) -> dx, the adjoint of softmax_forward"""
+    dy, y = _c(dy), _c(y)
+    dx = np.empty(y.shape, dtype=y.dtype)
+    _launch(_loss.softmax_backward, dy, y, bool(log), dx)
+    return dx
+
+
 # ---------------------------------------------------------------- optimizer
 
 def sgd_update_(w, grad, v, lr, momentum, weight_decay):
