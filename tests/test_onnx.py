@@ -100,3 +100,213 @@ def test_bvlc_alexnet_loads_as_the_grouped_paper_net_and_matches_onnxruntime(tmp
     np.testing.assert_allclose(tn.functional.softmax(ours).numpy(), probs, atol=1e-6)
     print(f"\nBVLC AlexNet {side} px: max |logits - onnxruntime| = {diff:.3g} (logits up to {np.abs(logits).max():.3g}), "
           f"max |probs - onnxruntime| = {np.abs(tn.functional.softmax(ours).numpy() - probs).max():.3g}")
+
+
+def registry_net(name, seed=0):
+    """A net of the registry as the training job builds it, with its input shape (batch 2)."""
+    import types
+    from tinynet import recipes
+    recipe = tn.onnx.registry()[name]
+    size = recipe.image_size or 28
+    channels = recipe.in_channels or 1
+    args = types.SimpleNamespace(**{**recipes.COMMON_DEFAULTS, **recipe.defaults}, image_size=size, dtype="float32")
+    tn.manual_seed(seed)
+    net = recipe.build(args, 10, channels, "cpu", None)
+    return net, (2, channels, size, size)
+
+
+def _export_and_compare(tmp_path, name):
+    net, shape = registry_net(name)
+    path = tn.onnx.export(net, tmp_path / f"{name}.onnx", shape)
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    net.eval()
+    with tn.no_grad():
+        ours = net(tn.tensor(x)).numpy()
+    (theirs,) = _run_ort(onnx.load(str(path)), x)
+    diff = np.abs(ours - theirs).max()
+    assert diff <= 1e-5 * max(1.0, np.abs(ours).max()), f"{name}: max |tinynet - onnxruntime| = {diff:.3g}"
+    back = tn.onnx.load(path)
+    ours_state, back_state = net.state_dict(), back.state_dict()
+    assert sorted(back_state) == sorted(ours_state)
+    for key, value in ours_state.items():
+        np.testing.assert_array_equal(back_state[key], value, err_msg=key)
+    with tn.no_grad():
+        np.testing.assert_allclose(back(tn.tensor(x)).numpy(), ours, rtol=1e-5, atol=1e-5 * np.abs(ours).max())
+    return diff
+
+
+def test_export_alexnet_small_runs_in_onnxruntime_and_loads_back_the_same_net(tmp_path):
+    _export_and_compare(tmp_path, "alexnet-small")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["alexnet", "torchvision", "torchvision-lrn", "d2l"])
+def test_export_paper_and_seed_nets_run_in_onnxruntime_and_load_back(tmp_path, name):
+    _export_and_compare(tmp_path, name)
+
+
+def test_export_refuses_the_two_tower_net_and_names_the_way_out(tmp_path):
+    net = tn.models.alexnet2012(num_classes=10)
+    with pytest.raises(ValueError, match="merge its towers"):
+        tn.onnx.export(net, tmp_path / "towers.onnx", (1, 3, 224, 224))
+
+
+def _graph(nodes, inits, in_shape, out_shape, opset=12, out_name="y"):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+                              [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, list(out_shape))],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def every_op_graph(rng):
+    """Conv (group, per-side pads, strides), Relu, LRN, MaxPool, Split, Concat, Add (a constant and
+    two branches), GlobalAveragePool, Flatten, Reshape, Gemm (transB=0, alpha, beta), MatMul,
+    Dropout, Identity, Softmax in one graph."""
+    f = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    inits = {"w": f(6, 2, 3, 2), "b": f(6), "c": f(1, 6, 1, 1), "gw": f(6, 5), "gc": f(5),
+             "mw": f(5, 4), "shape": np.array([0, 6, 1, 1], np.int64)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c1"], group=2, pads=[1, 0, 2, 1], strides=[2, 1], kernel_shape=[3, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("LRN", ["r1"], ["n1"], size=3, alpha=0.5, beta=0.75, bias=2.0),
+        helper.make_node("MaxPool", ["n1"], ["p1"], kernel_shape=[2, 2], strides=[1, 1]),
+        helper.make_node("Split", ["p1"], ["s0", "s1"], axis=1, split=[2, 4]),
+        helper.make_node("Concat", ["s1", "s0"], ["cat"], axis=1),
+        helper.make_node("Add", ["cat", "c"], ["added"]),
+        helper.make_node("Add", ["added", "p1"], ["both"]),
+        helper.make_node("GlobalAveragePool", ["both"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1),
+        helper.make_node("Reshape", ["flat", "shape"], ["again"]),
+        helper.make_node("Flatten", ["again"], ["flat2"]),
+        helper.make_node("Gemm", ["flat2", "gw", "gc"], ["fc"], alpha=0.5, beta=2.0),
+        helper.make_node("MatMul", ["fc", "mw"], ["mm"]),
+        helper.make_node("Dropout", ["mm"], ["dr"]),
+        helper.make_node("Identity", ["dr"], ["id"]),
+        helper.make_node("Softmax", ["id"], ["y"], axis=1),
+    ]
+    return _graph(nodes, inits, (3, 4, 9, 8), (3, 4))
+
+
+def test_a_graph_of_every_op_matches_onnxruntime(tmp_path):
+    rng = np.random.default_rng(0)
+    model = every_op_graph(rng)
+    net = tn.onnx.load(_save(model, tmp_path))
+    x = rng.standard_normal((3, 4, 9, 8)).astype(np.float32)
+    (expected,) = _run_ort(model, x)
+    with tn.no_grad():
+        got = net(tn.tensor(x)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # layers named after their nodes (here unnamed: after their outputs); Gemm's alpha and beta folded in
+    assert set(net.state_dict()) == {"c1.weight", "c1.bias", "fc.weight", "fc.bias", "mm.weight"}
+
+
+def test_two_runtime_operands_of_add_and_matmul_match_onnxruntime(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["x", "r"], ["a"]),
+             helper.make_node("MatMul", ["a", "r"], ["y"])]
+    model = _graph(nodes, {}, (2, 3, 3), (2, 3, 3))
+    x = np.random.default_rng(0).standard_normal((2, 3, 3)).astype(np.float32)
+    with tn.no_grad():
+        got = tn.onnx.load(_save(model, tmp_path))(tn.tensor(x)).numpy()
+    np.testing.assert_allclose(got, _run_ort(model, x)[0], rtol=1e-6)
+
+
+def test_lrn_converts_onnx_alpha_in_the_one_place_that_converts(tmp_path, monkeypatch):
+    calls = []
+    real = tn.nn.LocalResponseNorm.from_torch.__func__
+    monkeypatch.setattr(tn.nn.LocalResponseNorm, "from_torch",
+                        classmethod(lambda cls, *a, **k: calls.append(a) or real(cls, *a, **k)))
+    model = _graph([helper.make_node("LRN", ["x"], ["y"], size=5, alpha=1e-4, beta=0.75, bias=1.0)], {},
+                   (1, 7, 2, 2), (1, 7, 2, 2))
+    net = tn.onnx.load(_save(model, tmp_path))
+    assert len(calls) == 1 and np.allclose(calls[0], (5, 1e-4, 0.75, 1.0))     # ONNX keeps alpha as float32
+    assert np.isclose(net.y.alpha, 1e-4 / 5) and net.y.k == 1.0
+
+
+def _refusal(tmp_path, node, inits=None, in_shape=(1, 2, 5, 5), out_shape=(1, 2, 5, 5)):
+    """Load a graph of one Conv (built first, if ever) and then `node`; return the error."""
+    rng = np.random.default_rng(0)
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1], name="conv")
+    model = _graph([conv, node], {"w": rng.standard_normal((2, 2, 1, 1)).astype(np.float32), **(inits or {})},
+                   in_shape, out_shape)
+    built = []
+    original = tn.nn.Conv2d.__init__
+
+    def counting(self, *a, **k):
+        built.append(a)
+        original(self, *a, **k)
+
+    tn.nn.Conv2d.__init__ = counting
+    try:
+        with pytest.raises(tn.onnx.OnnxError) as info:
+            tn.onnx.load(_save(model, tmp_path))
+    finally:
+        tn.nn.Conv2d.__init__ = original
+    assert built == [], "a layer was built before the refusal"
+    return str(info.value)
+
+
+@pytest.mark.parametrize("node, message", [
+    (helper.make_node("Sigmoid", ["c"], ["y"], name="sig"), r"node 'sig' \(Sigmoid\): tinynet has no Sigmoid; it loads Conv"),
+    (helper.make_node("LRN", ["c"], ["y"], size=4, name="lrn"), r"node 'lrn' \(LRN\): attribute 'size' = 4 is even"),
+    (helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[1, 1], dilations=[2, 2], name="pool"),
+     r"node 'pool' \(MaxPool\): attribute 'dilations' = \[2, 2\]"),
+    (helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[1, 1], auto_pad="SAME_UPPER", name="pool"),
+     r"node 'pool' \(MaxPool\): attribute 'auto_pad' = 'SAME_UPPER'"),
+    (helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[1, 1], storage_order=1, name="pool"),
+     r"node 'pool' \(MaxPool\): attribute 'storage_order' = 1"),
+    (helper.make_node("Softmax", ["c"], ["y"], axis=1, name="sm"), r"node 'sm' \(Softmax\): attribute 'axis' = 1 on a 4-D input"),
+])
+def test_what_tinynet_cannot_express_is_refused_before_anything_is_built(tmp_path, node, message):
+    import re
+    assert re.search(message, _refusal(tmp_path, node))
+
+
+def test_gemm_with_transA_is_refused_naming_the_attribute(tmp_path):
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], transA=1, name="fc")]
+    model = _graph(nodes, {"w": np.ones((3, 2), np.float32)}, (3, 4), (4, 2))
+    with pytest.raises(tn.onnx.OnnxError, match=r"node 'fc' \(Gemm\): attribute 'transA' = 1"):
+        tn.onnx.load(_save(model, tmp_path))
+
+
+# ----------------------------------------------------------------- broken files: one clear error each
+
+def _small(tmp_path, **kw):
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[3, 3], name="conv")]
+    inits = {"w": np.ones((4, 2, 3, 3), np.float32), "b": np.zeros(4, np.float32)}
+    inits.update(kw.pop("inits", {}))
+    return _graph(nodes, inits, kw.pop("in_shape", (1, 2, 5, 5)), (1, 4, 3, 3), **kw)
+
+
+def test_a_truncated_file_is_one_clear_error(tmp_path):
+    path = _save(_small(tmp_path), tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(tn.onnx.OnnxError, match="is not an ONNX model"):
+        tn.onnx.load(path)
+
+
+def test_a_wrong_opset_is_one_clear_error(tmp_path):
+    with pytest.raises(tn.onnx.OnnxError, match="uses opset 3 of the default domain; tinynet reads opsets 9 to"):
+        tn.onnx.load(_save(_small(tmp_path, opset=3), tmp_path))
+
+
+def test_a_missing_initializer_is_one_clear_error(tmp_path):
+    model = _small(tmp_path)
+    del model.graph.initializer[1]          # the bias "b"
+    with pytest.raises(tn.onnx.OnnxError, match=r"is not a valid graph: .*\bb\b"):
+        tn.onnx.load(_save(model, tmp_path))
+
+
+def test_a_shape_that_does_not_fit_is_one_clear_error(tmp_path):
+    model = _small(tmp_path, in_shape=(1, 3, 5, 5))     # 3 channels into a weight that expects 2
+    with pytest.raises(tn.onnx.OnnxError, match="channels"):
+        tn.onnx.load(_save(model, tmp_path))
+
+
+def test_import_tinynet_does_not_import_onnx():
+    import subprocess
+    import sys
+    code = "import sys, tinynet as tn; assert 'onnx' not in sys.modules; assert callable(tn.onnx.load); print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    assert out.stdout.strip() == "ok", out.stderr

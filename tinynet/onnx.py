@@ -18,6 +18,7 @@ import numpy as np
 
 from . import functional as F
 from . import nn
+from .shapes import padding_sides
 
 OPSET = 12                      # what export writes: bvlcalexnet-12's opset
 OPSETS = range(9, 22)           # what load reads: MaxPool's ceil_mode came in 10, Softmax changed in 13
@@ -25,7 +26,7 @@ SUPPORTED = {
     "Conv": ("group", "pads", "strides", "dilations", "kernel_shape", "auto_pad=NOTSET|VALID"),
     "Relu": (),
     "LRN": ("size (odd)", "alpha", "beta", "bias"),
-    "MaxPool": ("kernel_shape", "strides", "pads", "ceil_mode", "auto_pad=NOTSET|VALID"),
+    "MaxPool": ("kernel_shape", "strides", "pads", "ceil_mode", "auto_pad=NOTSET|VALID", "dilations=1", "storage_order=0"),
     "AveragePool": ("kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad", "auto_pad=NOTSET|VALID"),
     "GlobalAveragePool": (),
     "Gemm": ("transB", "alpha", "beta", "transA=0"),
@@ -178,7 +179,7 @@ def _plan(graph, node):
     data = [i for i in node.input if i and i not in graph.constants]
     consts = [i for i in node.input if i in graph.constants]
     shape = graph.shapes.get(data[0]) if data else None
-    for extra in node.output[1:]:
+    for extra in node.output[1:] if op != "Split" else ():
         if extra and extra in graph.used:
             _refuse(graph, node, f"its output {extra!r} (output {list(node.output).index(extra)}) is used; "
                                  "tinynet gives only the first")
@@ -237,6 +238,8 @@ def _plan(graph, node):
         k, s, p, _ = window(1)
         if op == "MaxPool" and a.get("storage_order", 0):
             _refuse(graph, node, "attribute 'storage_order' = 1 (the indices' layout)")
+        if op == "MaxPool" and tuple(a.get("dilations", (1, 1))) != (1, 1):
+            _refuse(graph, node, f"attribute 'dilations' = {list(a['dilations'])}: tinynet's max-pool windows are dense")
         ceil_mode = bool(a.get("ceil_mode", 0))
         count_include_pad = bool(a.get("count_include_pad", 0))
         padding, ceil = [], []
@@ -501,3 +504,120 @@ def _is_chain(graph, plans):
             return False
         previous = plan.outputs[0]
     return True
+
+
+# ================================================================= export
+
+def export(net, path, input_shape, name="tinynet"):
+    """Write `net` (a net of the registry: nn.Sequential trees of Conv2d, Linear, ReLU,
+    LocalResponseNorm, MaxPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Softmax) as an ONNX graph
+    (opset OPSET) for inputs of `input_shape` (N, C, H, W), in float32.
+
+    Each node is named after its layer ("conv1", "features.0") and each initializer after the
+    parameter ("conv1.weight"), so load(path) gives a net with the same state_dict. LRN's alpha is
+    written times the size (ONNX's convention, as PyTorch's); a grouped LRN (each tower on its own
+    channels) becomes Split, one LRN per tower, Concat. Returns path."""
+    onnx = _onnx()
+    from .autograd import no_grad
+    from .tensor import tensor
+    input_shape = tuple(int(s) for s in input_shape)
+    if len(input_shape) != 4 or min(input_shape) < 1:
+        raise ValueError(f"onnx.export: input_shape must be (N, C, H, W) of positive sizes, got {input_shape}")
+    params = net.parameters()
+    device = params[0].device if params else "cpu"
+    writer = _Writer(onnx)
+    x = tensor(np.zeros(input_shape, np.float32), device=device)
+    was_training = net.training
+    net.eval()
+    try:
+        with no_grad():
+            out, y = writer.module(net, "", "input", x)
+    finally:
+        net.train(was_training)
+    graph = onnx.helper.make_graph(
+        writer.nodes, name, [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, list(input_shape))],
+        [onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, list(y.shape))], writer.initializers)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+                                   producer_name="tinynet")
+    model.ir_version = min(model.ir_version, 8)   # readable by the onnxruntime releases of opset 12's time on
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+class _Writer:
+    """Walks a net in forward order, running each layer on the example input to know the shapes,
+    and writes one node (or a few) per layer."""
+
+    def __init__(self, onnx):
+        self.onnx, self.nodes, self.initializers, self.count = onnx, [], [], 0
+
+    def constant(self, name, array):
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.array(array, order="C"), name))   # 0-d stays 0-d
+        return name
+
+    def node(self, op, inputs, name, outputs=None, **attrs):
+        outputs = outputs or [f"{name}.out" if name else f"{op}.{len(self.nodes)}"]
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, outputs, name=name, **attrs))
+        return outputs[0]
+
+    def module(self, m, name, x_name, x):
+        """Write module m (named `name`) reading value x_name (the tensor x); returns (output name, output)."""
+        if isinstance(m, nn.Sequential):
+            for child, layer in m.named_children():
+                x_name, x = self.module(layer, f"{name}.{child}" if name else child, x_name, x)
+            return x_name, x
+        y = m(x)
+        if isinstance(m, nn.Conv2d):
+            (top, bottom), (left, right) = padding_sides(m.padding)
+            kh, kw = m.kernel_size
+            stride = _pair(m.stride)
+            inputs = [x_name, self.constant(f"{name}.weight", m.weight.numpy())]
+            if m.bias is not None:
+                inputs.append(self.constant(f"{name}.bias", m.bias.numpy()))
+            dilation = _pair(getattr(m, "dilation", 1))
+            return self.node("Conv", inputs, name, kernel_shape=[kh, kw], strides=list(stride),
+                             pads=[top, left, bottom, right], group=m.groups, dilations=list(dilation)), y
+        if isinstance(m, nn.Linear):
+            if x.ndim != 2:
+                raise ValueError(f"onnx.export: {name} (Linear) reads a {x.ndim}-D input {x.shape}; Gemm takes (N, features)")
+            inputs = [x_name, self.constant(f"{name}.weight", m.weight.numpy())]
+            if m.bias is not None:
+                inputs.append(self.constant(f"{name}.bias", m.bias.numpy()))
+            return self.node("Gemm", inputs, name, transB=1), y
+        if isinstance(m, nn.ReLU):
+            return self.node("Relu", [x_name], name), y
+        if isinstance(m, nn.Dropout):
+            return self.node("Dropout", [x_name, self.constant(f"{name}.ratio", np.array(m.p, np.float32))], name), y
+        if isinstance(m, nn.Flatten):
+            return self.node("Flatten", [x_name], name, axis=1), y
+        if isinstance(m, nn.Softmax):
+            return self.node("Softmax", [x_name], name, axis=m.axis % x.ndim), y
+        if isinstance(m, nn.LocalResponseNorm):
+            attrs = dict(size=m.size, alpha=m.alpha * m.size, beta=m.beta, bias=m.k)   # ONNX divides alpha by size
+            if m.groups == 1:
+                return self.node("LRN", [x_name], name, **attrs), y
+            towers = [f"{name}.split{g}" for g in range(m.groups)]
+            self.node("Split", [x_name], f"{name}.split", outputs=towers, axis=1, split=[x.shape[1] // m.groups] * m.groups)
+            normed = [self.node("LRN", [t], f"{name}.lrn{g}", **attrs) for g, t in enumerate(towers)]
+            return self.node("Concat", normed, name, axis=1), y
+        if isinstance(m, nn.MaxPool2d):
+            k, s = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
+            p = _pair(getattr(m, "padding", 0))
+            return self.node("MaxPool", [x_name], name, kernel_shape=list(k), strides=list(s),
+                             pads=[p[0], p[1], p[0], p[1]], ceil_mode=int(bool(getattr(m, "ceil_mode", False)))), y
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            (h, w), (oh, ow) = x.shape[2:], y.shape[2:]
+            if (h, w) == (oh, ow):                   # at this input size the layer copies its input
+                return self.node("Identity", [x_name], name), y
+            if h % oh or w % ow:
+                raise ValueError(f"onnx.export: {name} pools {h} x {w} to {oh} x {ow}, overlapping windows ONNX "
+                                 "has no op for; export at an input size where it divides evenly")
+            return self.node("AveragePool", [x_name], name, kernel_shape=[h // oh, w // ow], strides=[h // oh, w // ow]), y
+        raise ValueError(f"onnx.export: layer {name or 'net'} is a {type(m).__name__}, which tinynet cannot write as "
+                         "ONNX (the two-tower alexnet2012: merge its towers into tn.models.alexnet first, "
+                         "tn.models.merge_towers)")
+
+
+def _pair(v):
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
