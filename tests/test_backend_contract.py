@@ -398,6 +398,36 @@ def test_maxpool_backward_equals_reference(backend, geometry, dtype, data):
     backend.assert_sum_equal(dx, ref.maxpool_backward(dy, argmax, shape, k, s), dtype)
 
 
+@st.composite
+def padded_pool_geometry(draw):
+    """(x_shape, (kh, kw), (sh, sw), (ph, pw), ceil_mode): non-square windows and strides, padding
+    up to half the kernel (PyTorch's limit), ceil_mode's windows that stick out of the padded input."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+             draw(st.integers(max(1, kh - 2 * ph), 12)), draw(st.integers(max(1, kw - 2 * pw), 12)))
+    return shape, (kh, kw), (sh, sw), (ph, pw), draw(st.booleans())
+
+
+@SETTINGS
+@given(geometry=padded_pool_geometry(), dtype=DTYPES, data=st.data())
+def test_padded_maxpool_equals_reference(backend, geometry, dtype, data):
+    """Forward (values and argmax, NaN and ties included) and backward with pairs, padding and ceil_mode."""
+    shape, k, s, p, ceil_mode = geometry
+    x = data.draw(arrays(shape, dtype, values=data.draw(st.sampled_from(
+        [distinct, lambda r, sh: r.integers(0, 3, sh).astype(float)]))))
+    if data.draw(st.booleans()):
+        x.flat[data.draw(st.integers(0, x.size - 1))] = np.nan
+    y, argmax = backend.be.maxpool_forward(backend.put(x), k, s, p, ceil_mode)
+    y_ref, argmax_ref = ref.maxpool_forward(x, k, s, p, ceil_mode)
+    backend.assert_equal(y, y_ref)
+    backend.assert_equal(argmax, argmax_ref)
+    dy = data.draw(arrays(y_ref.shape, dtype))
+    dx = backend.be.maxpool_backward(backend.put(dy), backend.put(argmax_ref), shape, k, s, p, ceil_mode)
+    backend.assert_sum_equal(dx, ref.maxpool_backward(dy, argmax_ref, shape, k, s, p, ceil_mode), dtype)
+
+
 # ---------------------------------------------------------------- adaptive average pooling
 
 @st.composite

@@ -38,7 +38,7 @@ def t(*shape, **kw):
      r"output_size must be an int or a pair \(oh, ow\), got \(6, 6, 6\)"),
     (lambda: F.adaptive_avg_pool2d(t(1, 3, 0, 8), 6), ValueError, r"input has shape \(1, 3, 0, 8\), an empty axis"),
     (lambda: F.max_pool2d(t(1, 1, 2, 2), 3), ValueError, "kernel height 3 is larger than the padded input height 2"),
-    (lambda: F.max_pool2d(t(1, 1, 5, 5), 3, stride=0), ValueError, "stride must be a positive int, got 0"),
+    (lambda: F.max_pool2d(t(1, 1, 5, 5), 3, stride=0), ValueError, "max_pool2d: stride must be positive, got 0"),
     (lambda: F.max_pool2d(t(5, 5), 3), ValueError, "input must be 4-D"),
     (lambda: F.local_response_norm(t(1, 4, 2, 2), size=0), ValueError, "size must be a positive int, got 0"),
     (lambda: F.dropout(t(3), p=1.0), ValueError, r"p must be in \[0, 1\), got 1.0"),

@@ -243,3 +243,26 @@ def test_softmax_and_loss_arguments_are_checked_by_name(call, message, rng):
     z = tn.tensor(rng.standard_normal((4, 5)))
     with pytest.raises((ValueError, TypeError), match=message):
         call(z, np.array([0, 1, 2, 3]))
+
+
+# ---------------------------------------------------------------- pooling windows
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: F.max_pool2d(x, 3, padding=2), r"max_pool2d: padding 2 \(height\) must be at most half of kernel_size 3"),
+    (lambda x: F.max_pool2d(x, (2, 3), padding=(1, 2)), r"max_pool2d: padding 2 \(width\) must be at most half of kernel_size 3"),
+    (lambda x: F.max_pool2d(x, (2, 0)), r"max_pool2d: kernel_size must be positive, got \(2, 0\)"),
+    (lambda x: F.max_pool2d(x, 2, padding=-1), r"max_pool2d: padding must be non-negative, got -1"),
+    (lambda x: F.max_pool2d(x, 2, ceil_mode="yes"), r"max_pool2d: ceil_mode must be True or False, got 'yes'"),
+    (lambda x: F.max_pool2d(x, 7), r"max_pool2d: kernel height 7 is larger than the padded input height 5"),
+])
+def test_pool_arguments_are_checked_by_name(call, message):
+    x = tn.tensor(np.zeros((1, 2, 5, 6)))
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(x)
+
+
+def test_maxpool_module_passes_padding_and_ceil_mode(rng):
+    x = tn.tensor(rng.standard_normal((1, 2, 8, 8)))
+    pool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
+    assert np.array_equal(pool(x).numpy(), F.max_pool2d(x, 3, 2, 1, True).numpy())
+    assert repr(pool) == "MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True)"

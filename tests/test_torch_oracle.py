@@ -32,6 +32,30 @@ def backward_both(ours, theirs, rng):
     theirs.backward(torch.tensor(g))
 
 
+# The newer ops run on every backend: the CPU ones, and the CUDA kernels (emulated on the CPU; on a
+# GPU where there is one).
+
+@pytest.fixture(params=[*cpu_backends(), *cuda_runtime_params("cuda-")])
+def any_device(request):
+    """The device a test's tensors live on, once per backend: "cpu" under each CPU backend, "cuda"
+    under each CUDA runtime."""
+    if request.param.startswith("cuda-"):
+        with cuda_runtime(request.param.removeprefix("cuda-")):
+            yield "cuda"
+        return
+    with backends.use_cpu_backend(request.param):
+        yield "cpu"
+
+
+def host(a):
+    """A gradient array on the host (CuPy's, or the stand-in's, through .get())."""
+    return a.get() if hasattr(a, "get") else a
+
+
+def pair_on(x, device):
+    return tn.tensor(x, dtype=np.float64, requires_grad=True, device=device), torch.tensor(x, requires_grad=True)
+
+
 @st.composite
 def conv_problem(draw):
     groups = draw(st.sampled_from([1, 2, 3]))
@@ -75,6 +99,34 @@ def test_max_pool2d_matches_torch(cpu_backend, k, s, h, w, seed):
     close(y.numpy(), yt, "max_pool2d forward")
     backward_both(y, yt, rng)
     close(x.grad, xt.grad, "max_pool2d dx")
+
+
+@st.composite
+def pool_problem(draw):
+    """Pairs or ints, padding up to half the kernel, ceil_mode: PyTorch's accepted settings."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    h, w = draw(st.integers(max(1, kh - 2 * ph), 12)), draw(st.integers(max(1, kw - 2 * pw), 12))
+    square = draw(st.booleans())
+    if square:
+        kw, sw, pw, w = kh, sh, ph, max(w, kh - 2 * ph)
+    args = dict(kernel_size=(kh, kw), stride=(sh, sw), padding=(ph, pw), ceil_mode=draw(st.booleans()))
+    if square:
+        args.update(kernel_size=kh, stride=sh, padding=ph)
+    return dict(shape=(2, 3, h, w), args=args, seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_problem())
+def test_max_pool2d_with_padding_and_ceil_mode_matches_torch(any_device, prob):
+    rng = np.random.default_rng(prob["seed"])
+    size = int(np.prod(prob["shape"]))
+    x, xt = pair_on(rng.permutation(size).reshape(prob["shape"]) / 7.0, any_device)  # no ties
+    y, yt = F.max_pool2d(x, **prob["args"]), TF.max_pool2d(xt, **prob["args"])
+    close(y.numpy(), yt, "max_pool2d forward")
+    backward_both(y, yt, rng)
+    close(host(x.grad), xt.grad, "max_pool2d dx")
 
 
 @settings(max_examples=30, deadline=None)
@@ -167,25 +219,6 @@ def test_shape_ops_match_torch(cpu_backend, rng):
     close(x.grad, xt.grad, "dx")
 
 
-# ---------------------------------------------------------------- softmax, log_softmax, nll_loss, cross_entropy
-# On every backend: the CPU ones, and the CUDA kernels (emulated on the CPU; on a GPU where there is one).
-
-@pytest.fixture(params=[*cpu_backends(), *cuda_runtime_params("cuda-")])
-def any_device(request):
-    """The device a test's tensors live on, once per backend: "cpu" under each CPU backend, "cuda"
-    under each CUDA runtime."""
-    if request.param.startswith("cuda-"):
-        with cuda_runtime(request.param.removeprefix("cuda-")):
-            yield "cuda"
-        return
-    with backends.use_cpu_backend(request.param):
-        yield "cpu"
-
-
-def pair_on(x, device):
-    return tn.tensor(x, dtype=np.float64, requires_grad=True, device=device), torch.tensor(x, requires_grad=True)
-
-
 @st.composite
 def loss_problem(draw):
     n, k = draw(st.integers(1, 6)), draw(st.integers(1, 7))
@@ -212,7 +245,7 @@ def _loss_both(ours_fn, theirs_fn, prob, device):
         return
     close(y.numpy(), yt, "loss")
     backward_both(y, yt, rng)
-    close(x.grad.get() if hasattr(x.grad, "get") else x.grad, xt.grad, "dlogits")
+    close(host(x.grad), xt.grad, "dlogits")
 
 
 @settings(max_examples=40, deadline=None)
@@ -243,7 +276,7 @@ def test_softmax_and_log_softmax_match_torch_along_any_axis(any_device, shape, d
     yt = (torch.log_softmax if log else torch.softmax)(xt, dim=axis)
     close(y.numpy(), yt, "forward")
     backward_both(y, yt, rng)
-    close(x.grad.get() if hasattr(x.grad, "get") else x.grad, xt.grad, "dx")
+    close(host(x.grad), xt.grad, "dx")
 
 
 def test_cross_entropy_with_its_defaults_is_softmax_cross_entropy_to_the_bit(cpu_backend, rng):

@@ -348,36 +348,53 @@ def pad2d(x, padding):
 # ================================================================= pooling
 
 class MaxPool2d(Function):
-    """y[n, c, y, x] = max_{0 <= i, j < k} x[n, c, y*s + i, x*s + j]
+    """y[n, c, y, x] = max_{0 <= i < kh, 0 <= j < kw} xpad[n, c, y*sh + i, x*sw + j]   (xpad: -inf padding)
     Backward: each window's upstream gradient goes to its argmax, dx = sum over windows."""
 
     @staticmethod
-    def forward(ctx, x, k, s):
-        y, argmax = ctx.be.maxpool_forward(x, k, s)
+    def forward(ctx, x, k, s, padding=(0, 0), ceil_mode=False):
+        window = (k, s) if padding == (0, 0) and not ceil_mode else (k, s, padding, ceil_mode)
+        y, argmax = ctx.be.maxpool_forward(x, *window)
         ctx.save_for_backward(argmax)
-        ctx.shapes = (x.shape, k, s)
+        ctx.shapes = (x.shape, window)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         (argmax,) = ctx.saved
-        x_shape, k, s = ctx.shapes
-        return (ctx.be.maxpool_backward(dy, argmax, x_shape, k, s),)
+        x_shape, window = ctx.shapes
+        return (ctx.be.maxpool_backward(dy, argmax, x_shape, *window),)
 
 
-def max_pool2d(x, kernel_size, stride=None):
-    """Max-pooling over k x k windows moved by stride s (default s = k); no padding, floor
-    rounding like PyTorch: oh = (H - k) // s + 1. AlexNet overlaps them: k=3, s=2 (section 3.4)."""
+def _pool_window(x, kernel_size, stride, padding, ceil_mode, op):
+    """Checked (kh, kw), (sh, sw), (ph, pw) of a pooling window, as PyTorch checks them: padding
+    at most half the kernel (so every window holds an input pixel) and at least one window."""
+    k = pair(kernel_size, "kernel_size", op, 1)
+    s = k if stride is None else pair(stride, "stride", op, 1)
+    p = pair(padding, "padding", op, 0)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"{op}: ceil_mode must be True or False, got {ceil_mode!r}")
+    for axis, size, kk, ss, pp in (("height", x.shape[2], k[0], s[0], p[0]), ("width", x.shape[3], k[1], s[1], p[1])):
+        if 2 * pp > kk:
+            raise ValueError(f"{op}: padding {pp} ({axis}) must be at most half of kernel_size {kk} "
+                             f"(padding={padding!r}, kernel_size={kernel_size!r}): every window must hold an input pixel")
+        _check_window_fits(size, kk, pp, op, axis)
+    return k, s, p
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Max-pooling over kh x kw windows moved by stride (default: the kernel), as PyTorch's
+    max_pool2d: kernel_size, stride and padding are ints or (h, w) pairs; padding adds -inf on
+    each side (at most half the kernel), so it never wins. Output size (shapes.pool_output_size):
+    oh = (H + 2 ph - kh) // sh + 1, or with ceil_mode (Caffe's rounding) the division rounded up,
+    less the last window if it would start in the right padding. AlexNet overlaps them: k=3, s=2
+    (section 3.4); Caffe's AlexNet pools with ceil_mode."""
     op = "max_pool2d"
     _check_tensor(x, "input", op, 4)
-    if not isinstance(kernel_size, numbers.Integral) or kernel_size < 1:
-        raise ValueError(f"{op}: kernel_size must be a positive int, got {kernel_size!r}")
-    stride = kernel_size if stride is None else stride
-    if not isinstance(stride, numbers.Integral) or stride < 1:
-        raise ValueError(f"{op}: stride must be a positive int, got {stride!r}")
-    _check_window_fits(x.shape[2], kernel_size, 0, op, "height")
-    _check_window_fits(x.shape[3], kernel_size, 0, op, "width")
-    return MaxPool2d.apply(x, k=int(kernel_size), s=int(stride))
+    k, s, p = _pool_window(x, kernel_size, stride, padding, ceil_mode, op)
+    if k[0] == k[1] and s[0] == s[1] and p == (0, 0) and not ceil_mode:   # the paper's: square, unpadded
+        return MaxPool2d.apply(x, k=k[0], s=s[0])
+    return MaxPool2d.apply(x, k=k, s=s, padding=p, ceil_mode=bool(ceil_mode))
 
 
 class AdaptiveAvgPool2d(Function):

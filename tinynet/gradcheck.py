@@ -230,6 +230,11 @@ def _pool(rng, device, dtype):
     return lambda x: F.max_pool2d(x, 3, 2), [x]
 
 
+def _pool_padding_ceil(rng, device, dtype):  # (3, 2) windows by (2, 3), -inf padding (1, 1), ceil_mode:
+    x = _t(_distinct(rng, (2, 3, 8, 8)), device, dtype)   # 5 x 3 (floor: 4 x 3), the last row of windows sticks out
+    return lambda x: F.max_pool2d(x, (3, 2), (2, 3), padding=(1, 1), ceil_mode=True), [x]
+
+
 def _lrn(rng, device, dtype):
     x = _t(rng.standard_normal((2, 7, 3, 3)), device, dtype)
     return lambda x: F.local_response_norm(x, size=5, alpha=0.5, beta=0.75, k=2.0), [x]
@@ -377,7 +382,7 @@ CASES = {
     "conv2d": _conv, "conv2d_stride4": _conv_stride4, "conv2d_per_side_padding": _conv_per_side,
     "conv2d_winograd": _conv_winograd, "conv2d_winograd_padding": _conv_winograd_padding,
     "conv2d_winograd_5x5": _conv_winograd_5x5,
-    "max_pool2d": _pool, "adaptive_avg_pool2d": _adaptive_pool,
+    "max_pool2d": _pool, "max_pool2d_padding_ceil_mode": _pool_padding_ceil, "adaptive_avg_pool2d": _adaptive_pool,
     "local_response_norm": _lrn, "relu": _relu, "dropout": _dropout, "linear": _linear,
     "softmax_cross_entropy": _xent, "softmax": _softmax, "log_softmax": _log_softmax, "nll_loss": _nll,
     "cross_entropy_weight_smoothing_ignore": _xent_options, "shape_ops": _shapes, "to": _to, "network": _network,

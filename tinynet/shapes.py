@@ -7,6 +7,14 @@ With per-side padding (P_before, P_after) the padded line is W + P_before + P_af
     out = (W + P_before + P_after - F) // S + 1
 
 AlexNet's conv1 written the paper-summary way pads [1, 2]: (224 - 11 + 1 + 2) // 4 + 1 = 55 exactly.
+
+A dilated window (dilation D: taps D pixels apart) spans D*(F - 1) + 1 pixels, its effective size.
+
+Pooling with ceil_mode (Caffe's rounding, how its AlexNet pools) rounds the division up, so a last
+window that sticks out of the padded line still counts, unless it would start in the right padding
+(PyTorch's rule: it must start inside the input or the left padding):
+
+    out = ceil((W + 2P - F) / S) + 1,   minus 1 if (out - 1) * S >= W + P
 """
 import numbers
 
@@ -23,6 +31,11 @@ def pair(value, name, op, minimum=1):
         what = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{op}: {name} must be {what}, got {value!r}")
     return tuple(int(v) for v in values)
+
+
+def hw(value):
+    """A kernel argument given as an int or an (h, w) pair -> (h, w); unchecked (the ops check)."""
+    return (int(value), int(value)) if isinstance(value, numbers.Integral) else (int(value[0]), int(value[1]))
 
 
 def side_padding(padding):
@@ -60,24 +73,69 @@ def padding_sides(padding, op="conv2d"):
     return tuple((int(before), int(after)) for before, after in sides)
 
 
-def conv_output_size(size, kernel, stride=1, padding=0):
-    """(W + P_before + P_after - F) // S + 1 for a line of `size` pixels (see the module docstring).
+def effective_kernel(kernel, dilation=1):
+    """The pixels a window of `kernel` taps spaced `dilation` apart spans: D*(F - 1) + 1."""
+    return dilation * (kernel - 1) + 1
+
+
+def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):
+    """(W + P_before + P_after - D*(F - 1) - 1) // S + 1 for a line of `size` pixels (see the module
+    docstring; D = 1 gives (W + P_before + P_after - F) // S + 1).
 
     padding: an int (the same on both sides) or a pair (before, after). The result is below 1 when
     the window does not fit; callers that need a layer to exist check that and say which layer."""
     before, after = side_padding(padding)
-    return (size + before + after - kernel) // stride + 1
+    return (size + before + after - effective_kernel(kernel, dilation)) // stride + 1
 
 
-def arithmetic(size, kernel, stride=1, padding=0):
-    """The output length and the text of its arithmetic, e.g. (55, '(224 - 11 + 2*2) // 4 + 1 = 55')."""
+def pool_output_size(size, kernel, stride, padding=0, ceil_mode=False):
+    """A pooling window's output length (PyTorch's and Caffe's rule): floor rounding as
+    conv_output_size, or with ceil_mode the division rounded up, less one when that last window
+    would start in the right padding ((out - 1) * S >= W + P): every window then starts inside the
+    input or the left padding, so each holds at least one input pixel (given P <= F / 2)."""
+    if not ceil_mode:
+        return conv_output_size(size, kernel, stride, padding)
+    out = -(-(size + 2 * padding - kernel) // stride) + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def pool_window_lengths(size, kernel, stride, padding, out, count_include_pad=True):
+    """The length along one axis of each of `out` average-pooling windows, PyTorch's divisor:
+    window o covers [o*S - P, o*S - P + F) cut to the padded line [-P, W + P) (count_include_pad:
+    padding counts, a ceil_mode window's part beyond the padded line does not), or to the input
+    [0, W) (count_include_pad=False). The divisor of window (oy, ox) is the product of the two
+    axes' lengths."""
+    lengths = []
+    for o in range(out):
+        start = o * stride - padding
+        end = min(start + kernel, size + padding)
+        if not count_include_pad:
+            start, end = max(start, 0), min(end, size)
+        lengths.append(end - start)
+    return lengths
+
+
+def arithmetic(size, kernel, stride=1, padding=0, ceil_mode=False, dilation=1):
+    """The output length and the text of its arithmetic, e.g. (55, '(224 - 11 + 2*2) // 4 + 1 = 55');
+    a dilated kernel is written (D*(F - 1) + 1), ceil_mode's division as ceil(a / S), e.g.
+    (6, 'ceil((13 - 3) / 2) + 1 = 6'), with PyTorch's last-window rule when it drops one."""
     before, after = side_padding(padding)
-    out = conv_output_size(size, kernel, stride, padding)
     if before == after:
         pad = f" + 2*{before}" if before else ""
     else:
         pad = f" + {before} + {after}"
-    return out, f"({size} - {kernel}{pad}) // {stride} + 1 = {out}"
+    span = f"{kernel}" if dilation == 1 else f"({dilation}*({kernel} - 1) + 1)"
+    if not ceil_mode:
+        out = conv_output_size(size, kernel, stride, padding, dilation)
+        return out, f"({size} - {span}{pad}) // {stride} + 1 = {out}"
+    out = pool_output_size(size, kernel, stride, before, ceil_mode=True)
+    rounded = -(-(size + before + after - kernel) // stride)
+    text = f"ceil(({size} - {kernel}{pad}) / {stride}) + 1 = {rounded + 1}"
+    if out != rounded + 1:
+        text += f", - 1 = {out} (the last window would start in the right padding)"
+    return out, text
 
 
 def adaptive_windows(size, out):

@@ -1,4 +1,6 @@
-"""Max-pooling (the paper's overlapping pooling, section 3.4: k = 3, s = 2), no padding, floor rounding.
+"""Max-pooling (the paper's overlapping pooling, section 3.4: k = 3, s = 2), no padding, floor rounding;
+maxpool_forward_padded: kh x kw windows moved by (sh, sw) over x padded with -inf (and ceil_mode's
+windows that stick out), each window cut to the pixels inside x (padding never wins).
 
     forward:   y[n, c, oy, ox] = max over 0 <= i, j < k of x[n, c, oy*s + i, ox*s + j]
                argmax[n, c, oy, ox] = h*W + w of that maximum inside the (H, W) plane;
@@ -112,3 +114,33 @@ def maxpool_backward(dy, argmax, dx):
         out[:] = 0
         for q in range(grad.shape[0] - 1, -1, -1):
             out[won[q]] += grad[q]
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def maxpool_forward_padded(x, kh, kw, sh, sw, ph, pw, y, argmax):
+    """x: float[N, C, H, W] -> y: float[N, C, oh, ow], argmax: int64[N, C, oh, ow], in place.
+    Window (oy, ox) covers rows oy*sh - ph ... + kh - 1 and columns ox*sw - pw ... + kw - 1, cut to
+    x (-inf padding never wins); it starts at its first pixel inside x, so a window of all -inf
+    reports that pixel. The first maximum wins a tie, the first NaN wins the window."""
+    n, c, h, w = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    for task in prange(n * c):
+        b = task // c
+        ch = task % c
+        plane = x[b, ch]                     # float[H, W]
+        for oy in range(oh):
+            h0 = oy * sh - ph
+            hs, he = max(h0, 0), min(h0 + kh, h)
+            for ox in range(ow):
+                w0 = ox * sw - pw
+                ws, we = max(w0, 0), min(w0 + kw, w)
+                best = plane[hs, ws]
+                where = hs * w + ws
+                for i in range(hs, he):
+                    for j in range(ws, we):
+                        v = plane[i, j]
+                        if v > best or (v != v and best == best):
+                            best = v
+                            where = i * w + j
+                y[b, ch, oy, ox] = best
+                argmax[b, ch, oy, ox] = where

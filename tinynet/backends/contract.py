@@ -88,19 +88,38 @@ class Backend(Protocol):
         (winograd.tile_rows; the backward makes dM a few rows at a time)."""
 
     # ------------------------------------------------------------ max-pooling
-    def maxpool_forward(self, x, k, s):
-        """Max over k x k windows moved by s, no padding, floor rounding (oh = (H - k) // s + 1).
+    def maxpool_forward(self, x, k, s, padding=(0, 0), ceil_mode=False):
+        """Max over kh x kw windows moved by (sh, sw) over x padded by ph rows and pw columns of
+        -inf on each side; k and s are ints or (h, w) pairs, padding an (h, w) pair. Output size
+        oh = shapes.pool_output_size(H, kh, sh, ph, ceil_mode) (floor: (H + 2 ph - kh) // sh + 1;
+        ceil_mode: rounded up, a last window that would start in the right padding dropped).
 
         x (N, C, H, W) -> y (N, C, oh, ow), argmax (N, C, oh, ow) int64:
-            y[n, c, y, x] = max over 0 <= i, j < k of x[n, c, y*s + i, x*s + j]
+            y[n, c, y, x] = max over the window's pixels inside x, i.e. over
+                            y*sh - ph <= h < y*sh - ph + kh and x*sw - pw <= w < x*sw - pw + kw
             argmax = the flat index h*W + w of the winner inside its (H, W) plane.
-        The first maximum wins a tie; a NaN wins its window (NaN propagates, as in PyTorch); a
-        window of all -inf reports its first pixel."""
+        The first maximum in (i, j) order wins a tie; a NaN wins its window (NaN propagates, as in
+        PyTorch); a window of all -inf reports its first input pixel."""
 
-    def maxpool_backward(self, dy, argmax, x_shape, k, s):
-        """dy (N, C, oh, ow), argmax from maxpool_forward -> dx (N, C, H, W) = x_shape:
+    def maxpool_backward(self, dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False):
+        """dy (N, C, oh, ow), argmax from maxpool_forward (same k, s, padding, ceil_mode) ->
+        dx (N, C, H, W) = x_shape:
             dx[n, c, h, w] = sum of dy[n, c, y, x] over the windows (y, x) whose argmax is (h, w)
-        computed as a gather (one input pixel at a time), so it is deterministic."""
+        computed as a gather (one input pixel or one plane at a time), so it is deterministic."""
+
+    # ------------------------------------------------------------ average pooling
+    def avgpool_forward(self, x, k, s, padding, ceil_mode, count_include_pad):
+        """PyTorch's AvgPool2d: k, s, padding (h, w) pairs, output size as maxpool_forward's.
+        x (N, C, H, W) -> y (N, C, oh, ow):
+            y[n, c, y, x] = sum of x over the window's pixels inside x / (len_h[y] * len_w[x])
+        where window y covers rows [y*sh - ph, y*sh - ph + kh) and len_h[y] is the length of that
+        range cut to [-ph, H + ph) (count_include_pad: zero padding counts, the part of a ceil_mode
+        window beyond it does not) or to [0, H) (count_include_pad=False); shapes.pool_window_lengths."""
+
+    def avgpool_backward(self, dy, x_shape, k, s, padding, ceil_mode, count_include_pad):
+        """dy (N, C, oh, ow) -> dx (N, C, H, W) = x_shape, the adjoint of avgpool_forward:
+            dx[n, c, h, w] = sum over the windows (y, x) covering (h, w) of dy[n, c, y, x] / (len_h[y] * len_w[x])
+        as a gather (one input pixel at a time), so it is deterministic."""
 
     # ------------------------------------------------------------ adaptive average pooling
     def adaptive_avgpool_forward(self, x, oh, ow):

@@ -40,7 +40,7 @@ except ImportError as _err:
 
 from tinynet import config, winograd
 from tinynet._kernels import cuda_source
-from tinynet.shapes import conv_output_size
+from tinynet.shapes import conv_output_size, hw, pool_output_size
 
 name = "cupy"
 xp = cupy
@@ -412,26 +412,28 @@ def winograd_untile_adjoint(dy, r, rows=None):
 
 # ---------------------------------------------------------------- max-pool
 
-def maxpool_forward(x, k, s):
+def maxpool_forward(x, k, s, padding=(0, 0), ceil_mode=False):
     """x (N, C, H, W) -> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
     _ctype("maxpool_forward", x.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
     with _on(x):
         x = _c(x)
         y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
         argmax = cupy.empty((n, c, oh, ow), dtype=cupy.int64)
         _int32("maxpool_forward", plane=h * w)  # products the kernel forms in int
         _launch("maxpool_forward", "pool.cu", "maxpool_forward", y, (x, y, argmax), sizes=(x.size,),
-                ints=dict(H=h, W=w, k=k, s=s, oh=oh, ow=ow))
+                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow))
     return y, argmax
 
 
-def maxpool_backward(dy, argmax, x_shape, k, s):
+def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False):
     """dy (N, C, oh, ow), argmax -> dx (N, C, H, W): each input sums dy of the windows it won"""
     _ctype("maxpool_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
     n, c, h, w = x_shape
-    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
     _expect_shape("maxpool_backward", "dy", dy, (n, c, oh, ow))
     _expect_shape("maxpool_backward", "argmax", argmax, (n, c, oh, ow))
     with _on(dy):
@@ -439,7 +441,7 @@ def maxpool_backward(dy, argmax, x_shape, k, s):
         argmax = _c(argmax.astype(cupy.int64, copy=False))
         dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
         _launch("maxpool_backward", "pool.cu", "maxpool_backward", dx, (dy, argmax, dx), sizes=(dy.size,),
-                ints=dict(H=h, W=w, k=k, s=s, oh=oh, ow=ow))
+                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow))
     return dx
 
 

@@ -28,7 +28,7 @@ from tinynet._kernels import ensure_kernels_package  # noqa: E402
 ensure_kernels_package()
 
 from tinynet import winograd  # noqa: E402
-from tinynet.shapes import conv_output_size  # noqa: E402
+from tinynet.shapes import conv_output_size, hw, pool_output_size  # noqa: E402
 from tinynet.kernels.cpu import adaptive_pool as _adaptive_pool  # noqa: E402
 from tinynet.kernels.cpu import elementwise as _elementwise  # noqa: E402
 from tinynet.kernels.cpu import im2col as _im2col  # noqa: E402
@@ -163,18 +163,22 @@ def winograd_untile_adjoint(dy, r, rows=None):
 
 # ---------------------------------------------------------------- max-pool
 
-def maxpool_forward(x, k, s):
+def maxpool_forward(x, k, s, padding=(0, 0), ceil_mode=False):
     """-> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-    _launch(_pool.maxpool_forward, _c(x), int(k), int(s), y, argmax)
+    if kh == kw and sh == sw and (ph, pw) == (0, 0) and (oh, ow) == (conv_output_size(h, kh, sh), conv_output_size(w, kw, sw)):
+        _launch(_pool.maxpool_forward, _c(x), kh, sh, y, argmax)   # the paper's: square, every window inside x
+    else:
+        _launch(_pool.maxpool_forward_padded, _c(x), kh, kw, sh, sw, ph, pw, y, argmax)
     return y, argmax
 
 
-def maxpool_backward(dy, argmax, x_shape, k, s):
-    """-> dx (N, C, H, W): each input pixel sums dy of the windows it won (k, s are implied by argmax)"""
+def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False):
+    """-> dx (N, C, H, W): each input pixel sums dy of the windows it won (the window is implied by argmax)"""
     dx = np.empty(tuple(x_shape), dtype=dy.dtype)
     _launch(_pool.maxpool_backward, _c(dy), np.ascontiguousarray(argmax, dtype=np.int64), dx)
     return dx

@@ -10,7 +10,7 @@ formulas) is written as code in contract.py; each function here implements one e
 import numpy as np
 
 from tinynet import winograd
-from tinynet.shapes import adaptive_windows, conv_output_size
+from tinynet.shapes import adaptive_windows, conv_output_size, hw, pool_output_size, pool_window_lengths
 
 name = "reference"
 xp = np
@@ -163,45 +163,61 @@ def winograd_untile_adjoint(dy, r, rows=None):
 
 # ---------------------------------------------------------------- max-pool
 
-def maxpool_forward(x, k, s):
-    """y[n, c, y, x] = max over 0 <= i, j < k of x[n, c, y*s + i, x*s + j]   (no padding, floor)
+def _pool_grid(x_shape, k, s, padding, ceil_mode):
+    """(kh, kw), (sh, sw), (ph, pw), (oh, ow) of a pooling window (shapes.pool_output_size), and
+    (eh, ew): the rows and columns to add below and right of the input so that a floor-rounded
+    window grid over it has (oh, ow) windows (ceil_mode's last window sticks out of the padded input)."""
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    h, w = x_shape[2:]
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    eh, ew = max(0, (oh - 1) * sh + kh - 2 * ph - h), max(0, (ow - 1) * sw + kw - 2 * pw - w)
+    return (kh, kw), (sh, sw), (ph, pw), (oh, ow), (eh, ew)
 
-    argmax holds the flat index h*W + w of the winner inside its (H, W) plane; the first
-    maximum wins a tie, and a NaN in a window wins (NaN propagates, as in PyTorch).
+
+def maxpool_forward(x, k, s, padding=(0, 0), ceil_mode=False):
+    """y[n, c, y, x] = max over 0 <= i < kh, 0 <= j < kw of xpad[n, c, y*sh + i, x*sw + j]
+
+    xpad is x with ph rows and pw columns of -inf on each side (so padding never wins), and more
+    -inf below and right where a ceil_mode window sticks out. argmax holds the flat index h*W + w
+    of the winner inside the unpadded (H, W) plane; the first maximum wins a tie, and a NaN in a
+    window wins (NaN propagates, as in PyTorch); a window of all -inf reports its first input pixel.
     """
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, k, s, 0), conv_output_size(w, k, s, 0)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), (eh, ew) = _pool_grid(x.shape, k, s, padding, ceil_mode)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)), constant_values=-np.inf)
     y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
-    rows = np.arange(oh)[:, None] * s
-    colz = np.arange(ow)[None, :] * s
-    # start at each window's first pixel, so a window of all -inf reports that pixel, as PyTorch does
-    argmax = np.broadcast_to(rows * w + colz, (n, c, oh, ow)).astype(np.int64)
-    for i in range(k):
-        for j in range(k):
-            v = x[:, :, i:i + s * oh:s, j:j + s * ow:s]
+    rows = np.arange(oh)[:, None] * sh - ph          # each window's first row, in x's coordinates
+    colz = np.arange(ow)[None, :] * sw - pw
+    # start at each window's first input pixel, so a window of all -inf reports it, as PyTorch does
+    argmax = np.broadcast_to(np.maximum(rows, 0) * w + np.maximum(colz, 0), (n, c, oh, ow)).astype(np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            v = xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
             take = (v > y) | (np.isnan(v) & ~np.isnan(y))
             y = np.where(take, v, y)
             argmax = np.where(take, (rows + i) * w + (colz + j), argmax)
     return y, argmax
 
 
-def maxpool_backward(dy, argmax, x_shape, k, s):
+def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False):
     """dx[n, c, h, w] = sum of dy over the windows whose argmax is (h, w).
 
     Written as col2im of a one-hot columns matrix: window (y, x) hands dy[y, x] to its kernel
-    offset (i, j) only if that offset holds the argmax, and col2im gathers per input pixel.
+    offset (i, j) only if that offset holds the argmax, and col2im gathers per input pixel (over
+    an input grown by (eh, ew) so that col2im's floor-rounded grid has ceil_mode's windows).
     """
     n, c, h, w = x_shape
-    oh, ow = dy.shape[2:]
-    rows = np.arange(oh)[:, None] * s
-    colz = np.arange(ow)[None, :] * s
-    cols = np.empty((n * c, k, k, 1, oh, ow), dtype=dy.dtype)
-    for i in range(k):
-        for j in range(k):
-            at_ij = argmax == (rows + i) * w + (colz + j)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), (eh, ew) = _pool_grid(x_shape, k, s, padding, ceil_mode)
+    rows = np.arange(oh)[:, None] * sh - ph
+    colz = np.arange(ow)[None, :] * sw - pw
+    cols = np.empty((n * c, kh, kw, 1, oh, ow), dtype=dy.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            inside = (rows + i >= 0) & (rows + i < h) & (colz + j >= 0) & (colz + j < w)
+            at_ij = inside & (argmax == (rows + i) * w + (colz + j))
             cols[:, i, j, 0] = np.where(at_ij, dy, 0).reshape(n * c, oh, ow)
-    dx = col2im(cols.reshape(n * c * k * k, oh * ow), (1, n * c, h, w), k, k, (s, s), (0, 0))
-    return dx.reshape(n, c, h, w)
+    dx = col2im(cols.reshape(n * c * kh * kw, oh * ow), (1, n * c, h + eh, w + ew), kh, kw, (sh, sw), (ph, pw))
+    return np.ascontiguousarray(dx.reshape(n, c, h + eh, w + ew)[:, :, :h, :w])
 
 
 # ---------------------------------------------------------------- adaptive average pooling
