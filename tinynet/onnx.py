@@ -18,7 +18,7 @@ import numpy as np
 
 from . import functional as F
 from . import nn
-from .shapes import padding_sides
+from .shapes import padding_sides, pool_output_size
 
 OPSET = 12                      # what export writes: bvlcalexnet-12's opset
 OPSETS = range(9, 22)           # what load reads: MaxPool's ceil_mode came in 10, Softmax changed in 13
@@ -65,18 +65,21 @@ def registry():
 def load(path, device="cpu"):
     """The tinynet Module that computes the ONNX graph in `path` (float32, on `device`).
 
-    A BVLC-AlexNet-shaped graph gives tn.models.alexnet (its final Softmax left off: tinynet's
-    nets give logits; `net.onnx_softmax` says the file had one, `net.onnx_input_shape` gives the
-    input the graph was exported for). Anything else gives an OnnxGraph."""
+    A BVLC-AlexNet-shaped graph gives tn.models.alexnet with its final Softmax left off (tinynet's
+    nets give logits): `net.onnx_softmax` is then True, and so is `net.onnx_caffe` (the net reads
+    Caffe's input: BGR, 0-255 less the mean). Anything else gives an OnnxGraph that computes the
+    whole graph. `net.onnx_input_shape`: the input the graph was written for, (N, C, H, W)."""
     onnx = _onnx()
     model = _read(onnx, path)
     graph = _Graph(onnx, model, path)
     plans = [_plan(graph, node) for node in graph.nodes]     # refuses before anything is built
     net = _as_alexnet(graph, plans, device)
+    caffe = net is not None
     if net is None:
         net = OnnxGraph(graph, plans, device)
+    net.onnx_caffe = caffe
+    net.onnx_softmax = caffe and plans[-1].kind == "softmax"
     net.onnx_input_shape = graph.input_shape
-    net.onnx_softmax = any(p.kind == "softmax" for p in plans) and plans[-1].kind == "softmax"
     return net.eval()
 
 
@@ -137,17 +140,9 @@ class _Graph:
         return node.name or node.output[0]
 
 
-def _pool_size(n, kernel, stride, padding, ceil_mode):
-    """tinynet's (PyTorch's) pooling output length: shapes.pool_output_size where this tinynet has it."""
-    from . import shapes
-    if hasattr(shapes, "pool_output_size"):
-        return shapes.pool_output_size(n, kernel, stride, padding, ceil_mode)
-    return shapes.conv_output_size(n, kernel, stride, padding) if not ceil_mode else None
-
-
 def _takes(function, argument):
-    """Whether a tinynet op takes an argument that the ops branch adds (max_pool2d's ceil_mode and
-    padding, conv2d's dilation): until both are merged, load refuses what this tinynet lacks."""
+    """Whether a tinynet op takes an argument that the ops branch adds (conv2d's dilation): until it
+    is merged, load refuses what this tinynet lacks."""
     import inspect
     return argument in inspect.signature(function).parameters
 
@@ -249,9 +244,11 @@ def _plan(graph, node):
             # tinynet pads both sides alike (as PyTorch): the windows start at o*s - before either way,
             # so the ONNX pool is tinynet's with padding `before` and the rounding that gives its size
             # (for max-pooling: a window cut at the end and one padded with -inf hold the same maximum)
-            fits = [c for c in (False, True) if _pool_size(n, kk, ss, before, c) == target]
+            fits = [c for c in (False, True) if pool_output_size(n, kk, ss, before, c) == target]
             if op == "AveragePool" and (before != after or ceil_mode not in fits):
                 fits = []                  # the divisor would change: only what PyTorch's avg_pool2d means
+            if before > kk // 2:
+                fits = []                  # tinynet pads at most half the window (each window holds a pixel)
             if not fits:
                 _refuse(graph, node, f"attribute 'pads' = {list(a.get('pads', ()))} with ceil_mode={int(ceil_mode)}: "
                                      "no symmetric padding and rounding of tinynet's gives the same windows")
@@ -259,16 +256,12 @@ def _plan(graph, node):
             ceil.append(ceil_mode if ceil_mode in fits else fits[0])
         if ceil[0] != ceil[1]:
             _refuse(graph, node, f"attribute 'pads' = {list(a.get('pads', ()))}: the two axes need different rounding")
-        plain = padding == [0, 0] and not ceil[0] and k[0] == k[1] and s[0] == s[1]
-        if not plain and not _takes(F.max_pool2d, "ceil_mode"):
-            _refuse(graph, node, f"attributes 'pads' / 'ceil_mode' / a non-square window ({list(k)}, strides {list(s)}): "
-                                 "this tinynet's max_pool2d pools square unpadded windows with floor rounding")
         if op == "AveragePool":
             if not hasattr(F, "avg_pool2d"):
                 _refuse(graph, node, "this tinynet has no fixed-window average pool (F.avg_pool2d)")
             return _Plan(node, "avgpool", data, out, kernel_size=k, stride=s, padding=tuple(padding),
                          ceil_mode=ceil[0], count_include_pad=count_include_pad)
-        if plain:
+        if padding == [0, 0] and not ceil[0] and k[0] == k[1] and s[0] == s[1]:    # the paper's kind: as models/ writes it
             return _Plan(node, "maxpool", data, out, kernel_size=k[0], stride=s[0])
         return _Plan(node, "maxpool", data, out, kernel_size=k, stride=s, padding=tuple(padding), ceil_mode=ceil[0])
     if op == "GlobalAveragePool":
