@@ -352,3 +352,15 @@ def test_predict_and_show_filters_read_bvlc_alexnet_from_onnx(tmp_path, capsys):
     assert [t.shape for t in towers] == [(48, 3, 11, 11)] * 2
     png = show_filters.main(["--weights", str(path), "--out", str(tmp_path / "f.png"), "--dpi", "40"])
     assert Path(png).is_file()
+
+
+def test_opset_13_split_sizes_as_an_input_and_softmax_on_the_last_axis(tmp_path):
+    """Opset 13 moved Split's sizes from an attribute to an input and gave Softmax one axis (default -1)."""
+    nodes = [helper.make_node("Split", ["x", "sizes"], ["a", "b"], axis=1),
+             helper.make_node("Concat", ["b", "a"], ["c"], axis=1),
+             helper.make_node("Softmax", ["c"], ["y"])]
+    model = _graph(nodes, {"sizes": np.array([1, 4], np.int64)}, (2, 5), (2, 5), opset=13)
+    x = np.random.default_rng(0).standard_normal((2, 5)).astype(np.float32)
+    with tn.no_grad():
+        got = tn.onnx.load(_save(model, tmp_path))(tn.tensor(x)).numpy()
+    np.testing.assert_allclose(got, _run_ort(model, x)[0], rtol=1e-6)
