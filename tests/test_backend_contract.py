@@ -428,6 +428,35 @@ def test_padded_maxpool_equals_reference(backend, geometry, dtype, data):
     backend.assert_sum_equal(dx, ref.maxpool_backward(dy, argmax_ref, shape, k, s, p, ceil_mode), dtype)
 
 
+@SETTINGS
+@given(geometry=padded_pool_geometry(), count_include_pad=st.booleans(), dtype=DTYPES, data=st.data())
+def test_avgpool_equals_reference(backend, geometry, count_include_pad, dtype, data):
+    """Forward and backward, PyTorch's divisor with and without the padding, ceil_mode's windows
+    that stick out of the padded input."""
+    shape, k, s, p, ceil_mode = geometry
+    window = (k, s, p, ceil_mode, count_include_pad)
+    x = data.draw(arrays(shape, dtype))
+    y_ref = ref.avgpool_forward(x, *window)
+    backend.assert_close(backend.be.avgpool_forward(backend.put(x), *window), y_ref, dtype)
+    dy = data.draw(arrays(y_ref.shape, dtype))
+    backend.assert_close(backend.be.avgpool_backward(backend.put(dy), shape, *window),
+                         ref.avgpool_backward(dy, shape, *window), dtype)
+
+
+@settings(max_examples=20, deadline=None)
+@given(geometry=padded_pool_geometry(), count_include_pad=st.booleans(), seed=SEEDS)
+def test_avgpool_backward_is_adjoint_of_forward(backend, geometry, count_include_pad, seed):
+    """<avgpool(x), dy> = <x, avgpool_backward(dy)> in float64."""
+    shape, k, s, p, ceil_mode = geometry
+    window = (k, s, p, ceil_mode, count_include_pad)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    y = backend.get(backend.be.avgpool_forward(backend.put(x), *window))
+    dy = rng.standard_normal(y.shape)
+    dx = backend.get(backend.be.avgpool_backward(backend.put(dy), shape, *window))
+    assert np.isclose(np.vdot(y, dy), np.vdot(x, dx), rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------- adaptive average pooling
 
 @st.composite

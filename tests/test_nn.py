@@ -254,6 +254,9 @@ def test_softmax_and_loss_arguments_are_checked_by_name(call, message, rng):
     (lambda x: F.max_pool2d(x, 2, padding=-1), r"max_pool2d: padding must be non-negative, got -1"),
     (lambda x: F.max_pool2d(x, 2, ceil_mode="yes"), r"max_pool2d: ceil_mode must be True or False, got 'yes'"),
     (lambda x: F.max_pool2d(x, 7), r"max_pool2d: kernel height 7 is larger than the padded input height 5"),
+    (lambda x: F.avg_pool2d(x, 2, padding=2), r"avg_pool2d: padding 2 \(height\) must be at most half of kernel_size 2"),
+    (lambda x: F.avg_pool2d(x, 2, count_include_pad=None), r"avg_pool2d: count_include_pad must be True or False, got None"),
+    (lambda x: F.avg_pool2d(x, 2, stride=(1, 0)), r"avg_pool2d: stride must be positive, got \(1, 0\)"),
 ])
 def test_pool_arguments_are_checked_by_name(call, message):
     x = tn.tensor(np.zeros((1, 2, 5, 6)))
@@ -266,3 +269,10 @@ def test_maxpool_module_passes_padding_and_ceil_mode(rng):
     pool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
     assert np.array_equal(pool(x).numpy(), F.max_pool2d(x, 3, 2, 1, True).numpy())
     assert repr(pool) == "MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True)"
+
+
+def test_avgpool_module_passes_every_setting(rng):
+    x = tn.tensor(rng.standard_normal((1, 2, 8, 7)))
+    pool = nn.AvgPool2d((3, 2), 2, padding=1, ceil_mode=True, count_include_pad=False)
+    assert np.array_equal(pool(x).numpy(), F.avg_pool2d(x, (3, 2), 2, 1, True, False).numpy())
+    assert repr(pool) == "AvgPool2d(kernel_size=(3, 2), stride=2, padding=1, ceil_mode=True, count_include_pad=False)"

@@ -2,7 +2,7 @@
 across random stride, padding and groups, on every CPU backend."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import tinynet as tn
 import tinynet.functional as F
@@ -119,6 +119,7 @@ def pool_problem(draw):
 
 @settings(max_examples=40, deadline=None)
 @given(pool_problem())
+@example(dict(shape=(2, 3, 8, 8), seed=0, args=dict(kernel_size=(3, 2), stride=(2, 3), padding=(1, 1), ceil_mode=True)))
 def test_max_pool2d_with_padding_and_ceil_mode_matches_torch(any_device, prob):
     rng = np.random.default_rng(prob["seed"])
     size = int(np.prod(prob["shape"]))
@@ -127,6 +128,26 @@ def test_max_pool2d_with_padding_and_ceil_mode_matches_torch(any_device, prob):
     close(y.numpy(), yt, "max_pool2d forward")
     backward_both(y, yt, rng)
     close(host(x.grad), xt.grad, "max_pool2d dx")
+
+
+CEIL_PAST_THE_PADDING = dict(shape=(2, 3, 8, 8), seed=0,   # 5 x 5 windows; the last ones hold 2 padded rows, not 3
+                             args=dict(kernel_size=3, stride=2, padding=1, ceil_mode=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_problem(), st.booleans())
+@example(CEIL_PAST_THE_PADDING, True)
+@example(CEIL_PAST_THE_PADDING, False)
+def test_avg_pool2d_matches_torch(any_device, prob, count_include_pad):
+    """PyTorch's divisors: the padding counted or not, a ceil_mode window that runs past the padded
+    edge divided by its part inside the padded input."""
+    rng = np.random.default_rng(prob["seed"])
+    x, xt = pair_on(rng.standard_normal(prob["shape"]), any_device)
+    args = dict(prob["args"], count_include_pad=count_include_pad)
+    y, yt = F.avg_pool2d(x, **args), TF.avg_pool2d(xt, **args)
+    close(y.numpy(), yt, "avg_pool2d forward")
+    backward_both(y, yt, rng)
+    close(host(x.grad), xt.grad, "avg_pool2d dx")
 
 
 @settings(max_examples=30, deadline=None)

@@ -397,6 +397,36 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     return MaxPool2d.apply(x, k=k, s=s, padding=p, ceil_mode=bool(ceil_mode))
 
 
+class AvgPool2d(Function):
+    """y[n, c, y, x] = sum_{0 <= i < kh, 0 <= j < kw} xpad[n, c, y*sh + i, x*sw + j] / divisor[y, x]
+    (xpad: zero padding). Backward: each window hands dy / divisor to every pixel it covers."""
+
+    @staticmethod
+    def forward(ctx, x, window):
+        ctx.shapes = (x.shape, window)
+        return ctx.be.avgpool_forward(x, *window)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x_shape, window = ctx.shapes
+        return (ctx.be.avgpool_backward(dy, x_shape, *window),)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Average-pooling over kh x kw windows moved by stride (default: the kernel), as PyTorch's
+    avg_pool2d: kernel_size, stride and padding are ints or (h, w) pairs, zero padding up to half
+    the kernel, output size as max_pool2d's (ceil_mode included). Each window's sum is divided by
+    the number of its pixels inside the padded input (count_include_pad=True; a ceil_mode window's
+    part beyond the padding does not count) or inside x (count_include_pad=False):
+    shapes.pool_window_lengths."""
+    op = "avg_pool2d"
+    _check_tensor(x, "input", op, 4)
+    k, s, p = _pool_window(x, kernel_size, stride, padding, ceil_mode, op)
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(f"{op}: count_include_pad must be True or False, got {count_include_pad!r}")
+    return AvgPool2d.apply(x, window=(k, s, p, bool(ceil_mode), bool(count_include_pad)))
+
+
 class AdaptiveAvgPool2d(Function):
     """y[n, c, i, j] = mean of x[n, c, start_i:end_i, start_j:end_j],
     start_i = floor(i * H / oh), end_i = ceil((i + 1) * H / oh)   (likewise j over W)

@@ -235,6 +235,16 @@ def _pool_padding_ceil(rng, device, dtype):  # (3, 2) windows by (2, 3), -inf pa
     return lambda x: F.max_pool2d(x, (3, 2), (2, 3), padding=(1, 1), ceil_mode=True), [x]
 
 
+def _avg_pool(rng, device, dtype):  # 3 x 3 by 2, padding 1, ceil_mode: 5 x 5 on 8 x 8; the last windows run
+    x = _t(rng.standard_normal((2, 3, 8, 8)), device, dtype)   # past the padded edge (divisor 2 x 3, not 3 x 3)
+    return lambda x: F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True), [x]
+
+
+def _avg_pool_exclude_pad(rng, device, dtype):  # (3, 2) by (2, 1), padding (1, 1), divisors without the padding
+    x = _t(rng.standard_normal((2, 2, 6, 5)), device, dtype)
+    return lambda x: F.avg_pool2d(x, (3, 2), (2, 1), padding=(1, 1), count_include_pad=False), [x]
+
+
 def _lrn(rng, device, dtype):
     x = _t(rng.standard_normal((2, 7, 3, 3)), device, dtype)
     return lambda x: F.local_response_norm(x, size=5, alpha=0.5, beta=0.75, k=2.0), [x]
@@ -382,7 +392,8 @@ CASES = {
     "conv2d": _conv, "conv2d_stride4": _conv_stride4, "conv2d_per_side_padding": _conv_per_side,
     "conv2d_winograd": _conv_winograd, "conv2d_winograd_padding": _conv_winograd_padding,
     "conv2d_winograd_5x5": _conv_winograd_5x5,
-    "max_pool2d": _pool, "max_pool2d_padding_ceil_mode": _pool_padding_ceil, "adaptive_avg_pool2d": _adaptive_pool,
+    "max_pool2d": _pool, "max_pool2d_padding_ceil_mode": _pool_padding_ceil,
+    "avg_pool2d_padding_ceil_mode": _avg_pool, "avg_pool2d_exclude_padding": _avg_pool_exclude_pad, "adaptive_avg_pool2d": _adaptive_pool,
     "local_response_norm": _lrn, "relu": _relu, "dropout": _dropout, "linear": _linear,
     "softmax_cross_entropy": _xent, "softmax": _softmax, "log_softmax": _log_softmax, "nll_loss": _nll,
     "cross_entropy_weight_smoothing_ignore": _xent_options, "shape_ops": _shapes, "to": _to, "network": _network,

@@ -330,6 +330,21 @@ class MaxPool2d(Module):
         return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride}{extra})"
 
 
+class AvgPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def __repr__(self):
+        extra = (f", padding={self.padding}" if self.padding else "") + (", ceil_mode=True" if self.ceil_mode else "") \
+            + ("" if self.count_include_pad else ", count_include_pad=False")
+        return f"AvgPool2d(kernel_size={self.kernel_size}, stride={self.stride}{extra})"
+
+
 class AdaptiveAvgPool2d(Module):
     """Average-pool to a fixed output size (see functional.adaptive_avg_pool2d)."""
 

@@ -144,3 +144,61 @@ def maxpool_forward_padded(x, kh, kw, sh, sw, ph, pw, y, argmax):
                             where = i * w + j
                 y[b, ch, oy, ox] = best
                 argmax[b, ch, oy, ox] = where
+
+
+# Average pooling (F.avg_pool2d), the divisor of PyTorch's AvgPool2d:
+#     y[n, c, oy, ox] = sum of x over the window's pixels inside x / (len_h(oy) * len_w(ox))
+#     len(o) = min(o*s - p + k, size + p) - (o*s - p)         count_include_pad: padding counts
+#     len(o) = min(o*s - p + k, size) - max(o*s - p, 0)        otherwise: only pixels of x
+# The backward hands each window's dy / divisor to every pixel of x it covers, one (n, c) plane
+# per task (each task owns its plane of dx: no atomics, the same result on any thread count).
+
+@njit(cache=True, inline="always")
+def _window_length(o, k, s, p, size, count_include_pad):
+    start = o * s - p
+    end = min(start + k, size + p)
+    if not count_include_pad:
+        start, end = max(start, 0), min(end, size)
+    return end - start
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def avgpool_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
+    """x: float[N, C, H, W] -> y: float[N, C, oh, ow], in place."""
+    n, c, h, w = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    for task in prange(n * c):
+        b = task // c
+        ch = task % c
+        plane = x[b, ch]
+        for oy in range(oh):
+            h0 = oy * sh - ph
+            len_h = _window_length(oy, kh, sh, ph, h, count_include_pad)
+            for ox in range(ow):
+                w0 = ox * sw - pw
+                total = 0.0                  # float64
+                for i in range(max(h0, 0), min(h0 + kh, h)):
+                    for j in range(max(w0, 0), min(w0 + kw, w)):
+                        total += plane[i, j]
+                y[b, ch, oy, ox] = total / (len_h * _window_length(ox, kw, sw, pw, w, count_include_pad))
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def avgpool_backward(dy, kh, kw, sh, sw, ph, pw, count_include_pad, dx):
+    """dy: float[N, C, oh, ow] -> dx: float[N, C, H, W], in place."""
+    n, c, h, w = dx.shape
+    oh, ow = dy.shape[2], dy.shape[3]
+    for task in prange(n * c):
+        b = task // c
+        ch = task % c
+        out = dx[b, ch]                      # float[H, W], owned by this task
+        out[:, :] = 0
+        for oy in range(oh):
+            h0 = oy * sh - ph
+            len_h = _window_length(oy, kh, sh, ph, h, count_include_pad)
+            for ox in range(ow):
+                w0 = ox * sw - pw
+                g = dy[b, ch, oy, ox] / (len_h * _window_length(ox, kw, sw, pw, w, count_include_pad))
+                for i in range(max(h0, 0), min(h0 + kh, h)):
+                    for j in range(max(w0, 0), min(w0 + kw, w)):
+                        out[i, j] += g

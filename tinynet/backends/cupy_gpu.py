@@ -130,7 +130,8 @@ if not _tf32:
 # the values of a last template parameter: one instance each]).
 _KERNELS = {
     "im2col.cu": (("im2col", False), ("col2im", True)),
-    "pool.cu": (("maxpool_forward", True), ("maxpool_backward", True)),
+    "pool.cu": (("maxpool_forward", True), ("maxpool_backward", True), ("avgpool_forward", True),
+                ("avgpool_backward", True)),
     "adaptive_pool.cu": (("adaptive_avgpool_forward", True), ("adaptive_avgpool_backward", True)),
     "lrn.cu": (("lrn_forward", True), ("lrn_backward", True)),
     "elementwise.cu": (("cols_to_nchw", True), ("nchw_to_cols", True), ("relu_forward", True),
@@ -442,6 +443,40 @@ def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False)
         dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
         _launch("maxpool_backward", "pool.cu", "maxpool_backward", dx, (dy, argmax, dx), sizes=(dy.size,),
                 ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow))
+    return dx
+
+
+# ---------------------------------------------------------------- average pooling
+
+def avgpool_forward(x, k, s, padding, ceil_mode, count_include_pad):
+    """x (N, C, H, W) -> y (N, C, oh, ow): each window's sum over x / PyTorch's divisor"""
+    _ctype("avgpool_forward", x.dtype)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    with _on(x):
+        x = _c(x)
+        y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
+        _int32("avgpool_forward", plane=h * w)  # products the kernel forms in int
+        _launch("avgpool_forward", "pool.cu", "avgpool_forward", y, (x, y), sizes=(x.size,),
+                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow,
+                          count_include_pad=int(bool(count_include_pad))))
+    return y
+
+
+def avgpool_backward(dy, x_shape, k, s, padding, ceil_mode, count_include_pad):
+    """dy (N, C, oh, ow) -> dx (N, C, H, W): each pixel sums dy / divisor of the windows covering it"""
+    _ctype("avgpool_backward", dy.dtype)
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    _expect_shape("avgpool_backward", "dy", dy, (n, c, oh, ow))
+    with _on(dy):
+        dy = _c(dy)
+        dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
+        _launch("avgpool_backward", "pool.cu", "avgpool_backward", dx, (dy, dx), sizes=(dy.size,),
+                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow,
+                          count_include_pad=int(bool(count_include_pad))))
     return dx
 
 

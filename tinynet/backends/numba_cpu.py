@@ -184,6 +184,26 @@ def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False)
     return dx
 
 
+# ---------------------------------------------------------------- average pooling
+
+def avgpool_forward(x, k, s, padding, ceil_mode, count_include_pad):
+    """-> y (N, C, oh, ow): each window's sum over x / PyTorch's divisor"""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    _launch(_pool.avgpool_forward, _c(x), kh, kw, sh, sw, ph, pw, bool(count_include_pad), y)
+    return y
+
+
+def avgpool_backward(dy, x_shape, k, s, padding, ceil_mode, count_include_pad):
+    """-> dx (N, C, H, W): each pixel sums dy / divisor of the windows covering it"""
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    dx = np.empty(tuple(x_shape), dtype=dy.dtype)
+    _launch(_pool.avgpool_backward, _c(dy), kh, kw, sh, sw, ph, pw, bool(count_include_pad), dx)
+    return dx
+
+
 # ---------------------------------------------------------------- adaptive average pooling
 
 def adaptive_avgpool_forward(x, oh, ow):

@@ -220,6 +220,45 @@ def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False)
     return np.ascontiguousarray(dx.reshape(n, c, h + eh, w + ew)[:, :, :h, :w])
 
 
+# ---------------------------------------------------------------- average pooling
+
+def _avg_divisors(x_shape, k, s, padding, ceil_mode, count_include_pad, dtype):
+    """(oh, ow) array of each window's divisor, len_h[y] * len_w[x] (shapes.pool_window_lengths)."""
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), _ = _pool_grid(x_shape, k, s, padding, ceil_mode)
+    h, w = x_shape[2:]
+    len_h = pool_window_lengths(h, kh, sh, ph, oh, count_include_pad)
+    len_w = pool_window_lengths(w, kw, sw, pw, ow, count_include_pad)
+    return np.outer(len_h, len_w).astype(dtype)
+
+
+def avgpool_forward(x, k, s, padding, ceil_mode, count_include_pad):
+    """y[n, c, y, x] = sum_{0 <= i < kh, 0 <= j < kw} xpad[n, c, y*sh + i, x*sw + j] / divisor[y, x]
+
+    xpad: x with zeros around it (ph, pw on each side, and more below and right where a ceil_mode
+    window sticks out); the divisor counts the window's pixels inside the padded input
+    (count_include_pad) or inside x (PyTorch's AvgPool2d)."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), (eh, ew) = _pool_grid(x.shape, k, s, padding, ceil_mode)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)))
+    total = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            total += xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+    return total / _avg_divisors(x.shape, k, s, padding, ceil_mode, count_include_pad, x.dtype)
+
+
+def avgpool_backward(dy, x_shape, k, s, padding, ceil_mode, count_include_pad):
+    """dx[n, c, h, w] = sum over the windows (y, x) covering (h, w) of dy[n, c, y, x] / divisor[y, x]:
+    every offset (i, j) of a window hands it dy / divisor, and col2im gathers per input pixel (over
+    the input grown by (eh, ew), as maxpool_backward does)."""
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), (eh, ew) = _pool_grid(x_shape, k, s, padding, ceil_mode)
+    g = (dy / _avg_divisors(x_shape, k, s, padding, ceil_mode, count_include_pad, dy.dtype)).reshape(n * c, 1, 1, 1, oh, ow)
+    cols = np.broadcast_to(g, (n * c, kh, kw, 1, oh, ow)).reshape(n * c * kh * kw, oh * ow)
+    dx = col2im(cols, (1, n * c, h + eh, w + ew), kh, kw, (sh, sw), (ph, pw))
+    return np.ascontiguousarray(dx.reshape(n, c, h + eh, w + ew)[:, :, :h, :w])
+
+
 # ---------------------------------------------------------------- adaptive average pooling
 
 def _adaptive_avg_matrix(size, out, dtype):
