@@ -364,3 +364,23 @@ def test_opset_13_split_sizes_as_an_input_and_softmax_on_the_last_axis(tmp_path)
     with tn.no_grad():
         got = tn.onnx.load(_save(model, tmp_path))(tn.tensor(x)).numpy()
     np.testing.assert_allclose(got, _run_ort(model, x)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("pads, ceil_mode, count_include_pad, side", [
+    ([0, 0, 0, 0], 0, 0, 9),
+    ([1, 1, 1, 1], 0, 1, 9),      # the padding counted in the divisor
+    ([1, 1, 1, 1], 0, 0, 9),      # only the pixels counted
+    ([1, 1, 1, 1], 1, 0, 8),      # ceil_mode: the last window cut at the edge
+    ([1, 1, 1, 1], 1, 1, 8),
+])
+def test_average_pools_match_onnxruntime(tmp_path, pads, ceil_mode, count_include_pad, side):
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=pads,
+                            ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+    span = side + pads[0] + pads[2] - 3
+    out = (-(-span // 2) if ceil_mode else span // 2) + 1
+    model = _graph([node], {}, (2, 3, side, side), (2, 3, out, out))
+    x = np.random.default_rng(0).standard_normal((2, 3, side, side)).astype(np.float32)
+    (expected,) = _run_ort(model, x)
+    with tn.no_grad():
+        got = tn.onnx.load(_save(model, tmp_path))(tn.tensor(x)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)

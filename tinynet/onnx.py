@@ -257,8 +257,6 @@ def _plan(graph, node):
         if ceil[0] != ceil[1]:
             _refuse(graph, node, f"attribute 'pads' = {list(a.get('pads', ()))}: the two axes need different rounding")
         if op == "AveragePool":
-            if not hasattr(F, "avg_pool2d"):
-                _refuse(graph, node, "this tinynet has no fixed-window average pool (F.avg_pool2d)")
             return _Plan(node, "avgpool", data, out, kernel_size=k, stride=s, padding=tuple(padding),
                          ceil_mode=ceil[0], count_include_pad=count_include_pad)
         if padding == [0, 0] and not ceil[0] and k[0] == k[1] and s[0] == s[1]:    # the paper's kind: as models/ writes it
