@@ -3,7 +3,7 @@ graph walk that runs the backwards (as micrograd keeps Value and its backward to
 
 The imports run one way: tensor <- autograd (Function makes Tensors) <- functional (the ops).
 This module knows no op; functional.py attaches the few that read well as methods
-(x.to(device), x.reshape(...), x + y) to Tensor, next to their definitions.
+(x.to(device), x.reshape(...), x + y, x @ w, x.sum(), ...) to Tensor, next to their definitions.
 """
 import numpy as np
 
@@ -14,7 +14,8 @@ class Tensor:
     """x.data: the array (numpy.ndarray on cpu devices, cupy.ndarray on cuda);
     x.grad: an array of the same shape once backward() reached x (None before);
     x.requires_grad: whether gradients flow to x; x._node: the op that made x (None for leaves).
-    Methods x.to, x.reshape and + come from functional.py (see the module docstring)."""
+    Methods x.to, x.reshape and the arithmetic (+ - * / ** @, sum, mean, exp, log) come from
+    functional.py (see the module docstring)."""
 
     __slots__ = ("data", "grad", "requires_grad", "device", "_node", "name")
 
