@@ -203,6 +203,44 @@ def test_col2im_is_adjoint_of_im2col(backend, geometry, data):
     np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12 * np.sum(np.abs(cols * c)))
 
 
+@st.composite
+def dilated_conv_geometry(draw):
+    """(x_shape, kh, kw, stride, padding, dilation): taps 1 to 4 pixels apart, the window's span
+    dh*(kh - 1) + 1 fitting the padded input."""
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dh, dw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 14))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 14))
+    return (n, c, h, w), kh, kw, (sh, sw), (ph, pw), (dh, dw)
+
+
+@SETTINGS
+@given(geometry=dilated_conv_geometry(), dtype=DTYPES, data=st.data())
+def test_dilated_im2col_and_col2im_equal_reference(backend, geometry, dtype, data):
+    x_shape, kh, kw, stride, padding, dilation = geometry
+    x = data.draw(arrays(x_shape, dtype))
+    cols_ref = ref.im2col(x, kh, kw, stride, padding, dilation)
+    backend.assert_equal(backend.be.im2col(backend.put(x), kh, kw, stride, padding, dilation), cols_ref)
+    cols = data.draw(arrays(cols_ref.shape, dtype))
+    backend.assert_sum_equal(backend.be.col2im(backend.put(cols), x_shape, kh, kw, stride, padding, dilation),
+                             ref.col2im(cols, x_shape, kh, kw, stride, padding, dilation), dtype)
+
+
+@SETTINGS
+@given(geometry=dilated_conv_geometry(), seed=SEEDS)
+def test_dilated_col2im_is_adjoint_of_im2col(backend, geometry, seed):
+    x_shape, kh, kw, stride, padding, dilation = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape)
+    cols = backend.get(backend.be.im2col(backend.put(x), kh, kw, stride, padding, dilation))
+    c = rng.standard_normal(cols.shape)
+    dx = backend.get(backend.be.col2im(backend.put(c), x_shape, kh, kw, stride, padding, dilation))
+    np.testing.assert_allclose(np.sum(cols * c), np.sum(x * dx), rtol=1e-12, atol=1e-12 * np.sum(np.abs(cols * c)))
+
+
 # ---------------------------------------------------------------- Winograd F(2x2, r x r)
 
 @st.composite

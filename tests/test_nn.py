@@ -276,3 +276,28 @@ def test_avgpool_module_passes_every_setting(rng):
     pool = nn.AvgPool2d((3, 2), 2, padding=1, ceil_mode=True, count_include_pad=False)
     assert np.array_equal(pool(x).numpy(), F.avg_pool2d(x, (3, 2), 2, 1, True, False).numpy())
     assert repr(pool) == "AvgPool2d(kernel_size=(3, 2), stride=2, padding=1, ceil_mode=True, count_include_pad=False)"
+
+
+# ---------------------------------------------------------------- dilated convolution
+
+def test_dilation_runs_im2col_and_winograd_refuses_it_naming_both():
+    x = tn.tensor(np.zeros((1, 256, 9, 9)))
+    w = tn.tensor(np.zeros((8, 256, 3, 3)))
+    from tinynet.device import Device
+    assert F.conv_algorithm(Device("cpu"), w.shape, 1) == "winograd"           # 256 channels: Winograd's layer
+    assert F.conv_algorithm(Device("cpu"), w.shape, 1, dilation=2) == "im2col"  # but not dilated
+    assert F.conv2d(x, w, dilation=2).shape == (1, 8, 5, 5)
+    with pytest.raises(ValueError, match=r"conv2d: algorithm='winograd' needs dilation 1 \(got dilation \(2, 1\)\); "
+                                         r"use algorithm='im2col'"):
+        F.conv2d(x, w, dilation=(2, 1), algorithm="winograd")
+    with pytest.raises(ValueError, match=r"conv2d: dilation must be positive, got 0"):
+        F.conv2d(x, w, dilation=0)
+    with pytest.raises(ValueError, match=r"conv2d: kernel height 13 is larger than the padded input height 9"):
+        F.conv2d(x, w, dilation=6)
+
+
+def test_conv2d_module_passes_dilation(rng):
+    conv = nn.Conv2d(2, 3, 3, padding=2, dilation=2, dtype=np.float64)
+    x = tn.tensor(rng.standard_normal((1, 2, 6, 6)), dtype=np.float64)
+    assert np.array_equal(conv(x).numpy(), F.conv2d(x, conv.weight, conv.bias, padding=2, dilation=2).numpy())
+    assert "dilation=2" in repr(conv) and "dilation" not in repr(nn.Conv2d(2, 3, 3))

@@ -88,6 +88,23 @@ def test_conv2d_matches_torch(cpu_backend, prob):
         close(b.grad, bt.grad, "conv2d db")
 
 
+@settings(max_examples=40, deadline=None)
+@given(prob=conv_problem(), dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)))
+def test_dilated_conv2d_matches_torch(any_device, prob, dilation):
+    """Dilation int pairs with stride, padding and groups; the input grown so the dilated window fits."""
+    rng = np.random.default_rng(prob["seed"])
+    span = [d * (k - 1) + 1 for d, k in zip(dilation, prob["k"])]
+    hw = tuple(max(size, s - 2 * p) for size, s, p in zip(prob["hw"], span, prob["p"]))
+    x, xt = pair_on(rng.standard_normal((prob["n"], prob["c"]) + hw), any_device)
+    w, wt = pair_on(rng.standard_normal((prob["oc"], prob["c"] // prob["groups"]) + prob["k"]), any_device)
+    args = dict(stride=prob["s"], padding=prob["p"], groups=prob["groups"], dilation=dilation)
+    y, yt = F.conv2d(x, w, **args), TF.conv2d(xt, wt, **args)
+    close(y.numpy(), yt, "conv2d forward")
+    backward_both(y, yt, rng)
+    close(host(x.grad), xt.grad, "conv2d dx")
+    close(host(w.grad), wt.grad, "conv2d dw")
+
+
 @settings(max_examples=30, deadline=None)
 @given(k=st.integers(1, 4), s=st.integers(1, 4), h=st.integers(4, 13), w=st.integers(4, 13),
        seed=st.integers(0, 2**16))

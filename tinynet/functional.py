@@ -15,7 +15,7 @@ from . import config, winograd
 from . import random as tn_random
 from .autograd import Function
 from .device import as_device, transfer
-from .shapes import conv_output_size, padding_sides, pair, side_padding
+from .shapes import conv_output_size, effective_kernel, padding_sides, pair, side_padding
 from .tensor import Tensor, tensor
 
 
@@ -54,14 +54,17 @@ def _check_window_fits(size, kernel, padding, op, axis):
 
 # ================================================================= convolution
 
-def _check_winograd(w_shape, stride):
-    """tinynet's Winograd is F(2x2, 3x3) and F(2x2, 5x5): square 3 x 3 or 5 x 5 kernels moved by 1."""
+def _check_winograd(w_shape, stride, dilation=(1, 1)):
+    """tinynet's Winograd is F(2x2, 3x3) and F(2x2, 5x5): square 3 x 3 or 5 x 5 kernels moved by 1,
+    undilated."""
     kh, kw = w_shape[2:]
     why = []
     if kh != kw or kh not in winograd.KERNELS:
         why.append(f"a 3 x 3 or 5 x 5 kernel (got {kh} x {kw})")
     if stride != (1, 1):
         why.append(f"stride 1 (got stride {stride})")
+    if dilation != (1, 1):
+        why.append(f"dilation 1 (got dilation {dilation})")
     if why:
         raise ValueError(f"conv2d: algorithm='winograd' needs {' and '.join(why)}; use algorithm='im2col'")
 
@@ -99,7 +102,8 @@ KEEP_COLUMNS_BELOW = 64 * 2 ** 20   # bytes
 
 
 class Conv2d(Function):
-    """y[n, o] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] * xpad[n, c, y*sh + i, x*sw + j]
+    """y[n, o] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] * xpad[n, c, y*sh + i*dh, x*sw + j*dw]
+    (dilation (dh, dw): the kernel's taps dh rows and dw columns apart; 1 for an ordinary convolution)
 
     As im2col + GEMM, per group g (K = C/G * kh * kw rows of the columns matrix):
         cols = im2col(x)                      (C*kh*kw, N*oh*ow), viewed as (G, K, N*oh*ow)
@@ -111,13 +115,13 @@ class Conv2d(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, groups):
+    def forward(ctx, x, w, b, stride, padding, groups, dilation=(1, 1)):
         be, xp = ctx.be, ctx.xp
         n, _, h, w_in = x.shape
         oc, cg, kh, kw = w.shape
-        oh = conv_output_size(h, kh, stride[0], padding[0])
-        ow = conv_output_size(w_in, kw, stride[1], padding[1])
-        cols = be.im2col(x, kh, kw, stride, padding)            # (C*kh*kw, N*oh*ow)
+        oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+        ow = conv_output_size(w_in, kw, stride[1], padding[1], dilation[1])
+        cols = be.im2col(x, kh, kw, stride, padding, dilation)  # (C*kh*kw, N*oh*ow)
         cols_g = cols.reshape(groups, cg * kh * kw, n * oh * ow)  # (G, K, N*oh*ow)
         w_g = w.reshape(groups, oc // groups, cg * kh * kw)      # (G, oc/G, K)
         out = _grouped_matmul(xp, w_g, cols_g, groups)          # (G, oc/G, N*oh*ow)
@@ -125,7 +129,7 @@ class Conv2d(Function):
             ctx.save_for_backward(cols_g, w_g, None)
         else:                   # the backward makes it again from x, which is smaller by about kh*kw/(sh*sw)
             ctx.save_for_backward(None, w_g, x)
-        ctx.shapes = (x.shape, w.shape, stride, padding, groups)
+        ctx.shapes = (x.shape, w.shape, stride, padding, groups, dilation)
         return be.cols_to_nchw(out.reshape(oc, n * oh * ow), n, oh, ow, b)  # (N, oc, oh, ow)
 
     @staticmethod
@@ -133,21 +137,21 @@ class Conv2d(Function):
         be, xp = ctx.be, ctx.xp
         cols_g, w_g, x = ctx.saved
         ctx.saved = ()          # the graph is freed as it is walked (tensor._run_backward): see below
-        x_shape, w_shape, stride, padding, groups = ctx.shapes
+        x_shape, w_shape, stride, padding, groups, dilation = ctx.shapes
         oc, _, kh, kw = w_shape
         dy2 = be.nchw_to_cols(dy)                                # (oc, N*oh*ow)
         dy_g = dy2.reshape(groups, oc // groups, -1)             # (G, oc/G, N*oh*ow)
         dx = dw = db = None
         if ctx.needs_input_grad[1]:
             if cols_g is None:  # not kept (KEEP_COLUMNS_BELOW): the forward's matrix, to the bit
-                cols_g = be.im2col(x, kh, kw, stride, padding).reshape(groups, -1, dy2.shape[1])
+                cols_g = be.im2col(x, kh, kw, stride, padding, dilation).reshape(groups, -1, dy2.shape[1])
             dw = _weight_gradient(xp, dy_g, cols_g, groups).reshape(w_shape)
         # The columns matrix goes before dcols, its twin, is made: the backward's peak memory holds
         # one of the two, not both (conv2 at batch 32: 215 MiB less).
         del cols_g
         if ctx.needs_input_grad[0]:
             dcols = _grouped_matmul(xp, w_g.transpose(0, 2, 1), dy_g, groups)  # (G, K, N*oh*ow)
-            dx = be.col2im(dcols.reshape(-1, dy2.shape[1]), x_shape, kh, kw, stride, padding)
+            dx = be.col2im(dcols.reshape(-1, dy2.shape[1]), x_shape, kh, kw, stride, padding, dilation)
         if ctx.needs_input_grad[2]:
             db = dy2.sum(axis=1)
         return dx, dw, db
@@ -248,16 +252,17 @@ CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 WINOGRAD_MIN_CHANNELS = {3: 128, 5: 48}
 
 
-def conv_algorithm(device, w_shape, stride, algorithm="auto"):
+def conv_algorithm(device, w_shape, stride, algorithm="auto", dilation=1):
     """The algorithm conv2d runs for a weight of w_shape (oc, C/G, kh, kw) on `device`: `algorithm`
     itself unless it is "auto". "auto" follows TINYNET_CONV_ALGORITHM (config.conv_algorithm): by
     default Winograd on the CPU for 3 x 3 and 5 x 5 stride-1 layers with at least
     WINOGRAD_MIN_CHANNELS[r] input channels per group; "im2col" makes it im2col everywhere;
-    "winograd" makes it Winograd wherever Winograd applies."""
+    "winograd" makes it Winograd wherever Winograd applies. Winograd applies only undilated."""
     if algorithm != "auto":
         return algorithm
     _, cg, kh, kw = w_shape
-    applies = kh == kw and kh in winograd.KERNELS and tuple(pair(stride, "stride", "conv2d")) == (1, 1)
+    applies = kh == kw and kh in winograd.KERNELS and tuple(pair(stride, "stride", "conv2d")) == (1, 1) \
+        and tuple(pair(dilation, "dilation", "conv2d")) == (1, 1)
     rule = config.conv_algorithm()
     if rule == "auto":
         fast = applies and device.type == "cpu" and cg >= WINOGRAD_MIN_CHANNELS[kh]
@@ -265,7 +270,7 @@ def conv_algorithm(device, w_shape, stride, algorithm="auto"):
     return "winograd" if rule == "winograd" and applies else "im2col"
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto"):
+def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto", dilation=1):
     """2-D convolution (cross-correlation, as in every framework) of x (N, C, H, W) with
     w (oc, C/groups, kh, kw) and optional bias b (oc,). Output (N, oc, oh, ow) with
     oh = (H + top + bottom - kh) // sh + 1 (and likewise ow; shapes.conv_output_size).
@@ -277,6 +282,10 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto"):
         "winograd"  WinogradConv2d: F(2x2, r x r) on 2 x 2 output tiles, for 3 x 3 and 5 x 5
                     kernels moved by 1 (any padding, any groups): 16 multiplies per tile instead
                     of 36 (2.25x fewer), 36 instead of 100 (2.8x), plus the tile transforms
+
+    dilation: an int or (dh, dw), as PyTorch's: the kernel's taps dh rows and dw columns apart, so a
+    kh x kw kernel spans dh*(kh - 1) + 1 rows (shapes.effective_kernel); im2col only (Winograd is
+    undilated: "auto" picks im2col, "winograd" with a dilation is refused).
 
     padding: P, PyTorch's (ph, pw), or per side ((top, bottom), (left, right)) (shapes.padding_sides).
     A paper summary's "padding [1, 2]" (one before, two after) is ((1, 2), (1, 2)): conv1 on 224 px
@@ -293,6 +302,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto"):
         _check_tensor(b, "bias", op, 1)
     _check_same_dtype(op, input=x, weight=w, bias=b)
     stride = pair(stride, "stride", op, 1)
+    dilation = pair(dilation, "dilation", op, 1)
     sides = padding_sides(padding, op)
     if not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
@@ -309,18 +319,20 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto"):
         raise ValueError(f"{op}: bias has shape {b.shape}, expected ({oc},)")
     if algorithm not in CONV_ALGORITHMS:
         raise ValueError(f"{op}: algorithm={algorithm!r}, expected one of {', '.join(map(repr, CONV_ALGORITHMS))}")
-    algorithm = conv_algorithm(x.device, w.shape, stride, algorithm)
+    algorithm = conv_algorithm(x.device, w.shape, stride, algorithm, dilation)
     if algorithm == "winograd":
-        _check_winograd(w.shape, stride)
-    _check_window_fits(x.shape[2], kh, sides[0], op, "height")
-    _check_window_fits(x.shape[3], kw, sides[1], op, "width")
+        _check_winograd(w.shape, stride, dilation)
+    _check_window_fits(x.shape[2], effective_kernel(kh, dilation[0]), sides[0], op, "height")
+    _check_window_fits(x.shape[3], effective_kernel(kw, dilation[1]), sides[1], op, "width")
     symmetric = tuple(min(axis) for axis in sides)                       # (ph, pw) for im2col
     rest = tuple((before - m, after - m) for (before, after), m in zip(sides, symmetric))
     if rest != ((0, 0), (0, 0)):
         x = pad2d(x, rest)
     if algorithm == "winograd":
         return WinogradConv2d.apply(x, w, b, padding=symmetric, groups=int(groups))
-    return Conv2d.apply(x, w, b, stride=stride, padding=symmetric, groups=int(groups))
+    if dilation == (1, 1):
+        return Conv2d.apply(x, w, b, stride=stride, padding=symmetric, groups=int(groups))
+    return Conv2d.apply(x, w, b, stride=stride, padding=symmetric, groups=int(groups), dilation=dilation)
 
 
 class Pad2d(Function):

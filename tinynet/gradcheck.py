@@ -201,6 +201,13 @@ def _conv_per_side(rng, device, dtype):  # per-side padding: more before on one 
     return lambda x, w: F.conv2d(x, w, stride=2, padding=((2, 1), (1, 3))), [x, w]
 
 
+def _conv_dilated(rng, device, dtype):  # dilation (2, 3), stride (1, 2), grouped: 3 x 3 taps spanning 5 x 7
+    x = _t(rng.standard_normal((2, 4, 8, 9)), device, dtype)
+    w = _t(rng.standard_normal((4, 2, 3, 3)), device, dtype)
+    b = _t(rng.standard_normal(4), device, dtype)
+    return lambda x, w, b: F.conv2d(x, w, b, stride=(1, 2), padding=1, groups=2, dilation=(2, 3)), [x, w, b]
+
+
 def _conv_winograd(rng, device, dtype):  # F(2x2, 3x3), grouped, an odd output (7 x 6: the last tile row sticks out)
     x = _t(rng.standard_normal((2, 4, 7, 6)), device, dtype)
     w = _t(rng.standard_normal((6, 2, 3, 3)), device, dtype)
@@ -390,6 +397,7 @@ def _arith_sum_mean(rng, device, dtype):  # reductions over one axis, two axes, 
 
 CASES = {
     "conv2d": _conv, "conv2d_stride4": _conv_stride4, "conv2d_per_side_padding": _conv_per_side,
+    "conv2d_dilation": _conv_dilated,
     "conv2d_winograd": _conv_winograd, "conv2d_winograd_padding": _conv_winograd_padding,
     "conv2d_winograd_5x5": _conv_winograd_5x5,
     "max_pool2d": _pool, "max_pool2d_padding_ceil_mode": _pool_padding_ceil,

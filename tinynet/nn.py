@@ -256,7 +256,7 @@ class Conv2d(Module):
     built net: `for m in model.modules(): ...` or set_conv_algorithm(model, "im2col")."""
 
     def __init__(self, in_ch, out_ch, kernel_size, stride=1, padding=0, groups=1, bias=True,
-                 device="cpu", dtype=np.float32, weight_std=None, bias_value=0.0, algorithm="auto"):
+                 device="cpu", dtype=np.float32, weight_std=None, bias_value=0.0, algorithm="auto", dilation=1):
         super().__init__()
         if in_ch % groups or out_ch % groups:
             raise ValueError(f"Conv2d: in_ch={in_ch} and out_ch={out_ch} must both be divisible by groups={groups}")
@@ -264,6 +264,7 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: algorithm={algorithm!r}, expected one of {', '.join(map(repr, F.CONV_ALGORITHMS))}")
         kh, kw = pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride, self.padding, self.groups, self.algorithm = stride, padding, groups, algorithm
+        self.dilation = dilation
         self.in_channels, self.out_channels, self.kernel_size = in_ch, out_ch, (kh, kw)
         self.weight = _parameter((out_ch, in_ch // groups, kh, kw), device, dtype)
         self.bias = _parameter((out_ch,), device, dtype) if bias else None
@@ -275,12 +276,14 @@ class Conv2d(Module):
         _draw(self, self.in_channels // self.groups * kh * kw, weight_std, bias_value)
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups, self.algorithm)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups, self.algorithm,
+                        self.dilation)
 
     def __repr__(self):
         algorithm = "" if self.algorithm == "auto" else f", algorithm={self.algorithm!r}"
+        dilation = "" if self.dilation in (1, (1, 1)) else f", dilation={self.dilation}"
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, groups={self.groups}{algorithm})")
+                f"stride={self.stride}, padding={self.padding}, groups={self.groups}{dilation}{algorithm})")
 
 
 def set_conv_algorithm(model, algorithm):

@@ -1,7 +1,7 @@
 """im2col and col2im: a convolution becomes one GEMM (Chellapilla et al. 2006; Caffe's conv layer).
 
-    im2col:  cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i, x*sw + j]
-    col2im:  dxpad[n, c, y*sh + i, x*sw + j] += cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x]
+    im2col:  cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i*dh, x*sw + j*dw]
+    col2im:  dxpad[n, c, y*sh + i*dh, x*sw + j*dw] += cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x]
              for every tap (i, j) and output pixel (y, x); dx is dxpad without its border
              (the adjoint of im2col)
 
@@ -17,7 +17,9 @@ Each task first copies its input plane into a flat, zero-bordered scratch plane 
 sums into one and crops it at the end (col2im). With the border in memory every output pixel
 p of tap (i, j) reads one fixed offset from a table built once per call:
 
-    xpad_flat[i*Wp + j + where[p]],   where[p] = y*sh*Wp + x*sw      (Wp = W + 2pw)
+    xpad_flat[i*dh*Wp + j*dw + where[p]],   where[p] = y*sh*Wp + x*sw      (Wp = W + 2pw)
+
+(dh, dw: the dilation, 1 for an ordinary convolution).
 
 so the inner loop runs over p = 0 .. oh*ow - 1 with no branches, no slicing and no per-row
 bookkeeping. The planes are small (the small net's conv3-5 have 6 x 6 outputs, AlexNet's
@@ -49,7 +51,7 @@ def _inside(pad, r, ph, pw, wp, w):
 
 
 @njit(parallel=True, cache=True, fastmath=False)
-def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
+def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cols):
     """x: float[N, C, H, W] (C-contiguous) -> cols: float[C*kh*kw, N*oh*ow], written in place."""
     n, c, h, w = x.shape
     hp, wp = h + 2 * ph, w + 2 * pw
@@ -64,13 +66,13 @@ def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
         for i in range(kh):
             for j in range(kw):
                 row = cols[(ch * kh + i) * kw + j, b * p_out:(b + 1) * p_out]  # float[oh*ow]
-                tap = i * wp + j
+                tap = i * dh * wp + j * dw
                 for p in range(p_out):
                     row[p] = pad[tap + where[p]]
 
 
 @njit(parallel=True, cache=True, fastmath=False)
-def col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
+def col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dx):
     """cols: float[C*kh*kw, N*oh*ow] (C-contiguous) -> dx: float[N, C, H, W], written in place."""
     n, c, h, w = dx.shape
     hp, wp = h + 2 * ph, w + 2 * pw
@@ -83,7 +85,7 @@ def col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
         for i in range(kh):
             for j in range(kw):
                 row = cols[(ch * kh + i) * kw + j, b * p_out:(b + 1) * p_out]
-                tap = i * wp + j
+                tap = i * dh * wp + j * dw
                 for p in range(p_out):
                     pad[tap + where[p]] += row[p]
         for r in range(h):

@@ -3,8 +3,9 @@
 //
 // im2col, one thread per element of the columns matrix cols (C*kh*kw, N*oh*ow):
 //
-//     cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = x[n, c, y*sh + i - ph, x*sw + j - pw]
-//                                                  (0 where that falls in the padding)
+//     cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = x[n, c, y*sh + i*dh - ph, x*sw + j*dw - pw]
+//                                                  (0 where that falls in the padding; dh, dw:
+//                                                  the dilation, 1 for an ordinary convolution)
 //
 //   grid.x walks the columns q = (n*oh + y)*ow + x, grid.y the rows r = (c*kh + i)*kw + j, so a
 //   warp writes 32 consecutive entries of one row and the row's (c, i, j) is the same for the
@@ -16,8 +17,9 @@
 //                          and j = (w + pw) % sw, + sw, ... < kw   with x = (w + pw - j) / sw < ow
 //                      of cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x]
 //
-//   i <= h + ph keeps y >= 0. The taps are summed in ascending (i, j), the reference's order,
-//   so float32 sums round the same way.
+//   i <= h + ph keeps y >= 0. With dilation (dh, dw) the taps of a pixel are the i with
+//   (h + ph - i*dh) % sh == 0, found by trying each i < kh. The taps are summed in ascending
+//   (i, j), the reference's order, so float32 sums round the same way.
 //
 // T is float or double. I (int or long long) is the type of flat indices: the caller picks int
 // when every array of the call has fewer than 2^31 elements (32-bit division is much cheaper).
@@ -25,7 +27,7 @@
 template <typename T>
 __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols,
                        int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw,
-                       int oh, int ow, int ncols)
+                       int dh, int dw, int oh, int ow, int ncols)
 {
     // ncols <= 2^31 - 1 - 256 (the wrapper checks it), so q, which reaches ncols + 255 in the
     // last block, cannot wrap
@@ -39,8 +41,8 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols,
         const int j = r % kw;
         const int i = (r / kw) % kh;
         const int ch = r / (kw * kh);
-        const int hi = yo * sh + i - ph;
-        const int wi = xo * sw + j - pw;
+        const int hi = yo * sh + i * dh - ph;
+        const int wi = xo * sw + j * dw - pw;
         T v = T(0);
         if (hi >= 0 && hi < h && wi >= 0 && wi < w)
             v = x[((long long)(n * c + ch) * h + hi) * w + wi];
@@ -51,7 +53,7 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols,
 template <typename T, typename I>
 __global__ void col2im(const T* __restrict__ cols, T* __restrict__ dx, I total,
                        int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw,
-                       int oh, int ow, I ncols)
+                       int dh, int dw, int oh, int ow, I ncols)
 {
     const I idx = (I)blockIdx.x * blockDim.x + threadIdx.x;  // over dx (N, C, H, W)
     if (idx >= total) return;
@@ -64,14 +66,29 @@ __global__ void col2im(const T* __restrict__ cols, T* __restrict__ dx, I total,
     const int hp = hi + ph;
     const int wp = wi + pw;
     T sum = T(0);
-    for (int i = hp % sh; i < kh && i <= hp; i += sh) {
-        const int yo = (hp - i) / sh;
-        if (yo >= oh) continue;
-        const I row_base = (n * oh + yo) * ow;               // (n*oh + y)*ow
-        for (int j = wp % sw; j < kw && j <= wp; j += sw) {
-            const int xo = (wp - j) / sw;
-            if (xo >= ow) continue;
-            sum += cols[(I)((ch * kh + i) * kw + j) * ncols + row_base + xo];
+    if (dh == 1 && dw == 1) {                                // the taps of a pixel are sh (sw) apart
+        for (int i = hp % sh; i < kh && i <= hp; i += sh) {
+            const int yo = (hp - i) / sh;
+            if (yo >= oh) continue;
+            const I row_base = (n * oh + yo) * ow;           // (n*oh + y)*ow
+            for (int j = wp % sw; j < kw && j <= wp; j += sw) {
+                const int xo = (wp - j) / sw;
+                if (xo >= ow) continue;
+                sum += cols[(I)((ch * kh + i) * kw + j) * ncols + row_base + xo];
+            }
+        }
+    } else {
+        for (int i = 0; i < kh && i * dh <= hp; ++i) {
+            if ((hp - i * dh) % sh) continue;
+            const int yo = (hp - i * dh) / sh;
+            if (yo >= oh) continue;
+            const I row_base = (n * oh + yo) * ow;
+            for (int j = 0; j < kw && j * dw <= wp; ++j) {
+                if ((wp - j * dw) % sw) continue;
+                const int xo = (wp - j * dw) / sw;
+                if (xo >= ow) continue;
+                sum += cols[(I)((ch * kh + i) * kw + j) * ncols + row_base + xo];
+            }
         }
     }
     dx[idx] = sum;

@@ -9,8 +9,9 @@ compare each fast backend with reference.py, the readable version of every kerne
 Conventions shared by every kernel:
     arrays are the backend's own (`xp`'s); float32 or float64, and a result has its input's dtype
     images are (N, C, H, W): N images, C channels, H x W pixels; oc output channels
-    `stride` and `padding` of im2col / col2im are (h, w) pairs of ints; the window's output size
-    oh = conv_output_size(H, kh, sh, ph) (tinynet/shapes.py: (H - kh + 2 ph) // sh + 1)
+    `stride`, `padding` and `dilation` of im2col / col2im are (h, w) pairs of ints; the window's
+    output size oh = conv_output_size(H, kh, sh, ph, dh) (tinynet/shapes.py: (H - kh + 2 ph) // sh + 1
+    at dilation 1, kh replaced by dh*(kh - 1) + 1 otherwise)
 
 The columns matrix (im2col, col2im, the GEMM layout):
     row r = (c*kh + i)*kw + j holds input channel c seen at kernel offset (i, j);
@@ -36,20 +37,21 @@ class Backend(Protocol):
         numpy.random.default_rng takes it (an int, a list of ints or None)."""
 
     # ------------------------------------------------------------ convolution as a GEMM
-    def im2col(self, x, kh, kw, stride, padding):
-        """Unfold every kh x kw window of x into a column.
+    def im2col(self, x, kh, kw, stride, padding, dilation=(1, 1)):
+        """Unfold every kh x kw window of x into a column; dilation (dh, dw) spaces the window's
+        taps dh rows and dw columns apart (oh = conv_output_size(H, kh, sh, ph, dh)).
 
         x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow), with xpad = x padded by ph rows and pw columns
         of zeros on each side:
-            cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i, x*sw + j]"""
+            cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i*dh, x*sw + j*dw]"""
 
-    def col2im(self, cols, x_shape, kh, kw, stride, padding):
+    def col2im(self, cols, x_shape, kh, kw, stride, padding, dilation=(1, 1)):
         """The adjoint of im2col, computed as a gather (each input pixel sums the entries that
         copied it; no atomics, so the result does not depend on the thread count).
 
         cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W) = x_shape:
-            dx[n, c, h, w] = sum over (i, j) with (h + ph - i) % sh == 0 and (w + pw - j) % sw == 0
-                             of cols[(c*kh + i)*kw + j, (n*oh + (h + ph - i)//sh)*ow + (w + pw - j)//sw]
+            dx[n, c, h, w] = sum over (i, j) with (h + ph - i*dh) % sh == 0 and (w + pw - j*dw) % sw == 0
+                             of cols[(c*kh + i)*kw + j, (n*oh + (h + ph - i*dh)//sh)*ow + (w + pw - j*dw)//sw]
         (terms whose output pixel lies outside [0, oh) x [0, ow) are left out)."""
 
     def cols_to_nchw(self, out, n, oh, ow, bias=None):

@@ -232,18 +232,18 @@ _c = cupy.ascontiguousarray
 
 # ---------------------------------------------------------------- im2col / col2im
 
-def im2col(x, kh, kw, stride, padding):
+def im2col(x, kh, kw, stride, padding, dilation=(1, 1)):
     """x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow)"""
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     t = _ctype("im2col", x.dtype)
     rows, ncols = c * kh * kw, n * oh * ow
     if ncols > _INT32_MAX - _THREADS:  # checked before any copy or allocation
         raise ValueError(f"im2col: {ncols} columns (N*oh*ow = {n}*{oh}*{ow}) exceed the kernel's int column "
                          f"index (at most {_INT32_MAX - _THREADS}: a thread's index reaches the column count "
                          f"+ {_THREADS - 1}); use a smaller batch")
-    dims = _int32("im2col", C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+    dims = _int32("im2col", C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
                   oh=oh, ow=ow, columns=ncols)
     _int32("im2col", rows=rows, images_times_channels=n * c)  # products the kernel forms in int
     with _on(x):
@@ -255,11 +255,11 @@ def im2col(x, kh, kw, stride, padding):
     return cols
 
 
-def col2im(cols, x_shape, kh, kw, stride, padding):
+def col2im(cols, x_shape, kh, kw, stride, padding, dilation=(1, 1)):
     """cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W), the adjoint of im2col, as a gather"""
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x_shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     _ctype("col2im", cols.dtype)  # float32 or float64, checked before anything is allocated
     _expect_shape("col2im", "cols", cols, (c * kh * kw, n * oh * ow))
     with _on(cols):
@@ -268,7 +268,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
         _int32("col2im", rows=c * kh * kw)  # products the kernel forms in int
         ncols = _index(dx.size, cols.size)[1](n * oh * ow)   # an I, as the kernel's flat indices
         _launch("col2im", "im2col.cu", "col2im", dx, (cols, dx), sizes=(cols.size,), scalars=(ncols,),
-                ints=dict(C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow))
+                ints=dict(C=c, H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw, oh=oh, ow=ow))
     return dx
 
 

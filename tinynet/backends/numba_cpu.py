@@ -73,24 +73,26 @@ def _c(a):
 
 # ---------------------------------------------------------------- im2col / col2im
 
-def im2col(x, kh, kw, stride, padding):
+def im2col(x, kh, kw, stride, padding, dilation=(1, 1)):
     """x (N, C, H, W) -> cols (C*kh*kw, N*oh*ow)"""
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _launch(_im2col.im2col, _c(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), oh, ow, cols)
+    _launch(_im2col.im2col, _c(x), int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
+            oh, ow, cols)
     return cols
 
 
-def col2im(cols, x_shape, kh, kw, stride, padding):
+def col2im(cols, x_shape, kh, kw, stride, padding, dilation=(1, 1)):
     """cols (C*kh*kw, N*oh*ow) -> dx (N, C, H, W), the adjoint of im2col"""
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x_shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     dx = np.empty((n, c, h, w), dtype=cols.dtype)
     cols = _c(cols).reshape(c * kh * kw, n * oh * ow)
-    _launch(_im2col.col2im, cols, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), oh, ow, dx)
+    _launch(_im2col.col2im, cols, int(kh), int(kw), int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
+            oh, ow, dx)
     return dx
 
 

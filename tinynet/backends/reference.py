@@ -22,48 +22,48 @@ def default_rng(seed=None):
 
 # ---------------------------------------------------------------- im2col / col2im
 
-def im2col(x, kh, kw, stride, padding):
-    """Unfold the windows of x into columns.
+def im2col(x, kh, kw, stride, padding, dilation=(1, 1)):
+    """Unfold the windows of x into columns; a dilated window's taps are (dh, dw) pixels apart.
 
-    cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i, x*sw + j]
+    cols[(c*kh + i)*kw + j, (n*oh + y)*ow + x] = xpad[n, c, y*sh + i*dh, x*sw + j*dw]
     x: (N, C, H, W) -> cols: (C*kh*kw, N*oh*ow)
     """
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            window = xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]  # (N, C, oh, ow)
-            cols[:, i, j] = window.transpose(1, 0, 2, 3)              # (C, N, oh, ow)
+            window = xpad[:, :, i * dh:i * dh + sh * oh:sh, j * dw:j * dw + sw * ow:sw]  # (N, C, oh, ow)
+            cols[:, i, j] = window.transpose(1, 0, 2, 3)                              # (C, N, oh, ow)
     return cols.reshape(c * kh * kw, n * oh * ow)
 
 
-def _taps(size, kernel, stride, padding, out):
-    """For padded position p and kernel offset i: the output index (p - i) / stride, and
+def _taps(size, kernel, stride, padding, out, dilation=1):
+    """For padded position p and kernel tap i: the output index (p - i*dilation) / stride, and
     whether it exists (divides evenly, inside [0, out)). Returns (index, valid), each (kernel, size + 2*padding)."""
     p = np.arange(size + 2 * padding)[None, :]
     i = np.arange(kernel)[:, None]
-    q, r = np.divmod(p - i, stride)
+    q, r = np.divmod(p - i * dilation, stride)
     valid = (r == 0) & (q >= 0) & (q < out)
     return np.clip(q, 0, out - 1), valid
 
 
-def col2im(cols, x_shape, kh, kw, stride, padding):
+def col2im(cols, x_shape, kh, kw, stride, padding, dilation=(1, 1)):
     """The adjoint of im2col, written as a gather: each input pixel sums the entries of the
     columns matrix that copied it.
 
-    dx[n, c, h, w] = sum over (i, j) with (h + ph - i) % sh == 0 and (w + pw - j) % sw == 0
-                     of cols[(c*kh + i)*kw + j, (n*oh + (h + ph - i)//sh)*ow + (w + pw - j)//sw]
+    dx[n, c, h, w] = sum over (i, j) with (h + ph - i*dh) % sh == 0 and (w + pw - j*dw) % sw == 0
+                     of cols[(c*kh + i)*kw + j, (n*oh + (h + ph - i*dh)//sh)*ow + (w + pw - j*dw)//sw]
     cols: (C*kh*kw, N*oh*ow) -> dx: (N, C, H, W)
     """
-    (sh, sw), (ph, pw) = stride, padding
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x_shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     cols = cols.reshape(c, kh, kw, n, oh, ow)
-    ys, y_ok = _taps(h, kh, sh, ph, oh)   # (kh, H + 2ph)
-    xs, x_ok = _taps(w, kw, sw, pw, ow)   # (kw, W + 2pw)
+    ys, y_ok = _taps(h, kh, sh, ph, oh, dh)   # (kh, H + 2ph)
+    xs, x_ok = _taps(w, kw, sw, pw, ow, dw)   # (kw, W + 2pw)
     dxpad = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
