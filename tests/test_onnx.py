@@ -384,3 +384,15 @@ def test_average_pools_match_onnxruntime(tmp_path, pads, ceil_mode, count_includ
     with tn.no_grad():
         got = tn.onnx.load(_save(model, tmp_path))(tn.tensor(x)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_dilated_strided_grouped_conv_matches_onnxruntime(tmp_path):
+    rng = np.random.default_rng(0)
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[3, 2], dilations=[2, 3], strides=[1, 2],
+                            pads=[2, 1, 1, 3], group=2)
+    inits = {"w": rng.standard_normal((4, 2, 3, 2)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}
+    model = _graph([node], inits, (2, 4, 9, 10), (2, 4, 8, 6))
+    x = rng.standard_normal((2, 4, 9, 10)).astype(np.float32)
+    with tn.no_grad():
+        got = tn.onnx.load(_save(model, tmp_path))(tn.tensor(x)).numpy()
+    np.testing.assert_allclose(got, _run_ort(model, x)[0], rtol=1e-5, atol=1e-5)

@@ -140,13 +140,6 @@ class _Graph:
         return node.name or node.output[0]
 
 
-def _takes(function, argument):
-    """Whether a tinynet op takes an argument that the ops branch adds (conv2d's dilation): until it
-    is merged, load refuses what this tinynet lacks."""
-    import inspect
-    return argument in inspect.signature(function).parameters
-
-
 class _Plan:
     """What one node becomes: kind (conv, linear, relu, ...), the tinynet arguments, its inputs
     (the runtime ones), its outputs, and the arrays its layer takes."""
@@ -213,8 +206,6 @@ def _plan(graph, node):
         if shape[1] is not None and shape[1] != w.shape[1] * groups:
             _refuse(graph, node, f"input has {shape[1]} channels but the weight {w.shape} with group={groups} "
                                  f"expects {w.shape[1] * groups}")
-        if d != (1, 1) and not _takes(F.conv2d, "dilation"):
-            _refuse(graph, node, f"attribute 'dilations' = {list(d)}: this tinynet's conv2d has no dilation")
         if b is not None and b.shape != (w.shape[0],):
             _refuse(graph, node, f"bias has shape {b.shape}, expected ({w.shape[0]},)")
         padding = p if p[0][0] != p[0][1] or p[1][0] != p[1][1] else (p[0][0], p[1][0])
