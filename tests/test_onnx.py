@@ -396,3 +396,30 @@ def test_a_dilated_strided_grouped_conv_matches_onnxruntime(tmp_path):
     with tn.no_grad():
         got = tn.onnx.load(_save(model, tmp_path))(tn.tensor(x)).numpy()
     np.testing.assert_allclose(got, _run_ort(model, x)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_export_of_the_new_window_options_round_trips_through_onnxruntime(tmp_path):
+    """Dilated and per-side padded conv, padded ceil_mode max-pool, average pool without the
+    padding in the divisor, softmax: written, run by onnxruntime, loaded back."""
+    nn = tn.nn
+    tn.manual_seed(0)
+    net = nn.Sequential(
+        conv=nn.Conv2d(3, 4, 3, padding=((2, 1), (0, 2)), dilation=2), relu=nn.ReLU(),
+        pool=nn.MaxPool2d((3, 2), stride=2, padding=(1, 0), ceil_mode=True),
+        avg=nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+        flatten=nn.Flatten(), fc=nn.Linear(4 * 5 * 4, 6), softmax=nn.Softmax())
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    path = tn.onnx.export(net, tmp_path / "net.onnx", x.shape)
+    with tn.no_grad():
+        ours = net(tn.tensor(x)).numpy()
+        back = tn.onnx.load(path)
+        again = back(tn.tensor(x)).numpy()
+    np.testing.assert_allclose(_run_ort(onnx.load(str(path)), x)[0], ours, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again, ours, rtol=1e-6, atol=1e-7)
+    assert back.state_dict().keys() == net.state_dict().keys()
+
+
+def test_export_refuses_a_ceil_mode_window_that_onnx_and_pytorch_count_differently(tmp_path):
+    net = tn.nn.Sequential(pool=tn.nn.MaxPool2d(2, stride=2, padding=1, ceil_mode=True))
+    with pytest.raises(ValueError, match=r"pool \(MaxPool2d\) with ceil_mode drops a last window"):
+        tn.onnx.export(net, tmp_path / "pool.onnx", (1, 1, 7, 7))

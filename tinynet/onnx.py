@@ -229,9 +229,11 @@ def _plan(graph, node):
         ceil_mode = bool(a.get("ceil_mode", 0))
         count_include_pad = bool(a.get("count_include_pad", 0))
         padding, ceil = [], []
-        for n, kk, ss, (before, after) in zip(shape[2:], k, s, p):
+        inferred = graph.shapes.get(node.output[0]) or (None,) * 4
+        for n, kk, ss, (before, after), known in zip(shape[2:], k, s, p, inferred[2:]):
             span = n + before + after - kk
-            target = (-(-span // ss) if ceil_mode else span // ss) + 1       # ONNX's output size
+            # the output size the file's shapes give (ONNX's rounding rule for ceil_mode changed over opsets)
+            target = known or (-(-span // ss) if ceil_mode else span // ss) + 1
             # tinynet pads both sides alike (as PyTorch): the windows start at o*s - before either way,
             # so the ONNX pool is tinynet's with padding `before` and the rounding that gives its size
             # (for max-pooling: a window cut at the end and one padded with -inf hold the same maximum)
@@ -491,8 +493,8 @@ def _is_chain(graph, plans):
 # ================================================================= export
 
 def export(net, path, input_shape, name="tinynet"):
-    """Write `net` (a net of the registry: nn.Sequential trees of Conv2d, Linear, ReLU,
-    LocalResponseNorm, MaxPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Softmax) as an ONNX graph
+    """Write `net` (a net of the registry, or any nn.Sequential tree of Conv2d, Linear, ReLU,
+    LocalResponseNorm, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Softmax) as an ONNX graph
     (opset OPSET) for inputs of `input_shape` (N, C, H, W), in float32.
 
     Each node is named after its layer ("conv1", "features.0") and each initializer after the
@@ -583,11 +585,19 @@ class _Writer:
             self.node("Split", [x_name], f"{name}.split", outputs=towers, axis=1, split=[x.shape[1] // m.groups] * m.groups)
             normed = [self.node("LRN", [t], f"{name}.lrn{g}", **attrs) for g, t in enumerate(towers)]
             return self.node("Concat", normed, name, axis=1), y
+        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            _check_ceil_windows(m, name, x.shape[2:])
         if isinstance(m, nn.MaxPool2d):
             k, s = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
             p = _pair(getattr(m, "padding", 0))
             return self.node("MaxPool", [x_name], name, kernel_shape=list(k), strides=list(s),
                              pads=[p[0], p[1], p[0], p[1]], ceil_mode=int(bool(getattr(m, "ceil_mode", False)))), y
+        if isinstance(m, nn.AvgPool2d):
+            k, s = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
+            p = _pair(m.padding)
+            return self.node("AveragePool", [x_name], name, kernel_shape=list(k), strides=list(s),
+                             pads=[p[0], p[1], p[0], p[1]], ceil_mode=int(bool(m.ceil_mode)),
+                             count_include_pad=int(bool(m.count_include_pad))), y
         if isinstance(m, nn.AdaptiveAvgPool2d):
             (h, w), (oh, ow) = x.shape[2:], y.shape[2:]
             if (h, w) == (oh, ow):                   # at this input size the layer copies its input
@@ -599,6 +609,20 @@ class _Writer:
         raise ValueError(f"onnx.export: layer {name or 'net'} is a {type(m).__name__}, which tinynet cannot write as "
                          "ONNX (the two-tower alexnet2012: merge its towers into tn.models.alexnet first, "
                          "tn.models.merge_towers)")
+
+
+def _check_ceil_windows(m, name, sizes):
+    """ceil_mode where PyTorch's rule drops a last window that would start in the right padding:
+    ONNX's shape formula keeps that window (onnxruntime's kernel drops it), so the file's shapes
+    would contradict what runs; refuse it rather than write such a file."""
+    if not m.ceil_mode:
+        return
+    k, s = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
+    for n, kk, ss, pp in zip(sizes, k, s, _pair(m.padding)):
+        if pool_output_size(n, kk, ss, pp, True) != -(-(n + 2 * pp - kk) // ss) + 1:
+            raise ValueError(f"onnx.export: {name} ({type(m).__name__}) with ceil_mode drops a last window that would "
+                             f"start in the padding (input {n}, kernel {kk}, stride {ss}, padding {pp}); ONNX's shape "
+                             "formula keeps it, so the file would contradict itself")
 
 
 def _pair(v):
