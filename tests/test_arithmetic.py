@@ -120,7 +120,8 @@ def test_python_numbers_and_arrays_on_either_side_are_constants_of_the_tensors_d
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6)
     y.sum().backward()
     t = torch.tensor(x_np, requires_grad=True)
-    ((2 - t) * 3 + torch.tensor(row) / t - 1 / (t + 1) + (torch.tensor(row) + t) + torch.ones(2, dtype=torch.float64) @ t).sum().backward()
+    row_t, ones_t = torch.tensor(row), torch.ones(2, dtype=torch.float64)
+    ((2 - t) * 3 + row_t / t - 1 / (t + 1) + (row_t + t) + ones_t @ t).sum().backward()
     np.testing.assert_allclose(x.grad, t.grad.numpy(), rtol=1e-5)
 
 

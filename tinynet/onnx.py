@@ -564,7 +564,8 @@ class _Writer:
                              pads=[top, left, bottom, right], group=m.groups, dilations=list(dilation)), y
         if isinstance(m, nn.Linear):
             if x.ndim != 2:
-                raise ValueError(f"onnx.export: {name} (Linear) reads a {x.ndim}-D input {x.shape}; Gemm takes (N, features)")
+                raise ValueError(f"onnx.export: {name} (Linear) reads a {x.ndim}-D input {x.shape}; "
+                                 "Gemm takes (N, features)")
             inputs = [x_name, self.constant(f"{name}.weight", m.weight.numpy())]
             if m.bias is not None:
                 inputs.append(self.constant(f"{name}.bias", m.bias.numpy()))
