@@ -3,6 +3,7 @@
     python examples/predict.py --checkpoint checkpoints/alexnet-small-fashion-mnist/checkpoint.npz shoe.jpg
     python examples/predict.py --checkpoint alexnet.npz --dataset imagefolder --classes names.txt photo.jpg
     python examples/predict.py --weights alexnet-owt-7be5be79.pth --image cat.jpg
+    python examples/predict.py --weights bvlcalexnet-12.onnx --image cat.jpg
 
 --weights reads a PyTorch state_dict (torch.save's .pth, through tn.load_torch: no PyTorch needed,
 and nothing in the file runs). torchvision's ImageNet-trained AlexNet is
@@ -11,7 +12,8 @@ AlexNet_Weights.IMAGENET1K_V1, 244 MB): its 1000 classes are named from
 tinynet/data/imagenet_classes.txt, and the image is prepared as torchvision prepares it (shorter
 side 256, centre 224 x 224 crop, ImageNet's mean and std). d2l's AlexNet ("0.weight" ... "20.bias")
 is recognised too; d2l trains on plain [0, 1] pixels: --dataset fashion-mnist-raw (the default for
-its .pth files).
+its .pth files). An .onnx file goes through tn.onnx.load; BVLC's Caffe AlexNet (the ONNX model
+zoo's bvlcalexnet-12.onnx) sees the image as Caffe prepared it (CAFFE_BGR_MEAN).
 
 The checkpoint is either a model's state_dict as `module.save(path)` writes it (an .npz with one
 array per parameter: "conv1.weight", ...) or a training checkpoint of tinynet.train (its
@@ -241,6 +243,37 @@ def class_names(num_classes, dataset, path=None):
     return [f"class {i}" for i in range(num_classes)]
 
 
+# Caffe's preprocessing for BVLC's AlexNet: the image resized to 256 x 256, the centre crop the graph
+# takes (227, or 224 in the ONNX export), BGR channel order, 0-255 less ILSVRC 2012's mean per channel
+CAFFE_BGR_MEAN = (104.0, 117.0, 123.0)
+
+
+def caffe_input(source, side):
+    """(1, 3, side, side) float32 as Caffe's BVLC AlexNet reads an image."""
+    from PIL import Image
+    with Image.open(source) as img:
+        array = np.asarray(img.convert("RGB").resize((256, 256), Image.BILINEAR), dtype=np.float32)
+    top = (256 - side) // 2
+    bgr = array[top:top + side, top:top + side, ::-1] - np.array(CAFFE_BGR_MEAN, np.float32)
+    return bgr.transpose(2, 0, 1)[None].copy()
+
+
+def predict_onnx(path, image, device="cpu"):
+    """Top-5 of an ONNX net (tn.onnx.load): Caffe's preprocessing for BVLC's AlexNet."""
+    model = tn.onnx.load(path, device)
+    if not model.onnx_caffe:
+        raise ValueError(f"{path}: only BVLC's Caffe AlexNet is classified from an .onnx file here "
+                         "(its preprocessing is known)")
+    side = model.onnx_input_shape[2]
+    probs = probabilities(model, tn.tensor(caffe_input(image, side), device=device))
+    names = class_names(len(probs), "imagenet")
+    print(f"BVLC AlexNet (Caffe, from {os.path.basename(path)}): {os.path.basename(image)} seen as 3 x {side} x {side}, BGR")
+    top = np.argsort(-probs)[:TOP]
+    for rank, i in enumerate(top, 1):
+        print(f"{rank}. {names[i]:<20} {probs[i]:7.2%}")
+    return [(names[i], float(probs[i])) for i in top]
+
+
 def probabilities(model, x):
     """Softmax of the logits of a batch of one, as a float64 NumPy vector."""
     with tn.no_grad():
@@ -255,7 +288,8 @@ def main(argv=None):
     parser.add_argument("--image", dest="image_flag", metavar="IMAGE", help="the same, as a flag")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="module.save() .npz or a training checkpoint")
-    source.add_argument("--weights", help="a PyTorch state_dict .pth (torchvision's or d2l's AlexNet)")
+    source.add_argument("--weights", help="a PyTorch state_dict .pth (torchvision's or d2l's AlexNet), "
+                        "or BVLC's AlexNet as .onnx")
     parser.add_argument("--model", choices=MODELS, default="auto")
     parser.add_argument("--dataset", choices=("auto",) + tuple(DATASETS), default="auto",
                         help="what the net was trained on: fixes the pre-processing and the class names")
@@ -266,6 +300,11 @@ def main(argv=None):
     image = args.image_flag or args.image
     if not image or (args.image_flag and args.image):
         parser.error("give one image, as IMAGE or --image IMAGE")
+    if args.weights and args.weights.endswith(".onnx"):
+        try:
+            return predict_onnx(args.weights, image, args.device)
+        except (OSError, ValueError) as err:
+            parser.exit(2, f"predict: {err}\n")
     try:
         state = tn.load_torch(args.weights) if args.weights else read_state_dict(args.checkpoint)
         model, name, shape = model_from_state_dict(state, args.model, args.device)

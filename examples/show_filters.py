@@ -3,10 +3,13 @@
     python examples/show_filters.py --checkpoint run/alexnet.npz --out filters.png
     python examples/show_filters.py --untrained --out filters_init.png
     python examples/show_filters.py --weights alexnet-owt-7be5be79.pth --out torchvision_conv1.png
+    python examples/show_filters.py --weights bvlcalexnet-12.onnx --out bvlc_conv1.png
 
 --weights reads a PyTorch state_dict (tn.load_torch): torchvision's ImageNet AlexNet
 (https://download.pytorch.org/models/alexnet-owt-7be5be79.pth) has one tower, so its 64 conv1
-filters are drawn as one panel; so are d2l's 96 one-channel filters.
+filters are drawn as one panel; so are d2l's 96 one-channel filters. An .onnx file goes through
+tn.onnx.load: BVLC's Caffe AlexNet (the ONNX model zoo's bvlcalexnet-12) keeps the paper's two
+towers, and its conv1 (which reads BGR) is drawn in RGB.
 
 In the paper the 48 kernels learned on GPU 1 (top) are largely colour-agnostic and the 48 on
 GPU 2 (bottom) largely colour-specific (section 6.1). In the one-device grouped net the towers
@@ -44,6 +47,17 @@ def conv1_towers(state):
     w = np.asarray(state["conv1.weight"])
     half = w.shape[0] // 2
     return [w[:half], w[half:]]
+
+
+def read_weights(path):
+    """The state_dict of a PyTorch .pth or an .onnx file; Caffe's conv1 (BGR) turned to RGB to draw."""
+    if not path.endswith(".onnx"):
+        return tn.load_torch(path)
+    net = tn.onnx.load(path)
+    state = net.state_dict()
+    if net.onnx_caffe:
+        state["conv1.weight"] = state["conv1.weight"][:, ::-1].copy()
+    return state
 
 
 def untrained_state(model_name, init, seed):
@@ -106,7 +120,7 @@ def main(argv=None):
         title = f"conv1 filters of an untrained {args.model} ({args.init} init, seed {args.seed})"
     else:
         path = args.weights or args.checkpoint
-        state = tn.load_torch(path) if args.weights else read_state_dict(path)
+        state = read_weights(path) if args.weights else read_state_dict(path)
         title = f"conv1 filters of {os.path.basename(path)}"
     out = draw(conv1_towers(state), title, args.out, args.dpi)
     print(f"wrote {out}")

@@ -642,9 +642,14 @@ _METHODS = {"astype", "reshape", "ravel", "flatten", "transpose", "swapaxes", "s
             "argsort", "sort"}
 
 
+def _operator_result(result):
+    """NumPy turns 0-d arithmetic into a NumPy scalar; CuPy keeps a 0-d device array."""
+    return _wrap(np.asarray(result) if isinstance(result, np.generic) else result)
+
+
 def _binary(name):
     def op(self, other):
-        return _wrap(getattr(self._a, name)(_unwrap(other, name)))
+        return _operator_result(getattr(self._a, name)(_unwrap(other, name)))
     op.__name__ = name
     return op
 
@@ -656,7 +661,7 @@ for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"
 for _form in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
     setattr(ndarray, _form, _binary(_form))
 for _form in ("__neg__", "__pos__", "__abs__", "__invert__"):
-    setattr(ndarray, _form, (lambda f: lambda self: _wrap(getattr(self._a, f)()))(_form))
+    setattr(ndarray, _form, (lambda f: lambda self: _operator_result(getattr(self._a, f)()))(_form))
 ndarray.__hash__ = None
 ndarray.__matmul__ = lambda self, other: _matmul(self, other)       # TF32 applies to `a @ b` too
 ndarray.__rmatmul__ = lambda self, other: _matmul(other, self)

@@ -4,7 +4,7 @@
     import tinynet.functional as F
     x = tn.tensor(array, device="cpu", requires_grad=True)
 """
-from . import autograd, functional, models, nn, optim, random
+from . import autograd, functional, models, nn, onnx, optim, random   # onnx: the package is imported on use
 from .autograd import Function, no_grad
 from .device import Device, device, get_backend
 from .random import manual_seed

@@ -16,7 +16,7 @@ from . import random as tn_random
 from .autograd import Function
 from .device import as_device, transfer
 from .shapes import conv_output_size, effective_kernel, padding_sides, pair, side_padding
-from .tensor import Tensor
+from .tensor import Tensor, tensor
 
 
 # ================================================================= argument checks
@@ -828,41 +828,6 @@ def flatten(x):
     return reshape(x, (x.shape[0], -1))
 
 
-class Add(Function):
-    """y = a + b (b broadcast to a's shape); da = dy, db = dy summed over the broadcast axes
-    (the adjoint of broadcast is sum)."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.b_shape = b.shape
-        return a + b
-
-    @staticmethod
-    def backward(ctx, dy):
-        db = dy
-        extra = dy.ndim - len(ctx.b_shape)
-        if extra:
-            db = db.sum(axis=tuple(range(extra)))
-        axes = tuple(i for i, s in enumerate(ctx.b_shape) if s == 1 and db.shape[i] != 1)
-        if axes:
-            db = db.sum(axis=axes, keepdims=True)
-        return dy, db
-
-
-def add(a, b):
-    """Elementwise sum; b may broadcast to a's shape (e.g. a bias)."""
-    _check_tensor(a, "a", "add")
-    _check_tensor(b, "b", "add")
-    _check_same_dtype("add", a=a, b=b)
-    try:
-        shape = np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        shape = None
-    if shape != a.shape:
-        raise ValueError(f"add: shape {b.shape} does not broadcast to {a.shape}")
-    return Add.apply(a, b)
-
-
 class Concat(Function):
     """y = [x_1, x_2, ...] stacked along an axis; dx_k = the slice of dy that x_k filled"""
 
@@ -927,6 +892,320 @@ def split(x, sections, axis=1):
     return [Slice.apply(x, axis=axis, start=a, stop=b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+# ================================================================= tensor arithmetic
+# x + y, x - y, x * y, x / y, x ** k, x @ w, -x, x.sum(), x.mean(), x.exp(), x.log(): what a learner
+# writes a loss with. NumPy's broadcasting rules, on the device's own array module (NumPy or CuPy).
+
+def unbroadcast(grad, shape):
+    """The adjoint of broadcasting an array of `shape` up to grad.shape: sum grad over the leading
+    axes broadcasting added and over the axes it stretched from 1 (the adjoint of broadcast is sum).
+    Summed with keepdims and reshaped, so a 0-d result is still an array of the device."""
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(extra + i for i, s in enumerate(shape) if s == 1 and grad.shape[extra + i] != 1)
+    return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad
+
+
+class Add(Function):
+    """y = a + b;  da = unbroadcast(dy),  db = unbroadcast(dy)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = a.shape, b.shape
+        return a + b
+
+    @staticmethod
+    def backward(ctx, dy):
+        a_shape, b_shape = ctx.shapes
+        return unbroadcast(dy, a_shape), unbroadcast(dy, b_shape)
+
+
+class Sub(Function):
+    """y = a - b;  da = unbroadcast(dy),  db = -unbroadcast(dy)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = a.shape, b.shape
+        return a - b
+
+    @staticmethod
+    def backward(ctx, dy):
+        a_shape, b_shape = ctx.shapes
+        return unbroadcast(dy, a_shape), -unbroadcast(dy, b_shape)
+
+
+class Mul(Function):
+    """y = a * b;  da = unbroadcast(dy * b),  db = unbroadcast(dy * a)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b = ctx.saved
+        da = unbroadcast(dy * b, a.shape) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(dy * a, b.shape) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Div(Function):
+    """y = a / b;  da = unbroadcast(dy / b),  db = unbroadcast(-dy * a / b^2)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b = ctx.saved
+        da = unbroadcast(dy / b, a.shape) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(-dy * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Pow(Function):
+    """y = x ** k for a constant k;  dx = dy * k * x ** (k - 1)"""
+
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.save_for_backward(x)
+        ctx.k = k
+        return (x ** k).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,), k = ctx.saved, ctx.k
+        if k == 0:
+            return (ctx.xp.zeros_like(dy),)
+        return ((dy * (k * x ** (k - 1))).astype(dy.dtype, copy=False),)
+
+
+class Neg(Function):
+    """y = -x;  dx = -dy"""
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (-dy,)
+
+
+class Exp(Function):
+    """y = e^x;  dx = dy * y"""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (dy * ctx.saved[0],)
+
+
+class Log(Function):
+    """y = ln x;  dx = dy / x"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log(x)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (dy / ctx.saved[0],)
+
+
+class MatMul(Function):
+    """y = a @ b (NumPy's matmul: 1-D operands become a row or a column, leading axes broadcast);
+    da = dy @ b^T,  db = a^T @ dy  (each unbroadcast over the leading axes)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return ctx.xp.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b = ctx.saved
+        xp = ctx.xp
+        a2 = a.reshape(1, -1) if a.ndim == 1 else a              # (..., m, k)
+        b2 = b.reshape(-1, 1) if b.ndim == 1 else b              # (..., k, n)
+        dy2 = dy.reshape(dy.shape[:-1] + (1,) + dy.shape[-1:]) if a.ndim == 1 else dy
+        dy2 = dy2.reshape(dy2.shape + (1,)) if b.ndim == 1 else dy2   # (..., m, n)
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = unbroadcast(xp.matmul(dy2, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            db = unbroadcast(xp.matmul(xp.swapaxes(a2, -1, -2), dy2), b2.shape).reshape(b.shape)
+        return da, db
+
+
+class Sum(Function):
+    """y = sum of x over `axes`;  dx = dy broadcast back over them (the adjoint of sum is broadcast)"""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdims):
+        ctx.x_shape = x.shape
+        ctx.kept = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
+        ctx.y_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)   # keepdims: 0-d stays an array
+        return x.sum(axis=axes, keepdims=True).reshape(ctx.kept if keepdims else ctx.y_shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (ctx.xp.broadcast_to(dy.reshape(ctx.kept), ctx.x_shape).copy(),)
+
+
+class Mean(Function):
+    """y = mean of x over `axes` (n elements each);  dx = dy / n broadcast back over them"""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdims):
+        ctx.x_shape = x.shape
+        ctx.kept = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
+        ctx.y_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)   # keepdims: 0-d stays an array
+        ctx.n = int(np.prod([x.shape[i] for i in axes]))
+        return x.mean(axis=axes, keepdims=True).reshape(ctx.kept if keepdims else ctx.y_shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (ctx.xp.broadcast_to(dy.reshape(ctx.kept) / ctx.n, ctx.x_shape).copy(),)
+
+
+def _operands(op, a, b):
+    """(a, b) as two Tensors on one device with one dtype. One of them is a Tensor; the other may
+    be a Python number or an array, which becomes a constant of the Tensor's device and dtype."""
+    t = a if isinstance(a, Tensor) else b
+    _check_tensor(t, "a" if t is a else "b", op)
+
+    def constant(value, name):
+        if isinstance(value, Tensor):
+            _check_tensor(value, name, op)
+            return value
+        if not (isinstance(value, numbers.Real) or hasattr(value, "shape")):
+            raise TypeError(f"{op}: {name} must be a Tensor, a number or an array, got {type(value).__name__}")
+        return tensor(value, device=t.device, dtype=t.dtype)
+
+    a, b = constant(a, "a"), constant(b, "b")
+    _check_same_dtype(op, a=a, b=b)
+    return a, b
+
+
+def _broadcast_shape(op, a, b):
+    try:
+        return np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast (NumPy's rules: "
+                         "trailing axes equal or 1)") from None
+
+
+def add(a, b):
+    """a + b, broadcast as NumPy broadcasts; a number or an array is a constant."""
+    a, b = _operands("add", a, b)
+    _broadcast_shape("add", a, b)
+    return Add.apply(a, b)
+
+
+def sub(a, b):
+    """a - b, broadcast as NumPy broadcasts."""
+    a, b = _operands("sub", a, b)
+    _broadcast_shape("sub", a, b)
+    return Sub.apply(a, b)
+
+
+def mul(a, b):
+    """a * b elementwise, broadcast as NumPy broadcasts."""
+    a, b = _operands("mul", a, b)
+    _broadcast_shape("mul", a, b)
+    return Mul.apply(a, b)
+
+
+def div(a, b):
+    """a / b elementwise, broadcast as NumPy broadcasts."""
+    a, b = _operands("div", a, b)
+    _broadcast_shape("div", a, b)
+    return Div.apply(a, b)
+
+
+def power(x, k):
+    """x ** k for a constant exponent k (a Python number)."""
+    _check_tensor(x, "input", "power")
+    if isinstance(k, bool) or not isinstance(k, numbers.Real):
+        raise TypeError(f"power: the exponent must be a Python number, got {type(k).__name__}")
+    return Pow.apply(x, k=float(k))
+
+
+def neg(x):
+    """-x"""
+    _check_tensor(x, "input", "neg")
+    return Neg.apply(x)
+
+
+def exp(x):
+    """e ** x elementwise"""
+    _check_tensor(x, "input", "exp")
+    return Exp.apply(x)
+
+
+def log(x):
+    """The natural logarithm elementwise (nan below 0, -inf at 0, as NumPy)."""
+    _check_tensor(x, "input", "log")
+    return Log.apply(x)
+
+
+def matmul(a, b):
+    """a @ b with NumPy's rules: (m, k) @ (k, n) -> (m, n); 1-D operands are a row (a) or a
+    column (b); leading axes broadcast."""
+    a, b = _operands("matmul", a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must be at least 1-D, got shapes {a.shape} and {b.shape}")
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if a.shape[-1] != k_b:
+        raise ValueError(f"matmul: a has {a.shape[-1]} columns but b has {k_b} rows "
+                         f"(a.shape={a.shape}, b.shape={b.shape})")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: the leading axes of {a.shape} and {b.shape} do not broadcast") from None
+    return MatMul.apply(a, b)
+
+
+def _axes(op, axis, ndim):
+    """axis (None: all, an int, or a tuple of ints, negative from the end) as a sorted tuple."""
+    if axis is None:
+        return tuple(range(ndim))
+    listed = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    axes = []
+    for a in listed:
+        if not isinstance(a, numbers.Integral) or not -ndim <= a < ndim:
+            raise ValueError(f"{op}: axis {a!r} is out of range for a {ndim}-D tensor")
+        axes.append(int(a) % ndim)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: axis {axis} names an axis twice")
+    return tuple(sorted(axes))
+
+
+def _sum_method(x, axis=None, keepdims=False):
+    """x.sum(axis=None, keepdims=False): the sum over `axis` (None: every axis, giving a scalar),
+    as NumPy's sum. (A method only: a module-level `sum` would hide Python's in this module.)"""
+    _check_tensor(x, "input", "sum")
+    return Sum.apply(x, axes=_axes("sum", axis, x.ndim), keepdims=bool(keepdims))
+
+
+def _mean_method(x, axis=None, keepdims=False):
+    """x.mean(axis=None, keepdims=False): the mean over `axis` (None: every axis), as NumPy's mean."""
+    _check_tensor(x, "input", "mean")
+    axes = _axes("mean", axis, x.ndim)
+    if any(x.shape[i] == 0 for i in axes):
+        raise ValueError(f"mean: input has shape {x.shape}; the mean over axis {axis} of no elements is undefined")
+    return Mean.apply(x, axes=axes, keepdims=bool(keepdims))
+
+
 # ================================================================= devices
 
 class To(Function):
@@ -967,4 +1246,20 @@ def _reshape_method(self, *shape):
 
 Tensor.to = to
 Tensor.reshape = _reshape_method
-Tensor.__add__ = Tensor.__radd__ = add
+Tensor.__array_ufunc__ = None    # array + x: NumPy declines, so Python calls x.__radd__ (not + per element)
+Tensor.__add__ = add
+Tensor.__radd__ = lambda self, other: add(other, self)
+Tensor.__sub__ = sub
+Tensor.__rsub__ = lambda self, other: sub(other, self)
+Tensor.__mul__ = mul
+Tensor.__rmul__ = lambda self, other: mul(other, self)
+Tensor.__truediv__ = div
+Tensor.__rtruediv__ = lambda self, other: div(other, self)
+Tensor.__pow__ = power
+Tensor.__matmul__ = matmul
+Tensor.__rmatmul__ = lambda self, other: matmul(other, self)
+Tensor.__neg__ = neg
+Tensor.sum = _sum_method
+Tensor.mean = _mean_method
+Tensor.exp = exp
+Tensor.log = log

@@ -348,6 +348,53 @@ def _network(rng, device, dtype):
     return net, [x, w1, b1, w2, w3]
 
 
+def _arith_add_sub(rng, device, dtype):  # broadcasting both ways: (3, 1, 4) against (2, 1)
+    a = _t(rng.standard_normal((3, 1, 4)), device, dtype)
+    b = _t(rng.standard_normal((2, 1)), device, dtype)
+    return lambda a, b: (a + b) - b * 0.5 - (1.0 - a), [a, b]
+
+
+def _arith_mul(rng, device, dtype):  # b's leading axis added and its second stretched
+    a = _t(rng.standard_normal((2, 3, 4)), device, dtype)
+    b = _t(rng.standard_normal((1, 4)), device, dtype)
+    return lambda a, b: a * b * 2.0, [a, b]
+
+
+def _arith_div(rng, device, dtype):  # the divisor kept away from 0, broadcast along rows
+    a = _t(rng.standard_normal((3, 4)), device, dtype)
+    b = _t(_away_from_zero(rng, (3, 1), margin=0.5), device, dtype)
+    return lambda a, b: a / b + 1.0 / b, [a, b]
+
+
+def _arith_pow(rng, device, dtype):  # a fractional, a negative and an integer exponent
+    x = _t(rng.uniform(0.5, 2.0, (3, 4)), device, dtype)
+    return lambda x: x ** 1.5 + x ** -2 + x ** 3, [x]
+
+
+def _arith_neg_exp_log(rng, device, dtype):
+    x = _t(rng.uniform(0.2, 2.0, (3, 5)), device, dtype)
+    return lambda x: (-x).exp() + x.log(), [x]
+
+
+def _arith_matmul(rng, device, dtype):  # (2, 3, 4) @ (4, 5): b's gradient sums over the batch axis
+    a = _t(rng.standard_normal((2, 3, 4)), device, dtype)
+    b = _t(rng.standard_normal((4, 5)), device, dtype)
+    return lambda a, b: a @ b, [a, b]
+
+
+def _arith_matmul_vector(rng, device, dtype):  # 1-D operands: a row on the left, a column on the right
+    v = _t(rng.standard_normal(3), device, dtype)
+    m = _t(rng.standard_normal((3, 4)), device, dtype)
+    u = _t(rng.standard_normal(4), device, dtype)
+    return lambda v, m, u: (v @ m) * (m @ u).sum(), [v, m, u]
+
+
+def _arith_sum_mean(rng, device, dtype):  # reductions over one axis, two axes, all, with and without keepdims
+    x = _t(rng.standard_normal((2, 3, 4)), device, dtype)
+    return (lambda x: x.sum(axis=1) * x.mean(axis=(0, 2)).sum() + x.mean(axis=-2, keepdims=True).sum(axis=1)
+            + x.sum() * x.mean()), [x]
+
+
 CASES = {
     "conv2d": _conv, "conv2d_stride4": _conv_stride4, "conv2d_per_side_padding": _conv_per_side,
     "conv2d_dilation": _conv_dilated,
@@ -359,6 +406,9 @@ CASES = {
     "softmax_cross_entropy": _xent, "softmax": _softmax, "log_softmax": _log_softmax, "nll_loss": _nll,
     "cross_entropy_weight_smoothing_ignore": _xent_options, "shape_ops": _shapes, "to": _to, "network": _network,
     "local_response_norm_even_size": _lrn_even,
+    "arith_add_sub": _arith_add_sub, "arith_mul": _arith_mul, "arith_div": _arith_div, "arith_pow": _arith_pow,
+    "arith_neg_exp_log": _arith_neg_exp_log, "arith_matmul": _arith_matmul,
+    "arith_matmul_vector": _arith_matmul_vector, "arith_sum_mean": _arith_sum_mean,
 }
 
 

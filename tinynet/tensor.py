@@ -3,7 +3,7 @@ graph walk that runs the backwards (as micrograd keeps Value and its backward to
 
 The imports run one way: tensor <- autograd (Function makes Tensors) <- functional (the ops).
 This module knows no op; functional.py attaches the few that read well as methods
-(x.to(device), x.reshape(...), x + y) to Tensor, next to their definitions.
+(x.to(device), x.reshape(...), x + y, x @ w, x.sum(), ...) to Tensor, next to their definitions.
 """
 import numpy as np
 
@@ -14,7 +14,8 @@ class Tensor:
     """x.data: the array (numpy.ndarray on cpu devices, cupy.ndarray on cuda);
     x.grad: an array of the same shape once backward() reached x (None before);
     x.requires_grad: whether gradients flow to x; x._node: the op that made x (None for leaves).
-    Methods x.to, x.reshape and + come from functional.py (see the module docstring)."""
+    Methods x.to, x.reshape and the arithmetic (+ - * / ** @, sum, mean, exp, log) come from
+    functional.py (see the module docstring)."""
 
     __slots__ = ("data", "grad", "requires_grad", "device", "_node", "name", "_hooks")
 
@@ -38,8 +39,11 @@ class Tensor:
         return self.shape[0]
 
     def __repr__(self):
+        """tensor([[1., 2.]], device='cpu:0', dtype=float32, requires_grad=True), as PyTorch writes it;
+        large tensors summarised with NumPy's rules (first and last three along each axis)."""
+        values = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         grad = ", requires_grad=True" if self.requires_grad else ""
-        return f"Tensor(shape={self.shape}, dtype={self.dtype}, device={self.device}{grad})"
+        return f"tensor({values}, device='{self.device}', dtype={self.dtype}{grad})"
 
     # ------------------------------------------------------------ moving data out
     def numpy(self):
