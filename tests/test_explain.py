@@ -193,16 +193,28 @@ def open_page(driver, path):
 
 def click_unit(driver, layer, tower, c, y, x):
     """Click channel c's unit (y, x) on the canvas of `layer`'s tower, as a learner's mouse would."""
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     canvas = driver.find_element(By.ID, f"map-{layer}-t{tower}")
     tile_h, tile_w, scale = json.loads(canvas.get_attribute("data-tile"))
     cols, k = int(canvas.get_attribute("data-cols")), c - int(canvas.get_attribute("data-c0"))
-    px = (k % cols) * tile_w + x * scale + scale / 2
-    py = (k // cols) * tile_h + y * scale + scale / 2
+    px = (k % cols) * tile_w + x * scale
+    py = (k // cols) * tile_h + y * scale
+    click_at(driver, canvas, px, py, scale)
+    shown = driver.find_element(By.ID, "unit-value").get_attribute("data-unit")
+    assert shown == f"{layer},{c},{y},{x}", f"clicked {layer} ({c}, {y}, {x}) but the page selected {shown}"
+
+
+def click_at(driver, canvas, px, py, scale):
+    """Click the canvas pixel (px, py) of a unit `scale` pixels wide. WebDriver offsets count from
+    the element's in-view centre, floor((left + right) / 2) in the viewport, and the canvas may sit
+    at a fractional position: aim at the middle of the unit from there."""
+    from selenium.webdriver.common.action_chains import ActionChains
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
-    w, h = int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))
-    ActionChains(driver).move_to_element_with_offset(canvas, int(px - w / 2), int(py - h / 2)).click().perform()
+    r = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]", canvas)
+    cx, cy = math.floor((r[0] + r[2]) / 2), math.floor((r[1] + r[3]) / 2)
+    dx = math.floor(r[0] + px + scale / 2) - cx
+    dy = math.floor(r[1] + py + scale / 2) - cy
+    ActionChains(driver).move_to_element_with_offset(canvas, dx, dy).click().perform()
 
 
 def number(driver, css):
@@ -271,7 +283,6 @@ def test_top5_on_the_page_are_tinynets(driver, small_page):
 
 @pytest.mark.browser
 def test_input_gradients_on_the_page_are_tinynets_backward(driver, small_page):
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     path, data, (_, _, dx) = small_page
     open_page(driver, path)
@@ -279,8 +290,8 @@ def test_input_gradients_on_the_page_are_tinynets_backward(driver, small_page):
     w, h = int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))
     scale = w // dx.shape[2]
     for y, x in [(10, 12), (14, 14), (20, 8)]:
-        ActionChains(driver).move_to_element_with_offset(canvas, int((x + 0.5) * scale - w / 2),
-                                                         int((y + 0.5) * scale - h / 2)).click().perform()
+        click_at(driver, canvas, x * scale, y * scale, scale)
+        assert driver.find_element(By.ID, "pixel-table").get_attribute("data-pixel") == f"{y},{x}"
         cells = driver.find_elements(By.CSS_SELECTOR, "#pixel-table td[data-value]")
         np.testing.assert_allclose([float(c.get_attribute("data-value")) for c in cells], dx[:, y, x], rtol=1e-5, atol=1e-9)
 

@@ -36,9 +36,9 @@ from ..data import transforms
 from ..shapes import padding_sides, pair
 from ..tensor import tensor
 
-# Conv weights go on the page (float32, for the written-out sums of any unit) while their total
-# stays under this many bytes: the paper net's conv1 and conv2 (1.4 MB), not conv3..conv5 (6.6 MB
-# more), which would take the 224 x 224 page past its 15 MB target.
+# Conv weights go on the page (float32, for the written-out sums of any unit), conv1 first, until
+# the next layer's would pass this many bytes: the paper net's conv1 and conv2 (1.4 MB), not
+# conv3..conv5 (8.0 MB more), which would take the 224 x 224 page past its 15 MB target.
 WEIGHT_BUDGET = 4 * 2**20
 TOP_CONTRIBUTIONS = 8           # fully connected units: the largest |w_j x_j| written out
 DATASET = "fashion-mnist"       # what the main job trains on, and so what its checkpoints know
@@ -283,6 +283,7 @@ def layer_record(entry, row, rf, towers, weight_room):
             weight_room[0] -= nbytes
             rec["weight"] = _f32(layer.weight.data)
         else:
+            weight_room[0] = 0          # the layers above keep theirs off the page too
             rec["weight_left_out"] = nbytes
         rec["bias"] = _f32(layer.bias.data) if layer.bias is not None else None
     elif isinstance(layer, nn.LocalResponseNorm):
