@@ -32,9 +32,9 @@ def sample_image(side=28, seed=3):
     return img
 
 
-def page_data(model, side=28, channels=1, target=None, model_name="alexnet-small"):
+def page_data(model, side=28, channels=1, target=None, model_name="alexnet-small", log=(), log_path=None):
     return explain.build_page_data(model_name, model, side, channels, 10, "untrained: test net", sample_image(),
-                                   1, NAMES, target, mean=(0.3,), std=(0.35,))
+                                   1, NAMES, target, mean=(0.3,), std=(0.35,), log=log, log_path=log_path)
 
 
 def reference(model, x, target):
@@ -320,3 +320,20 @@ def test_paper_net_at_224_conv2_of_tower_2_in_the_browser(driver, tmp_path):
     outs, _, _ = reference(model, x, data["target"])
     open_page(driver, path)
     check_conv2_tower2(driver, outs, None, 200, 13, 9, 96)
+
+
+@pytest.mark.browser
+def test_training_curves_per_layer_statistics_and_warnings_of_a_diagnose_log(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+    from test_diagnose import run
+    _, warnings, records = run(tmp_path, zero=True, epochs=2)          # zero weights: the loss and dead warnings
+    path = tmp_path / "page.html"
+    path.write_text(explain.render(page_data(small_net(), log=records, log_path="log.jsonl")))
+    open_page(driver, path)
+    assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []
+    table = driver.find_element(By.ID, "diagnose-table")
+    names = [r.find_elements(By.TAG_NAME, "td")[0].text for r in table.find_elements(By.TAG_NAME, "tr")[1:]]
+    assert names == list(records[-1]["diagnose"][-1]["layers"])
+    shown = driver.find_element(By.ID, "diagnose-warnings").text
+    assert warnings and all(w in shown for w in warnings)
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#training svg polyline")) >= 4

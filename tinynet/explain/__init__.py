@@ -493,6 +493,12 @@ def load_image(args, side_channels):
     return images[args.index], int(labels[args.index]), names, (mean, std)
 
 
+def imagenet_names():
+    """The 1000 ImageNet class names (tinynet/data/imagenet_classes.txt), for 1000-class weights."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "imagenet_classes.txt")) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
 def parse_class(value, names):
     if value is None:
         return None
@@ -531,7 +537,7 @@ def main(argv=None):
         model, side, channels, classes, source = load_model(args.model, checkpoint, args.weights)
         image, label, names, (mean, std) = load_image(args, channels)
         if classes != len(names):
-            names = [f"class {i}" for i in range(classes)]
+            names = imagenet_names() if classes == 1000 else [f"class {i}" for i in range(classes)]
         target = parse_class(args.cls, names)
         log_path = args.log or (default_log(args.model) if os.path.exists(default_log(args.model)) else None)
         if args.log and not os.path.exists(args.log):
