@@ -39,9 +39,11 @@ def page_data(model, side=28, channels=1, target=None, model_name="alexnet-small
 
 def reference(model, x, target):
     """One ordinary forward and backward of the whole net: each layer's output, the probabilities
-    (the engine's backward of the loss gives softmax - onehot) and the input's gradient."""
+    (the engine's backward of the loss gives softmax - onehot), the input's and conv1's weight gradient."""
     net, _ = explain.one_device_net(model)
     net.eval()
+    for p in net.parameters():
+        p.grad = None
     xt = tn.tensor(x[None], requires_grad=True)
     outs, cur = {}, xt
     for name, layer in explain.leaves(net):
@@ -49,7 +51,7 @@ def reference(model, x, target):
         outs[name] = cur.data[0].copy()
     logits = cur.data[0].copy()
     F.softmax_cross_entropy(cur, np.array([target])).backward()
-    return outs, logits, xt.grad[0]
+    return outs, logits, xt.grad[0], np.asarray(net.conv1.weight.grad)
 
 
 def inflate(s, dtype="<f4"):
@@ -62,10 +64,13 @@ def test_page_data_holds_the_values_of_one_ordinary_forward_and_backward():
     model = small_net()
     data = page_data(model)
     x = inflate(data["input"]["values"]).reshape(data["input"]["shape"])
-    outs, logits, dx = reference(model, x, data["target"])
+    outs, logits, dx, conv1_grad = reference(model, x, data["target"])
     for rec in data["layers"]:
         np.testing.assert_array_equal(inflate(rec["values"]).reshape(rec["shape"]), outs[rec["name"]], err_msg=rec["name"])
     np.testing.assert_allclose(inflate(data["input"]["grad"]).reshape(dx.shape), dx, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(inflate(data["conv1"]["grad"]).reshape(data["conv1"]["shape"]), conv1_grad,
+                               rtol=1e-5, atol=1e-7)
+    assert all(p.requires_grad for p in model.parameters())        # the page left the net as it found it
     assert data["pred"] == int(np.argmax(logits))
     z = logits.astype(np.float64)
     p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
@@ -147,6 +152,36 @@ def test_command_line_errors_name_the_flag(capsys):
     with pytest.raises(explain.ExplainError, match="--class 'Hat'"):
         explain.parse_class("Hat", ["Coat", "Bag"])
     assert explain.parse_class("bag", ["Coat", "Bag"]) == 1
+
+
+def test_a_training_checkpoint_loads_with_its_run_settings_and_the_header_says_trained(tmp_path, monkeypatch):
+    from tinynet.train.checkpoint import write_checkpoint
+    model = small_net(width=8, seed=5)
+    path = tmp_path / "checkpoints" / "alexnet-small-fashion-mnist" / "checkpoint.npz"
+    path.parent.mkdir(parents=True)
+    settings = {"model": "alexnet-small", "width": 8, "image_size": 28, "dropout": 0.25}
+    write_checkpoint(path, model.state_dict(), tn.optim.SGD(model.parameters(), lr=0.1).state_dict(),
+                     {"epoch": 3, "step": 0, "settings": settings})
+    monkeypatch.chdir(tmp_path)
+    assert explain.default_checkpoint("alexnet-small") == os.path.relpath(path, tmp_path)
+    loaded, side, channels, classes, source = explain.load_model("alexnet-small", explain.default_checkpoint("alexnet-small"))
+    assert (side, channels, classes) == (28, 1, 10) and source.startswith("trained") and "after epoch 3" in source
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[name], value)
+    with pytest.raises(explain.ExplainError, match="holds a alexnet-small net, not d2l"):
+        explain.load_model("d2l", str(path))
+
+
+def test_pytorch_weights_load_through_load_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    model = explain._registry()["alexnet-small"][0](10, {})[0]
+    path = tmp_path / "small.pth"
+    torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in model.state_dict().items()}, path)
+    loaded, _, _, classes, source = explain.load_model("alexnet-small", weights=str(path))
+    assert classes == 10 and source == f"weights from {path}"
+    np.testing.assert_array_equal(loaded.state_dict()["conv2.weight"], model.state_dict()["conv2.weight"])
+    with pytest.raises(explain.ExplainError, match="do not fit"):
+        explain.load_model("d2l", weights=str(path))
 
 
 @pytest.mark.slow
@@ -261,7 +296,7 @@ def check_conv2_tower2(driver, outs, layer_names, c, y, x, pool_channels):
 
 @pytest.mark.browser
 def test_clicking_a_conv2_unit_of_tower_2_shows_tinynets_value_and_outlines_tower_2_only(driver, small_page):
-    path, data, (outs, _, _) = small_page
+    path, data, (outs, _, _, _) = small_page
     open_page(driver, path)
     c = data["layers"][4]["shape"][0] - 3                                   # a filter of tower 2
     pool1 = next(r for r in data["layers"] if r["name"] == "pool1")["shape"][0]
@@ -272,7 +307,7 @@ def test_clicking_a_conv2_unit_of_tower_2_shows_tinynets_value_and_outlines_towe
 @pytest.mark.browser
 def test_top5_on_the_page_are_tinynets(driver, small_page):
     from selenium.webdriver.common.by import By
-    path, data, (_, logits, _) = small_page
+    path, data, (_, logits, _, _) = small_page
     open_page(driver, path)
     rows = driver.find_elements(By.CSS_SELECTOR, "#top5 tr.top5-row")
     z = logits.astype(np.float64)
@@ -284,7 +319,7 @@ def test_top5_on_the_page_are_tinynets(driver, small_page):
 @pytest.mark.browser
 def test_input_gradients_on_the_page_are_tinynets_backward(driver, small_page):
     from selenium.webdriver.common.by import By
-    path, data, (_, _, dx) = small_page
+    path, data, (_, _, dx, _) = small_page
     open_page(driver, path)
     canvas = driver.find_element(By.ID, "saliency-canvas")
     w, h = int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))
@@ -298,7 +333,7 @@ def test_input_gradients_on_the_page_are_tinynets_backward(driver, small_page):
 
 @pytest.mark.browser
 def test_an_lrn_units_written_out_computation_reproduces_its_value(driver, small_page):
-    path, data, (outs, _, _) = small_page
+    path, data, (outs, _, _, _) = small_page
     open_page(driver, path)
     for tower, c in [(1, 1), (2, data["layers"][0]["shape"][0] - 1)]:      # a window cut by a tower's edge
         click_unit(driver, "lrn1", tower, c, 14, 13)
@@ -317,7 +352,7 @@ def test_paper_net_at_224_conv2_of_tower_2_in_the_browser(driver, tmp_path):
     path = tmp_path / "paper.html"
     path.write_text(explain.render(data))
     x = inflate(data["input"]["values"]).reshape(data["input"]["shape"])
-    outs, _, _ = reference(model, x, data["target"])
+    outs = reference(model, x, data["target"])[0]
     open_page(driver, path)
     check_conv2_tower2(driver, outs, None, 200, 13, 9, 96)
 

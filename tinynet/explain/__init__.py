@@ -163,8 +163,21 @@ def trace(model, x, target=None):
     Returns dict: layers [{name, layer, x, y, dx, dy}] (host arrays of one image, no batch axis),
     input x, its gradient, probs, target, loss, and conv1's weight gradient."""
     model.eval()
+    conv1 = next((layer for _, layer in leaves(model) if isinstance(layer, nn.Conv2d)), None)
+    # the page shows one weight gradient, conv1's: the others' GEMMs are skipped (needs_input_grad)
+    held = [p for p in model.parameters() if conv1 is None or p is not conv1.weight]
     for p in model.parameters():
         p.grad = None
+    for p in held:
+        p.requires_grad = False
+    try:
+        return _trace(model, x, target, conv1)
+    finally:
+        for p in held:
+            p.requires_grad = True
+
+
+def _trace(model, x, target, conv1):
     steps, cur = [], np.asarray(x, dtype=np.float32)[None]
     for name, layer in leaves(model):
         leaf = tensor(cur, requires_grad=True)
@@ -185,7 +198,6 @@ def trace(model, x, target=None):
         layers.append(dict(name=name, layer=layer, x=leaf.data[0], y=out.data[0], dy=g[0], dx=leaf.grad[0]))
         g = leaf.grad
     layers.reverse()
-    conv1 = next((layer for _, layer in leaves(model) if isinstance(layer, nn.Conv2d)), None)
     return dict(layers=layers, x=layers[0]["x"], dx=layers[0]["dx"], probs=probs, pred=pred, target=target,
                 loss=float(loss.data), conv1_grad=None if conv1 is None else np.asarray(conv1.weight.grad))
 
@@ -205,7 +217,7 @@ def softmax_rows(logits):
 def _f32(a):
     """float32 array -> zlib-compressed base64 (the page inflates it with DecompressionStream)."""
     raw = np.ascontiguousarray(a, dtype="<f4").tobytes()
-    return base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
+    return base64.b64encode(zlib.compress(raw, 1)).decode("ascii")   # level 1: 6 saves little on floats
 
 
 def _u8(a, symmetric=False):
