@@ -144,6 +144,20 @@ def test_command_line_writes_the_page_and_prints_its_path(tmp_path, capsys, monk
     assert data["image_text"] == "Fashion-MNIST test image 3"
 
 
+def test_an_image_file_is_fed_as_the_model_sees_images(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+    monkeypatch.chdir(tmp_path)
+    img = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(img)
+    out = tmp_path / "page.html"
+    assert explain.main(["--image", str(img), "--out", str(out), "--checkpoint", str(tmp_path / "none.npz")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert explain.main(["--image", str(img), "--out", str(out)]) == 0
+    data = json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>', out.read_text(), re.S).group(1))
+    assert data["input"]["shape"] == [1, 28, 28] and data["fed"]["raw_shape"] == [30, 40]   # grey, as the net reads
+    assert data["label"] is None and data["image_text"] == str(img)
+
+
 def test_command_line_errors_name_the_flag(capsys):
     assert explain.main(["--model", "lenet"]) == 2
     assert "--model 'lenet'" in capsys.readouterr().err
@@ -185,13 +199,39 @@ def test_pytorch_weights_load_through_load_torch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.parametrize("name", ["alexnet-small", "alexnet", "alexnet2012", "torchvision", "torchvision-lrn", "d2l"])
-def test_every_registered_model_makes_a_page(name):
+def test_every_registered_model_makes_a_page_whose_every_layer_explains_a_unit(name, driver, tmp_path):
     build, side, channels, classes = explain._registry()[name]
     model, side, channels = build(classes, {})
     data = explain.build_page_data(name, model, side, channels, classes, "untrained", sample_image(), 1, NAMES,
                                    mean=(0.3,), std=(0.35,))
-    assert len(explain.render(data)) > 1000 and data["layers"][-1]["shape"] == [classes]
+    assert data["layers"][-1]["shape"] == [classes]
+    path = tmp_path / "page.html"
+    path.write_text(explain.render(data))
+    every_layer_explains_a_unit(driver, path, data)
+
+
+def every_layer_explains_a_unit(driver, path, data):
+    """Select a middle unit of every layer: each shows tinynet's value, with no error in the console."""
+    from selenium.webdriver.common.by import By
+    open_page(driver, path)
+    for li, rec in enumerate(data["layers"]):
+        values = inflate(rec["values"]).reshape(rec["shape"])
+        c = rec["shape"][0] // 2
+        y, x = (rec["shape"][1] // 2, rec["shape"][2] // 2) if len(rec["shape"]) == 3 else (0, 0)
+        driver.execute_script("selectUnit(arguments[0], arguments[1], arguments[2], arguments[3])", li, c, y, x)
+        want = values[c, y, x] if len(rec["shape"]) == 3 else values[c]
+        assert number(driver, "#unit-value") == pytest.approx(float(want), rel=1e-6, abs=1e-12), rec["name"]
+        for written_out in ("unit-sum", "lrn-result"):      # the page's sum of the stored numbers
+            if driver.find_elements(By.ID, written_out):
+                assert number(driver, "#" + written_out) == pytest.approx(float(want), rel=1e-4, abs=1e-5), rec["name"]
+    assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []
+
+
+@pytest.mark.browser
+def test_every_layer_of_the_small_net_explains_a_unit(driver, small_page):
+    every_layer_explains_a_unit(driver, small_page[0], small_page[1])
 
 
 # ================================================================= in the browser

@@ -22,7 +22,6 @@ import argparse
 import base64
 import copy
 import json
-import math
 import os
 import sys
 import time
@@ -31,10 +30,14 @@ import zlib
 import numpy as np
 
 from .. import functional as F
-from .. import nn, summary
-from ..data import transforms
-from ..shapes import padding_sides, pair
+from .. import models, nn, recipes, summary
+from ..autograd import no_grad
+from ..data import FASHION_MNIST_CLASSES, DataError, load_fashion_mnist, transforms
+from ..shapes import adaptive_windows, padding_sides, pair
 from ..tensor import tensor
+from ..torch_io import load_torch
+from ..train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from ..train.preprocess import BatchPreprocess
 
 # Conv weights go on the page (float32, for the written-out sums of any unit), conv1 first, until
 # the next layer's would pass this many bytes: the paper net's conv1 and conv2 (1.4 MB), not
@@ -56,7 +59,6 @@ def _registry():
 
     The one place this module reads the model registry (tinynet.recipes.MODELS); settings are a
     checkpoint's run settings (width, image_size, ...) or {} for the model's defaults."""
-    from .. import recipes
 
     def entry(name):
         recipe = recipes.MODELS[name]
@@ -80,7 +82,6 @@ def _registry():
 
 def default_checkpoint(model):
     """Where examples/train_alexnet.py keeps the checkpoint of --model `model` on the default data."""
-    from ..train.checkpoint import CHECKPOINT_NAME
     return os.path.join("checkpoints", f"{model}-{DATASET}", CHECKPOINT_NAME)
 
 
@@ -98,14 +99,12 @@ def load_model(name, checkpoint=None, weights=None):
     build, _, _, classes = registry[name]
     state, settings, source = None, {}, "untrained: random initial weights (no checkpoint found or given)"
     if weights is not None:
-        from ..torch_io import load_torch
         try:
             state = load_torch(weights)
         except (OSError, ValueError) as err:
             raise ExplainError(f"--weights {weights}: {err}") from None
         source = f"weights from {weights}"
     elif checkpoint is not None:
-        from ..train.checkpoint import CheckpointError, load_checkpoint
         try:
             ckpt = load_checkpoint(checkpoint)
         except (OSError, CheckpointError) as err:
@@ -133,7 +132,6 @@ def load_model(name, checkpoint=None, weights=None):
 def one_device_net(model):
     """The model as one nn.Sequential. The two-tower AlexNet2012 becomes the grouped paper net with
     its weights (models.merge_towers): the same arithmetic, each tower's maps a group's channels."""
-    from .. import models
     if isinstance(model, models.AlexNet2012):
         grouped = models.alexnet(num_classes=model.fc8.out_features, groups=2)
         grouped.load_state_dict(models.merge_towers(model.state_dict()))
@@ -303,7 +301,6 @@ def layer_record(entry, row, rf, towers, weight_room):
     elif isinstance(layer, nn.Linear):
         rec.update(fc_top(layer, entry["x"]))
     elif isinstance(layer, nn.AdaptiveAvgPool2d):
-        from ..shapes import adaptive_windows
         h, w = entry["x"].shape[1:]
         rec["windows"] = [adaptive_windows(h, y.shape[1]), adaptive_windows(w, y.shape[2])]
     elif isinstance(layer, nn.Dropout):
@@ -353,7 +350,6 @@ def fed(image, side, channels, mean, std, seed=0):
     """What the net is fed: the image normalised, resized and repeated as BatchPreprocess does for
     the training job, and the paper's augmentation of it (section 4.1): random crops of the
     256/224-scaled image with flips, PCA lighting with its drawn alphas, the ten test crops."""
-    from ..train.preprocess import BatchPreprocess
     raw = np.asarray(image)
     chw = transforms.to_chw_float(raw)                                  # (C, h, w) in [0, 1]
     prep = BatchPreprocess("cpu", np.float32, mean, std, size=side,
@@ -419,7 +415,7 @@ def build_page_data(model_name, model, side, channels, classes, source, image, l
     top5 = [dict(index=int(i), name=class_names[i], prob=float(probs[i])) for i in np.argsort(-probs)[:5]]
     # the ten test crops through the same net (no grad), their softmax averaged
     prep_ten = _ten_inputs(ten, channels, mean, std, side, x.shape[0])
-    with _no_grad():
+    with no_grad():
         ten_logits = _forward(net, prep_ten)
     ten_probs = softmax_rows(ten_logits)
     avg = ten_probs.mean(axis=0)
@@ -442,7 +438,6 @@ def build_page_data(model_name, model, side, channels, classes, source, image, l
 
 def _ten_inputs(ten, channels, mean, std, side, want_channels):
     """The ten (side, side, 3) crops in [0, 1] as the net's input: the model's channels, normalised."""
-    from ..train.preprocess import BatchPreprocess
     batch = np.ascontiguousarray(ten.transpose(0, 3, 1, 2), dtype=np.float32)   # (10, 3, side, side)
     if want_channels == 1:
         batch = batch[:, :1]
@@ -452,11 +447,6 @@ def _ten_inputs(ten, channels, mean, std, side, want_channels):
     else:
         s = np.ravel(std)
     return BatchPreprocess("cpu", np.float32, m, s)(batch).data
-
-
-def _no_grad():
-    from ..autograd import no_grad
-    return no_grad()
 
 
 def _forward(net, x):
@@ -475,8 +465,6 @@ def render(data):
 
 def load_image(args, side_channels):
     """(image uint8 (H, W) or (H, W, C), true label or None, class names, (mean, std))."""
-    from ..data import FASHION_MNIST_CLASSES, DataError, load_fashion_mnist
-    from .. import recipes
     names = list(FASHION_MNIST_CLASSES)
     try:
         train_images, _ = load_fashion_mnist(args.data, train=True)
