@@ -90,6 +90,9 @@ def parse_args(argv=None):
     add("--eval-only", action="store_true", help="evaluate the checkpoint's weights and stop")
     add("--ten-crop", action="store_true", help="train on random crops and flips, test on ten crops (paper section 4.1)")
     add("--json-log", default=None, metavar="FILE", help="a JSON line per epoch (default runs/<model>-<dataset>.jsonl)")
+    add("--diagnose", nargs="?", type=int, const=train.diagnose.DEFAULT_EVERY, default=None, metavar="N",
+        help=f"every N steps (default {train.diagnose.DEFAULT_EVERY}) log per-layer statistics and warn of "
+             "known failures (tinynet/train/diagnose.py)")
     add("--profile", action="store_true", help="time training steps layer by layer before training (medians of 10)")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--dtype", default="float32", choices=("float32", "float64"))
@@ -109,6 +112,8 @@ def parse_args(argv=None):
     problem = recipes.check_flags(args)
     if problem:
         p.error(problem)
+    if args.diagnose is not None and args.diagnose < 1:
+        p.error(f"--diagnose {args.diagnose}: expected an integer >= 1 (steps between records)")
     return args
 
 
@@ -150,6 +155,7 @@ def main(argv=None):
     except SetupError as err:
         print(f"train_alexnet.py: {err}", file=sys.stderr)
         return 2
+    diagnose_every = vars(args).pop("diagnose")   # how a run is watched, not what it computes: not a run setting
     run_name = f"{args.model}-{args.dataset}"
     json_log = args.json_log or os.path.join("runs", f"{run_name}.jsonl")
     optimizer = tn.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
@@ -158,7 +164,8 @@ def main(argv=None):
                             checkpoint_dir=args.checkpoint or os.path.join("checkpoints", run_name),
                             json_log=json_log, progress=not args.no_progress, preprocess=preprocess,
                             ten_crop=args.ten_crop, crop_size=crop_size, profile=args.profile,
-                            settings=recipes.run_settings(args))
+                            settings=recipes.run_settings(args),
+                            diagnose=diagnose_every and train.diagnose.Diagnosis(model, diagnose_every, print_fn=say))
     if args.eval_only:
         try:
             trainer.load()
@@ -191,6 +198,9 @@ def main(argv=None):
     final = history[-1] if history else {}
     say(f"done in {wall:.0f} s wall: final test accuracy {final.get('test_acc', float('nan')):.2%}"
         f"  (log {json_log}, checkpoint {trainer.checkpoint_path})")
+    if args.dataset == "fashion-mnist":   # the explain page reads Fashion-MNIST's test images
+        say(f"see it work: python -m tinynet.explain --model {args.model} --checkpoint {trainer.checkpoint_path} "
+            f"--log {json_log}")
     return 0
 
 

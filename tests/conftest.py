@@ -68,17 +68,29 @@ def mpi_missing():
     return None
 
 
+def browser_missing():
+    """Why tests marked `browser` cannot run here (None when Chromium, its driver and Selenium are all present)."""
+    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
+        return "needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
+    if importlib.util.find_spec("selenium") is None:
+        return 'needs selenium (pip install -e ".[test]")'
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)   # before -m "not slow" deselects
 def pytest_collection_modifyitems(items):
     """A test marked slow_when_emulated is slow in its emulated run only; tests marked `mpi` run in
-    the default run where mpirun exists, and skip with the reason elsewhere."""
-    no_mpi = mpi_missing()
+    the default run where mpirun exists, and skip with the reason elsewhere; so do tests marked
+    `browser` where Chromium exists."""
+    no_mpi, no_browser = mpi_missing(), browser_missing()
     for item in items:
         params = getattr(item, "callspec", None)
         if item.get_closest_marker("slow_when_emulated") and params and "emulated" in params.params.values():
             item.add_marker(pytest.mark.slow)
         if no_mpi is not None and "mpi" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=no_mpi))
+        if no_browser is not None and "browser" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=no_browser))
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ The rooms, in the order a step meets them:
 """
 from .checkpoint import (CHECKPOINT_NAME, Checkpoint, CheckpointError, CheckpointMismatch, load_checkpoint,
                          save_checkpoint)
+from . import diagnose
 from .communicator import Communicator, SingleProcess
 from .curves import plot_curves
 from .evaluation import evaluate

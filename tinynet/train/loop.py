@@ -63,11 +63,14 @@ class Trainer:
         ten_crop, crop_size: evaluate with the paper's ten patches (see evaluate).
         profile: time training steps layer by layer first (tinynet.profile; medians of PROFILE_REPEATS).
         print_fn: where messages go (print by default).
+        diagnose: a tinynet.train.diagnose.Diagnosis of the model (per-layer statistics and
+            warnings into the JSON log), or None: nothing is measured.
     """
 
     def __init__(self, model, optimizer, train_loader, test_loader, device, epochs, *, scheduler=None,
                  comm=None, checkpoint_dir=None, json_log=None, progress=True, log_every=None,
-                 preprocess=None, ten_crop=False, crop_size=None, profile=False, settings=None, print_fn=print):
+                 preprocess=None, ten_crop=False, crop_size=None, profile=False, settings=None, print_fn=print,
+                 diagnose=None):
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Trainer: epochs={epochs!r}, expected an int >= 1")
         self.comm = comm or SingleProcess()
@@ -89,6 +92,7 @@ class Trainer:
         self.profile = profile
         self.print = print_fn if self.comm.is_main else _silent
         self.state = Progress()
+        self.diagnose = diagnose
         self.status = None              # "finished", "interrupted" or "diverged" after fit()
 
     @property
@@ -191,6 +195,8 @@ class Trainer:
         state after the step is returned with them, so that a checkpoint pairs all three."""
         epoch, step = self.position
         x, labels = self.preprocess(xb), self.preprocess.labels(yb)
+        if self.diagnose is not None:
+            self.diagnose.begin(epoch, step)
         if self.comm.size > 1:  # dropout draws the global batch's masks and keeps this rank's rows
             with tn_random.batch_rows(*self.train_loader.rows(step)):
                 logits = self.model(x)
@@ -211,7 +217,11 @@ class Trainer:
             loss.backward()
         with stop.deferred():          # all the weights move, or none
             self.comm.allreduce_gradients(self.model.parameters())
+            if self.diagnose is not None:
+                self.diagnose.gradients()
             self.optimizer.step()
+            if self.diagnose is not None:
+                self.diagnose.updated()
             running.add(loss.data, logits.data, labels, len(yb))
             self.state.position = (epoch, step + 1)
             return tn_random.get_state()
@@ -264,6 +274,8 @@ class Trainer:
         if not math.isfinite(test["loss"]):
             self._diverged(f"the test loss is {test['loss']} after epoch {epoch + 1}")
         record = log.epoch_record(epoch, self.state.sums, test, time.perf_counter() - t0, self.optimizer.lr)
+        if self.diagnose is not None:
+            self.diagnose.end_epoch(record)
         if self.scheduler is not None:
             self.scheduler.step(test["loss"])
         self.state = Progress((epoch + 1, 0), zero_sums(), self.history + [record])
