@@ -21,6 +21,14 @@ convolution is G plain 2-D GEMMs (functional.Conv2d).
 
 A GPU backend also provides check_available(index=0) and device_context(index), which device.py
 calls for cuda devices; CPU devices need neither.
+
+Who checks what, one rule: functional.py checks what a user passes (shapes, channels, strides,
+groups, the window arithmetic), once, before any backend is called, so every kernel receives
+consistent arguments. A backend then checks only what its kernels would misread without raising:
+the CUDA kernels are compiled per dtype and cannot raise, so cupy_gpu.py refuses a dtype it has no
+instance for, a companion array of another shape and an integer that overflows a kernel's 32-bit
+int, before anything is copied or allocated. The reference and Numba kernels work on NumPy arrays
+and trust their caller, as these conventions state.
 """
 from types import ModuleType
 from typing import Protocol

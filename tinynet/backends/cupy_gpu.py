@@ -7,6 +7,10 @@ CUDA C++ templates over float and double; NVRTC compiles each .cu file through
 GPU (CuPy also keeps the binaries in its disk cache, ~/.cupy/kernel_cache, so a second process
 skips the compile). Importing this module needs CuPy but no GPU.
 
+Arguments are checked as contract.py's rule says: what a kernel would misread without raising
+(the dtype first, in `_ctype`, then companion shapes and 32-bit ints); every launch goes through
+`_launch`.
+
 Nothing here waits for the GPU: no `.item()`, no `float()` of a device value. The loss stays a
 0-d device array, and the upstream gradient of the loss is read by the backward kernel itself.
 
@@ -145,6 +149,7 @@ _KERNELS = {
     "winograd.cu": tuple((kernel, True, winograd.KERNELS) for kernel in (    # R, the filter size
         "winograd_tiles", "winograd_tiles_adjoint", "winograd_untile", "winograd_untile_adjoint")),
 }
+_INDEXED = {(source, k[0]): k[1] for source, kernels in _KERNELS.items() for k in kernels}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _INDEX_TYPES = {"int": np.int32, "long long": np.int64}
 _THREADS = 256           # threads per block; loss.cu's XENT_THREADS is the same number
@@ -184,27 +189,37 @@ def _kernel(source, expression):
     return kernels[expression]
 
 
-def _launch(op, source, kernel, out, arrays, *, sizes=(), ints=None, scalars=(), threads=None, last=None):
-    """Run kernel<T, I> of kernels/cuda/<source> (kernel<T, I, last> when given: a Winograd
-    kernel's filter size) with one thread per element of `out` (or `threads` threads where each
-    writes several elements: a Winograd kernel's thread per (channel, tile) writes a*a):
-    ceil(threads / 256) blocks of 256 threads on the current GPU, none when there are none.
+def _launch(op, source, kernel, out, arrays, *, sizes=(), ints=None, scalars=(), threads=None, last=None,
+            grid=None):
+    """Run one kernel of kernels/cuda/<source> on the current GPU: the one way this module launches.
 
-    T is out's float type. I, the flat-index type, is int unless out.size or one of `sizes` (the
-    other arrays the kernel indexes) needs 64 bits. The kernel's arguments, in this order: `arrays`
-    (C-contiguous device arrays, `out` among them), the thread count as an I, the `ints` (name ->
-    value, each checked to fit a 32-bit int) and the `scalars` (NumPy scalars of the kernel's types)."""
+    Its template arguments: T, out's float type; I, the flat-index type, for the kernels _KERNELS
+    marks indexed (int unless out.size, `threads` or one of `sizes` (the other arrays the kernel
+    indexes) needs 64 bits); then `last` when given (a Winograd kernel's filter size). Its
+    arguments, in this order: `arrays` (C-contiguous device arrays, `out` among them), for an
+    indexed kernel the thread count as an I, the `ints` (name -> value, each checked to fit a
+    32-bit int) and the `scalars` (NumPy scalars of the kernel's types).
+
+    The grid: one thread per element of `out`, or `threads` threads where each writes several
+    elements (a Winograd kernel's thread per (channel, tile) writes a*a): ceil(count / 256)
+    blocks of 256. `grid` replaces that for the kernels that lay out their own work (im2col's
+    2-D grid, a block per row of the loss kernels). Nothing runs when `out` is empty."""
     count = out.size if threads is None else threads
     if count == 0:
         return
+    t = _ctype(op, out.dtype)
+    indexed = _INDEXED[(source, kernel)]
     it, ix = _index(out.size, count, *sizes)
-    expression = f"{kernel}<{_ctype(op, out.dtype)}, {it}{'' if last is None else f', {last}'}>"
-    args = (*arrays, ix(count), *_int32(op, **(ints or {})), *scalars)
-    _kernel(source, expression)(((count + _THREADS - 1) // _THREADS,), (_THREADS,), args)
+    expression = f"{kernel}<{t}{f', {it}' if indexed else ''}{'' if last is None else f', {last}'}>"
+    args = (*arrays, *((ix(count),) if indexed else ()), *_int32(op, **(ints or {})), *scalars)
+    if grid is None:
+        grid = ((count + _THREADS - 1) // _THREADS,)
+    _kernel(source, expression)(grid, (_THREADS,), args)
 
 
 def _ctype(op, dtype):
-    """'float' or 'double', the kernels' T for this dtype."""
+    """'float' or 'double', the kernels' T for this dtype. Each wrapper calls it first, so that
+    another dtype is refused before anything is copied or allocated (contract.py's rule)."""
     try:
         return _CTYPES[np.dtype(dtype)]
     except KeyError:
@@ -240,7 +255,7 @@ def im2col(x, kh, kw, stride, padding, dilation=(1, 1)):
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x.shape
     oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
-    t = _ctype("im2col", x.dtype)
+    _ctype("im2col", x.dtype)
     rows, ncols = c * kh * kw, n * oh * ow
     if ncols > _INT32_MAX - _THREADS:  # checked before any copy or allocation
         raise ValueError(f"im2col: {ncols} columns (N*oh*ow = {n}*{oh}*{ow}) exceed the kernel's int column "
@@ -252,9 +267,8 @@ def im2col(x, kh, kw, stride, padding, dilation=(1, 1)):
     with _on(x):
         x = _c(x)
         cols = cupy.empty((rows, ncols), dtype=x.dtype)
-        if cols.size:
-            grid = ((ncols + _THREADS - 1) // _THREADS, min(rows, _MAX_GRID_Y))
-            _kernel("im2col.cu", f"im2col<{t}>")(grid, (_THREADS,), (x, cols, *dims))
+        _launch("im2col", "im2col.cu", "im2col", cols, (x, cols), scalars=dims,
+                grid=((ncols + _THREADS - 1) // _THREADS, min(rows, _MAX_GRID_Y)))
     return cols
 
 
@@ -263,7 +277,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding, dilation=(1, 1)):
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x_shape
     oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
-    _ctype("col2im", cols.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype("col2im", cols.dtype)
     _expect_shape("col2im", "cols", cols, (c * kh * kw, n * oh * ow))
     with _on(cols):
         cols = _c(cols)
@@ -277,7 +291,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding, dilation=(1, 1)):
 
 def cols_to_nchw(out, n, oh, ow, bias=None):
     """GEMM output (oc, N*oh*ow) -> (N, oc, oh, ow), plus bias[oc] if given"""
-    _ctype("cols_to_nchw", out.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype("cols_to_nchw", out.dtype)
     if out.ndim != 2 or out.shape[1] != n * oh * ow:
         raise ValueError(f"cols_to_nchw: out has shape {tuple(out.shape)}, expected (oc, {n * oh * ow}) "
                          f"for n={n}, oh={oh}, ow={ow}")
@@ -295,7 +309,7 @@ def cols_to_nchw(out, n, oh, ow, bias=None):
 
 def nchw_to_cols(dy):
     """(N, oc, oh, ow) -> (oc, N*oh*ow), the layout of the GEMM output"""
-    _ctype("nchw_to_cols", dy.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype("nchw_to_cols", dy.dtype)
     n, oc, oh, ow = dy.shape
     with _on(dy):
         dy = _c(dy)
@@ -338,7 +352,7 @@ def winograd_tiles(x, r, padding):
     one thread per (channel, tile)"""
     op = "winograd_tiles"
     r, a = _winograd_size(op, r)
-    _ctype(op, x.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype(op, x.dtype)
     n, c, h, w = x.shape
     ph, pw = (int(p) for p in padding)
     _, _, th, tw = winograd.tile_grid(h, w, r, (ph, pw))
@@ -356,7 +370,7 @@ def winograd_tiles_adjoint(dv, r, x_shape, padding):
     gathers B dV B^T of the (at most a/2 x a/2) tiles covering it, one thread per pixel"""
     op = "winograd_tiles_adjoint"
     r, a = _winograd_size(op, r)
-    _ctype(op, dv.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype(op, dv.dtype)
     n, c, h, w = x_shape
     ph, pw = (int(p) for p in padding)
     _, _, th, tw = winograd.tile_grid(h, w, r, (ph, pw))
@@ -375,7 +389,7 @@ def winograd_untile(mm, r, n, oh, ow, bias=None):
     (oh, ow), plus bias[oc] if given; one thread per (output channel, tile)"""
     op = "winograd_untile"
     r, a = _winograd_size(op, r)
-    _ctype(op, mm.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype(op, mm.dtype)
     th, tw = winograd.tiles(oh), winograd.tiles(ow)
     if mm.ndim != 3 or mm.shape[0] != a * a or mm.shape[2] != n * th * tw:
         raise ValueError(f"{op}: mm has shape {tuple(mm.shape)}, expected ({a * a}, oc, {n * th * tw}) for "
@@ -401,7 +415,7 @@ def winograd_untile_adjoint(dy, r, rows=None):
     op = "winograd_untile_adjoint"
     r, a = _winograd_size(op, r)
     s0, s1 = winograd.tile_rows(op, r, rows)
-    _ctype(op, dy.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype(op, dy.dtype)
     n, oc, oh, ow = dy.shape
     th, tw = winograd.tiles(oh), winograd.tiles(ow)
     with _on(dy):
@@ -418,7 +432,7 @@ def winograd_untile_adjoint(dy, r, rows=None):
 
 def maxpool_forward(x, k, s, padding=(0, 0), ceil_mode=False):
     """x (N, C, H, W) -> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
-    _ctype("maxpool_forward", x.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype("maxpool_forward", x.dtype)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
     oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
@@ -434,7 +448,7 @@ def maxpool_forward(x, k, s, padding=(0, 0), ceil_mode=False):
 
 def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False):
     """dy (N, C, oh, ow), argmax -> dx (N, C, H, W): each input sums dy of the windows it won"""
-    _ctype("maxpool_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype("maxpool_backward", dy.dtype)
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
     oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
@@ -485,19 +499,10 @@ def avgpool_backward(dy, x_shape, k, s, padding, ceil_mode, count_include_pad):
 
 # ---------------------------------------------------------------- adaptive average pooling
 
-def _launch_adaptive(kernel, out, args, sizes):
-    """kernel<T, I> of adaptive_pool.cu with one thread per element of `out` (ceil(out.size / 256)
-    blocks of 256); the arguments: `args` (arrays), out.size as an I, then H, W, oh, ow in `sizes`.
-    Called through _kernel directly, as im2col is, so that it does not depend on _launch's form."""
-    if out.size == 0:
-        return
-    it, ix = _index(*(a.size for a in args))
-    h, w, oh, ow = sizes
-    dims = _int32(kernel, H=h, W=w, oh=oh, ow=ow)
-    _int32(kernel, rows_times_oh=(h + 1) * oh, cols_times_ow=(w + 1) * ow)  # products the kernel forms in int
-    expression = f"{kernel}<{_ctype(kernel, out.dtype)}, {it}>"
-    _kernel("adaptive_pool.cu", expression)(((out.size + _THREADS - 1) // _THREADS,), (_THREADS,),
-                                            (*args, ix(out.size), *dims))
+def _adaptive_ints(op, h, w, oh, ow):
+    """The adaptive kernels' ints, with the products they form in int checked to fit."""
+    _int32(op, rows_times_oh=(h + 1) * oh, cols_times_ow=(w + 1) * ow)
+    return dict(H=h, W=w, oh=oh, ow=ow)
 
 
 def adaptive_avgpool_forward(x, oh, ow):
@@ -507,7 +512,8 @@ def adaptive_avgpool_forward(x, oh, ow):
     with _on(x):
         x = _c(x)
         y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
-        _launch_adaptive("adaptive_avgpool_forward", y, (x, y), (h, w, oh, ow))
+        _launch("adaptive_avgpool_forward", "adaptive_pool.cu", "adaptive_avgpool_forward", y, (x, y),
+                sizes=(x.size,), ints=_adaptive_ints("adaptive_avgpool_forward", h, w, oh, ow))
     return y
 
 
@@ -520,7 +526,8 @@ def adaptive_avgpool_backward(dy, x_shape):
     with _on(dy):
         dy = _c(dy)
         dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
-        _launch_adaptive("adaptive_avgpool_backward", dx, (dy, dx), (h, w, oh, ow))
+        _launch("adaptive_avgpool_backward", "adaptive_pool.cu", "adaptive_avgpool_backward", dx, (dy, dx),
+                sizes=(dy.size,), ints=_adaptive_ints("adaptive_avgpool_backward", h, w, oh, ow))
     return dx
 
 
@@ -528,7 +535,7 @@ def adaptive_avgpool_backward(dy, x_shape):
 
 def lrn_forward(x, size, alpha, beta, k):
     """x (N, C, H, W) -> y, scale (both like x); the paper's formula, see kernels/cuda/lrn.cu"""
-    _ctype("lrn_forward", x.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype("lrn_forward", x.dtype)
     n, c, h, w = x.shape
     with _on(x):
         x = _c(x)
@@ -541,7 +548,7 @@ def lrn_forward(x, size, alpha, beta, k):
 
 def lrn_backward(dy, x, y, scale, size, alpha, beta):
     """dy, x, y, scale (N, C, H, W) -> dx"""
-    _ctype("lrn_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype("lrn_backward", dy.dtype)
     n, c, h, w = x.shape
     for what, a in (("dy", dy), ("y", y), ("scale", scale)):
         _expect_shape("lrn_backward", what, a, x.shape)
@@ -559,7 +566,7 @@ def lrn_backward(dy, x, y, scale, size, alpha, beta):
 
 def relu_forward(x):
     """y = max(x, 0), NaN propagates"""
-    _ctype("relu_forward", x.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype("relu_forward", x.dtype)
     with _on(x):
         x = _c(x)
         y = cupy.empty_like(x)
@@ -569,7 +576,7 @@ def relu_forward(x):
 
 def relu_backward(dy, y):
     """dx = dy where y > 0, else 0"""
-    _ctype("relu_backward", dy.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype("relu_backward", dy.dtype)
     _expect_shape("relu_backward", "y", y, dy.shape)
     with _on(dy):
         dy, y = _c(dy), _c(y.astype(dy.dtype, copy=False))
@@ -581,7 +588,7 @@ def relu_backward(dy, y):
 def dropout_mask(shape, p, dtype, rng):
     """Inverted dropout's mask: 1/(1-p) with probability 1-p, else 0; `rng` is a CuPy Generator."""
     dtype = np.dtype(dtype)
-    _ctype("dropout_mask", dtype)  # float32 or float64, checked before anything is allocated
+    _ctype("dropout_mask", dtype)
     scale = 1.0 / (1.0 - p)
     u = rng.random(shape, dtype=cupy.float32)   # uniform [0, 1), the reference's draw
     with _on(u):
@@ -607,7 +614,7 @@ def softmax_xent_forward(logits, labels):
     """logits (N, classes), labels (N,) -> loss (0-d device array), probs (N, classes).
     A label outside [-classes, classes) makes the loss NaN (a kernel cannot raise)."""
     op = "softmax_xent_forward"
-    t = _ctype(op, logits.dtype)
+    _ctype(op, logits.dtype)
     n, classes = logits.shape
     if classes == 0:
         raise ValueError(f"{op}: logits have 0 classes (shape {tuple(logits.shape)})")
@@ -617,10 +624,9 @@ def softmax_xent_forward(logits, labels):
         probs = cupy.empty_like(z)
         row_loss = cupy.empty((n,), dtype=z.dtype)
         loss = cupy.empty((), dtype=z.dtype)
-        if n:
-            _kernel("loss.cu", f"softmax_xent_forward<{t}>")(
-                (n,), (_THREADS,), (z, labels, probs, row_loss, *_int32(op, classes=classes)))
-        _kernel("loss.cu", f"mean_loss<{t}>")((1,), (_THREADS,), (row_loss, loss, np.int64(n)))
+        _launch(op, "loss.cu", "softmax_xent_forward", probs, (z, labels, probs, row_loss),
+                ints=dict(classes=classes), grid=(n,))
+        _launch(op, "loss.cu", "mean_loss", loss, (row_loss, loss), scalars=(np.int64(n),), grid=(1,))
     return loss, probs
 
 
@@ -628,7 +634,7 @@ def softmax_xent_backward(probs, labels, dloss):
     """dlogits = dloss * (probs - onehot(labels)) / N. dloss: a 0-d device array (read by the
     kernel, no host round trip) or a number."""
     op = "softmax_xent_backward"
-    _ctype(op, probs.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype(op, probs.dtype)
     n, classes = probs.shape
     with _on(probs):
         p = _c(probs)
@@ -649,29 +655,27 @@ def softmax_xent_backward(probs, labels, dloss):
 def softmax_forward(x, log):
     """x (N, K) -> softmax (or log-softmax) along the rows: one block of 256 threads per row"""
     op = "softmax_forward"
-    t = _ctype(op, x.dtype)
+    _ctype(op, x.dtype)
     n, classes = x.shape
     with _on(x):
         x = _c(x)
         y = cupy.empty_like(x)
-        if y.size:
-            _kernel("loss.cu", f"softmax_forward<{t}>")(
-                (n,), (_THREADS,), (x, y, *_int32(op, classes=classes, log=int(bool(log)))))
+        _launch(op, "loss.cu", "softmax_forward", y, (x, y), ints=dict(classes=classes, log=int(bool(log))),
+                grid=(n,))
     return y
 
 
 def softmax_backward(dy, y, log):
     """dy, y (N, K) -> dx, the adjoint of softmax_forward: one block of 256 threads per row"""
     op = "softmax_backward"
-    t = _ctype(op, y.dtype)
+    _ctype(op, y.dtype)
     n, classes = y.shape
     _expect_shape(op, "dy", dy, y.shape)
     with _on(y):
         dy, y = _c(dy.astype(y.dtype, copy=False)), _c(y)
         dx = cupy.empty_like(y)
-        if dx.size:
-            _kernel("loss.cu", f"softmax_backward<{t}>")(
-                (n,), (_THREADS,), (dy, y, dx, *_int32(op, classes=classes, log=int(bool(log)))))
+        _launch(op, "loss.cu", "softmax_backward", dx, (dy, y, dx), ints=dict(classes=classes, log=int(bool(log))),
+                grid=(n,))
     return dx
 
 
@@ -680,7 +684,7 @@ def softmax_backward(dy, y, log):
 def sgd_update_(w, grad, v, lr, momentum, weight_decay):
     """In place: v <- momentum*v - weight_decay*lr*w - lr*grad;  w <- w + v"""
     op = "sgd_update_"
-    _ctype(op, w.dtype)  # float32 or float64, checked before anything is allocated
+    _ctype(op, w.dtype)
     _expect_shape(op, "grad", grad, w.shape)
     _expect_shape(op, "velocity", v, w.shape)
     if v.dtype != w.dtype:
