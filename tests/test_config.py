@@ -54,7 +54,7 @@ def test_cache_folders_follow_tinynet_cache(monkeypatch, tmp_path):
 IMPORT_EVERYTHING = """
 import os, sys
 before = dict(os.environ)
-import tinynet, tinynet.train, tinynet.recipes, tinynet.data, tinynet.models
+import tinynet, tinynet.train, tinynet.data, tinynet.models, tinynet.summary
 import tinynet.backends.numba_cpu
 changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
 print(changed)

@@ -6,17 +6,17 @@ through cupy.cuda.nccl), never home-made networking.
     mpirun -n 2 python examples/train_alexnet.py --model alexnet2012 --distributed towers
 
 job.py      start(mode, device, batch_size): the checks, the groups and this rank's device;
-            start_from_args(args): the same from a command line's --distributed
+            start_from_config(config): the same from a run's RunConfig
 launch.py   is there a launcher, is mpi4py there, MPI_Abort when a rank fails
 comm.py     MPICommunicator / NcclCommunicator: the `comm` protocol of tinynet.train (flat
             gradient buckets, one all-reduce each) and the collectives the towers cross with
 towers.py   differentiable all-gather / gather / broadcast, TowerProcessAlexNet2012, tower_groups
 """
 from .comm import DEFAULT_BUCKET_BYTES, MPICommunicator, NcclCommunicator
-from .job import MODES, Job, start, start_from_args
+from .job import MODES, Job, start, start_from_config
 from .launch import (DistributedError, abort_on_failure, import_mpi, launcher_rank, launcher_size, require_launcher)
 from .towers import (TowerProcessAlexNet2012, all_gather, broadcast_from_root, gather_to_root, tower_groups)
 
-__all__ = ["DEFAULT_BUCKET_BYTES", "MODES", "DistributedError", "Job", "start", "start_from_args", "MPICommunicator", "NcclCommunicator", "TowerProcessAlexNet2012",
+__all__ = ["DEFAULT_BUCKET_BYTES", "MODES", "DistributedError", "Job", "start", "start_from_config", "MPICommunicator", "NcclCommunicator", "TowerProcessAlexNet2012",
            "abort_on_failure", "all_gather", "broadcast_from_root", "gather_to_root", "import_mpi", "launcher_rank", "launcher_size",
            "require_launcher", "tower_groups"]
