@@ -239,7 +239,7 @@ def probabilities(model, x):
     return e / e.sum()
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("image", nargs="?", help="an image file (JPEG, PNG, ...)")
     parser.add_argument("--image", dest="image_flag", metavar="IMAGE", help="the same, as a flag")
@@ -253,6 +253,11 @@ def main(argv=None):
     parser.add_argument("--classes", help="file with one class name per line")
     parser.add_argument("--invert", action="store_true", help="invert the grey levels (dark object on light ground)")
     parser.add_argument("--device", default="cpu")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     image = args.image_flag or args.image
     if not image or (args.image_flag and args.image):
