@@ -16,7 +16,7 @@ class Tensor:
     x.requires_grad: whether gradients flow to x; x._node: the op that made x (None for leaves).
     Methods x.to, x.reshape and + come from functional.py (see the module docstring)."""
 
-    __slots__ = ("data", "grad", "requires_grad", "device", "_node", "name")
+    __slots__ = ("data", "grad", "requires_grad", "device", "_node")
 
     def __init__(self, data, device, requires_grad=False):
         self.data = data
@@ -24,7 +24,6 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self._node = None
-        self.name = None
 
     # ------------------------------------------------------------ facts
     shape = property(lambda self: tuple(self.data.shape))
