@@ -97,6 +97,9 @@ def test_resume_restores_the_runs_settings_and_epochs(tmp_path, tiny_data, capsy
     assert "is a finished run (1 epochs done, this run asks for 1)" in out
     assert run_job(tmp_path, tiny_data, "--resume", "--epochs", "2") == 0
     assert "resumed from" in capsys.readouterr().out
+    assert RunConfig.from_flags({"resume": True, "checkpoint": str(tmp_path / "ckpt")}).width == 4
+    with_d2l = RunConfig.from_flags({"resume": True, "checkpoint": str(tmp_path / "ckpt"), "model": "d2l"})
+    assert with_d2l.batch_size == 128  # another net asked for: nothing restored, the run names the difference
     assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2]
 
 

@@ -187,9 +187,9 @@ class RunConfig:
     @classmethod
     def from_flags(cls, given):
         """The RunConfig of the flags given (a dict of field values, the unset ones absent). With
-        --resume or --eval-only and a readable checkpoint of the same model and data set, the
-        checkpoint's settings and epochs fill what the flags leave open; a flag given that differs
-        from the checkpoint is then named when the run starts."""
+        --resume or --eval-only and a readable checkpoint (of the model and data set given, if
+        they are), the checkpoint's settings and epochs fill what the flags leave open; a flag
+        given that differs from the checkpoint is then named when the run starts."""
         values = dict(given)
         if values.get("resume") or values.get("eval_only"):
             values = {**_stored(values), **values}
@@ -198,7 +198,8 @@ class RunConfig:
 
 def _stored(given):
     """The settings (and epochs) stored in the checkpoint the flags point at, {} when there is
-    none, it cannot be read (the run reports that), or it holds another model or data set."""
+    none, it cannot be read (the run reports that), or it holds another model or data set than
+    the flags name."""
     default = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     model, dataset = (given.get(k, default[k]) for k in ("model", "dataset"))
     folder = given.get("checkpoint") or os.path.join("checkpoints", f"{model}-{dataset}")
@@ -206,8 +207,8 @@ def _stored(given):
     if meta is None:
         return {}
     settings = meta.get("settings") or {}
-    if settings.get("model", model) != model or settings.get("dataset", dataset) != dataset:
-        return {}
+    if any(k in given and settings.get(k, given[k]) != given[k] for k in ("model", "dataset")):
+        return {}  # another net or data set was asked for: the run names the difference
     known = {f.name for f in dataclasses.fields(RunConfig) if not f.metadata["control"]}
     stored = {name: value for name, value in settings.items() if name in known}
     if isinstance(meta.get("epochs"), int):
