@@ -1,5 +1,5 @@
-"""Tests of tinynet.train (the loop, RunConfig, run) and examples/train_alexnet.py: the loop learns, a resumed run equals an
-uninterrupted one bit for bit, checkpoints survive a crash mid-write, a NaN loss stops the run
+"""Tests of tinynet.train (the loop, RunConfig, run) and examples/train_alexnet.py: the loop learns, a
+resumed run equals an uninterrupted one bit for bit, checkpoints survive a crash mid-write, a NaN loss stops the run
 with a message, and --device cuda on a machine without a GPU fails in one line.
 
 Tests about mechanics use a tiny net on tiny synthetic data; only the learning test reads the

@@ -7,4 +7,5 @@ from .seeds import SEED_INITS, alexnet_d2l, alexnet_torchvision, init_seed_weigh
 from . import registry  # noqa: E402  (after the builders it lists)
 
 __all__ = ["INITS", "SEED_INITS", "AlexNet2012", "alexnet", "alexnet2012", "alexnet_d2l", "alexnet_small",
-           "alexnet_torchvision", "init_seed_weights", "init_values", "init_weights", "merge_towers", "registry", "split_towers"]
+           "alexnet_torchvision", "init_seed_weights", "init_values", "init_weights", "merge_towers", "registry",
+           "split_towers"]

@@ -48,7 +48,7 @@ class RunConfig:
     device: str = _setting("cpu", "cpu, cuda or cuda:N: where batches and the net live", control=True)
     devices: Optional[str] = _setting(None, "d0,d1: the two towers of alexnet2012 (default cpu:0,cpu:1 or "
                                             "cuda:0,cuda:1)", control=True)
-    model: str = _setting("alexnet-small", "the net (tinynet.models.registry)", choices=registry.names)
+    model: str = _setting("alexnet-small", "the net, from tinynet.models.registry", choices=registry.names)
     width: Optional[int] = _setting(None, "channels of conv1, the rest scale with it", int, minimum=1, per_model=True)
     dropout: Optional[float] = _setting(None, "before fc6 and fc7", float, per_model=True,
                                         interval=(0, 1, True, "a probability in [0, 1)"))
@@ -248,6 +248,8 @@ def add_arguments(parser):
     for f in dataclasses.fields(RunConfig):
         meta = f.metadata
         help_text = meta["help"]
+        if f.name == "model":  # each net's own line from its registry entry
+            help_text += ": " + "; ".join(f"{e.name}: {e.help}" for e in registry.entries() if e.help)
         if meta["per_model"]:
             help_text += f" ({_per_model_default(f.name)})"
         elif f.default is not None and f.default is not False:
