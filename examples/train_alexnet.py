@@ -24,6 +24,7 @@ With --distributed (under mpirun) only rank 0 prints, logs and checkpoints, in t
 format; a rank that fails aborts the job (tinynet/distributed).
 """
 import argparse
+import os
 import sys
 
 from tinynet import train
@@ -53,7 +54,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     config = parse_args(argv)
-    trainer = None
     try:
         trainer = train.run(config)
     except DistributedError as err:
@@ -67,8 +67,8 @@ def main(argv=None):
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
-        print(f"{PROG}: stopped; the last checkpoint {config.checkpoint_dir}/{train.CHECKPOINT_NAME} is kept",
-              file=sys.stderr)
+        kept = os.path.join(config.checkpoint_dir, train.CHECKPOINT_NAME)
+        print(f"{PROG}: stopped; the last checkpoint {kept} is kept", file=sys.stderr)
         return 130
     return 130 if trainer.status == "interrupted" else 0
 
