@@ -78,6 +78,11 @@ def test_a_value_no_run_can_have_is_refused_when_the_config_is_made():
         RunConfig(lr_schedule="weekly")
     with pytest.raises(train.SetupError, match=r"--model alexnet3: expected one of alexnet-small"):
         RunConfig(model="alexnet3")
+    with pytest.raises(train.SetupError, match=r"--epochs '3': expected an integer"):
+        RunConfig(epochs="3")
+    with pytest.raises(train.SetupError, match=r"--ten-crop 1: expected a bool"):
+        RunConfig(ten_crop=1)
+    assert RunConfig(lr=1).lr == 1  # an int is a number
 
 
 def test_recipe_line_says_the_schedule():

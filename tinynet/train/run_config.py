@@ -13,6 +13,7 @@ settings a checkpoint stores (`settings`), which `--resume` restores (`from_flag
 import argparse
 import dataclasses
 import math
+import numbers
 import os
 from typing import Optional
 
@@ -124,6 +125,9 @@ class RunConfig:
             value, meta, flag = getattr(self, f.name), f.metadata, _flag(f.name)
             if value is None:
                 continue
+            kind = meta["kind"]
+            if not isinstance(value, _TYPES[kind]) or (kind is not bool and isinstance(value, bool)):
+                return f"{flag} {value!r}: expected {'an integer' if kind is int else 'a ' + kind.__name__}"
             if meta["minimum"] is not None and not value >= meta["minimum"]:
                 return f"{flag} {value}: expected an integer >= {meta['minimum']}"
             if meta["interval"] is not None:
@@ -214,6 +218,9 @@ def _stored(given):
     if isinstance(meta.get("epochs"), int):
         stored["epochs"] = meta["epochs"]
     return stored
+
+
+_TYPES = {int: numbers.Integral, float: numbers.Real, bool: bool, str: str}  # what each kind of field accepts
 
 
 def _flag(name):
