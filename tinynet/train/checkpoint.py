@@ -188,7 +188,7 @@ class Checkpoint:
         tn_random.set_state(meta["rng"])
         if meta["loader"]["seed"] != self.loader.seed:
             say(f"resume: the checkpoint's loader seed {meta['loader']['seed']} replaces "
-                     f"{self.loader.seed}, so the batches follow the interrupted run")
+                f"{self.loader.seed}, so the batches follow the interrupted run")
             self.loader.seed = meta["loader"]["seed"]
         return TrainingState((meta["epoch"], meta["step"]), dict(meta["sums"]), list(meta["history"]))
 
@@ -220,4 +220,4 @@ class Checkpoint:
                                  f"this run has {name} {ours}; expected the same to continue that run")
         if meta.get("ranks", 1) != self.ranks:
             say(f"resume: the checkpoint was written by {meta.get('ranks', 1)} data-parallel process(es), "
-                     f"this run has {self.ranks}; the global batch of {self.loader.batch_size} is the same")
+                f"this run has {self.ranks}; the global batch of {self.loader.batch_size} is the same")

@@ -130,7 +130,7 @@ class Trainer:
                     self._run_epoch(stop)
                     if stop.requested and self.position[0] < self.epochs:  # Ctrl-C during evaluation
                         self.say(f"interrupted after epoch {self.position[0]}: checkpoint saved to "
-                                   f"{self.checkpoint_path}; run again with --resume to continue")
+                                 f"{self.checkpoint_path}; run again with --resume to continue")
                         raise Interrupted
             except Interrupted:
                 self.status = "interrupted"
@@ -144,7 +144,7 @@ class Trainer:
             epoch, step = self.position
             if epoch >= self.epochs:
                 self.say(f"resume: {self.checkpoint_path} is a finished run ({epoch} epochs done, this run "
-                           f"asks for {self.epochs}): nothing to train; pass a larger --epochs to train on")
+                         f"asks for {self.epochs}): nothing to train; pass a larger --epochs to train on")
             else:
                 self.say(f"resumed from {self.checkpoint_path}: epoch {epoch + 1}, step {step}")
         else:
@@ -249,7 +249,7 @@ class Trainer:
             return
         self.checkpoint.save(self.state, self.epochs, rng_state)  # every rank: only the main one writes
         self.say(f"interrupted at epoch {epoch + 1}, after step {step}: checkpoint saved to "
-                   f"{self.checkpoint_path}; run again with --resume to continue")
+                 f"{self.checkpoint_path}; run again with --resume to continue")
 
     def _end_epoch(self, epoch):
         """Evaluate, step the schedule, write the checkpoint, then log the epoch (a failed save
@@ -269,7 +269,6 @@ class Trainer:
         if self.comm.is_main and self.json_log:  # after the checkpoint: a failed save logs nothing
             log.append_json_line(self.json_log, record)
         self.say(log.format_epoch(record, self.epochs))
-
 
     def profile_step(self):
         """Time training steps on the next epoch's first batch, layer by layer, and print the table
