@@ -42,15 +42,24 @@ def sample_photo(name):
 
 
 def feature_maps(model, x):
-    """[(layer name, output (C, H, W) as NumPy)] for every child with a spatial output, for a
-    batch x of one image."""
+    """[(layer name, output (C, H, W) as NumPy)] for every layer with a spatial output, for a
+    batch x of one image; a nested Sequential (torchvision's `features`) is walked into."""
     maps = []
     with tn.no_grad():
-        for name, layer in model.named_children():
+        for name, layer in _layers(model):
             x = layer(x)
             if isinstance(layer, SPATIAL) and x.ndim == 4:  # relu6 and relu7 act on vectors
                 maps.append((name, x.numpy()[0]))
     return maps
+
+
+def _layers(model, prefix=""):
+    """(name, layer) of a Sequential's layers in order, nested Sequentials flattened ("features.0")."""
+    for name, layer in model.named_children():
+        if isinstance(layer, tn.nn.Sequential):
+            yield from _layers(layer, f"{prefix}{name}.")
+        else:
+            yield prefix + name, layer
 
 
 def draw(image, maps, title, out, dpi, count):

@@ -111,6 +111,15 @@ def test_feature_maps_has_one_entry_per_spatial_layer():
     assert maps[0][1].shape == (8, 28, 28) and maps[-1][1].shape == (16, 2, 2)
 
 
+def test_feature_maps_walk_into_torchvisions_nested_features():
+    """Before, torchvision's net (features, avgpool, classifier) gave no map: its children are Sequentials."""
+    script = load_script("show_feature_maps")
+    net = tn.models.alexnet_torchvision(num_classes=10, widths=(4, 4, 4, 4, 4, 8)).eval()
+    maps = script.feature_maps(net, tn.tensor(np.ones((1, 3, 63, 63), dtype=np.float32)))
+    assert [name for name, _ in maps][:4] == ["features.0", "features.1", "features.2", "features.3"]
+    assert maps[0][1].shape == (4, 15, 15) and maps[-1][1].shape == (4, 1, 1)   # pool5 of a 63 px image
+
+
 @pytest.mark.parametrize("flags", [[], ["--padding", "1", "--stride", "2", "--out-channels", "4", "--groups", "2"]])
 def test_show_im2col(tmp_path, flags):
     script = load_script("show_im2col")
