@@ -5,7 +5,7 @@
     python benchmarks/pytorch_recipe.py --model alexnet --device cuda --epochs 10   # the GPU target
 
 Everything is the same as `python examples/train_alexnet.py` with the same flags (and the same
-per-model defaults, tinynet.recipes), except the engine:
+per-model defaults, tinynet.models.registry), except the engine:
     net      alexnet-small or alexnet (the paper's grouped net): the same layers, names and shapes
              (conv2, conv4, conv5 with groups=2; the paper's LRN per tower after conv1 and conv2;
              3/2 max-pools; dropout --dropout before fc6 and fc7). PyTorch's LocalResponseNorm
@@ -20,7 +20,7 @@ per-model defaults, tinynet.recipes), except the engine:
     update   the paper's rule written out by hand (section 5), not torch.optim.SGD:
                  v <- momentum * v - weight_decay * lr * w - lr * grad;   w <- w + v
     schedule lr divided by 10 every --lr-step epochs (StepLR), or on a test-loss plateau: the
-             job's own scheduler objects (recipes.make_scheduler), driving a plain lr value.
+             job's own scheduler objects (tinynet.train.job.make_scheduler), driving a plain lr value.
 Only the dropout masks (PyTorch's generator) and the order of floating-point sums differ. On a
 GPU, TF32 is off for cuDNN and cuBLAS (as tinynet's default) unless --tf32; the running loss and
 accuracy are summed on the device and read once an epoch.
@@ -45,8 +45,9 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
 import tinynet as tn  # noqa: E402
-from tinynet import recipes  # noqa: E402
-from tinynet.data import DataLoader, load_fashion_mnist  # noqa: E402
+from tinynet.data import DataLoader, channel_stats, load_fashion_mnist  # noqa: E402
+from tinynet.models import registry  # noqa: E402
+from tinynet.train.job import make_scheduler  # noqa: E402
 from tinynet.shapes import conv_output_size  # noqa: E402
 
 
@@ -167,12 +168,12 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--momentum", type=float, default=recipes.COMMON_DEFAULTS["momentum"])
-    p.add_argument("--weight-decay", type=float, default=recipes.COMMON_DEFAULTS["weight_decay"])
+    p.add_argument("--momentum", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--lr-schedule", default=None, choices=("step", "plateau"))
     p.add_argument("--lr-step", type=int, default=None)
     p.add_argument("--patience", type=int, default=1)
-    p.add_argument("--init", default=recipes.COMMON_DEFAULTS["init"])
+    p.add_argument("--init", default=None)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -184,12 +185,12 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None,
                    help="JSON path (default benchmarks/results/pytorch_recipe_<model>_<device>_<date>.json)")
     args = p.parse_args(argv)
-    for name, value in recipes.model_defaults(args.model).items():  # train_alexnet.py's defaults
+    for name, value in registry.get(args.model).recipe.items():  # train_alexnet.py's defaults
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.image_size is None:
         args.image_size = 28 if args.model == "alexnet-small" else 224
-    if args.model == "alexnet" and recipes.paper_net_side(args.image_size) != 6:
+    if args.model == "alexnet" and registry.get("alexnet").size_problem(args.image_size):
         p.error(f"--image-size {args.image_size}: the paper net needs pool5 maps of 6x6 (224 gives them)")
     if args.out is None:
         device_name = args.device.split(":")[0]
@@ -215,7 +216,7 @@ def main(argv=None):
     x_test, y_test = load_fashion_mnist(args.data, train=False)
     x_train, y_train = x_train[:args.limit_train], y_train[:args.limit_train]
     x_test, y_test = x_test[:args.limit_test], y_test[:args.limit_test]
-    mean, std = recipes.channel_stats(x_train)
+    mean, std = channel_stats(x_train)
     channels = 3 if args.model == "alexnet" else None
     prepare = Preprocess(device, mean, std, size=args.image_size, channels=channels)
     kw = dict(batch_size=args.batch_size, seed=args.seed, workers=1, prefetch=2)
@@ -233,9 +234,9 @@ def main(argv=None):
           + f" at {args.image_size} px, {sum(q.numel() for q in params):,} parameters; "
           f"{len(y_train):,} training, {len(y_test):,} test images", flush=True)
 
-    # the job's own schedule (recipes.make_scheduler) moves rate.lr, as it moves a tinynet SGD's
+    # the job's own schedule (make_scheduler) moves rate.lr, as it moves a tinynet SGD's
     rate = types.SimpleNamespace(lr=args.lr)
-    scheduler = recipes.make_scheduler(args, rate)
+    scheduler = make_scheduler(args.lr_schedule, rate, args.lr_step, args.patience)
     lr, history = args.lr, []
     for epoch in range(args.epochs):
         t0 = time.perf_counter()

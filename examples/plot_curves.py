@@ -10,11 +10,8 @@ an epoch: the last line for an epoch wins.
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))  # run from a checkout
-
-from tinynet.train.curves import FIGSIZE, plot_curves  # noqa: E402,F401  (FIGSIZE: the PNG is FIGSIZE * dpi)
+from tinynet.train.curves import FIGSIZE, plot_curves  # noqa: F401  (FIGSIZE: the PNG is FIGSIZE * dpi)
 
 KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -42,7 +39,7 @@ def read_log(path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("logs", nargs="+", help="JSON-lines logs (one line per epoch)")
-    parser.add_argument("--out", default="curves.png")
+    parser.add_argument("--out", default=os.path.join("runs", "curves.png"))
     parser.add_argument("--dpi", type=int, default=100)
     args = parser.parse_args(argv)
     try:

@@ -41,17 +41,20 @@ import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+try:
+    from PIL import Image
+except ImportError:
+    sys.exit('predict.py reads images with Pillow, which is not installed: pip install -e ".[examples]"')
 
 import tinynet as tn  # noqa: E402
 from tinynet import train  # noqa: E402
-from tinynet.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, imagenet_classes  # noqa: E402
+from tinynet.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, IMAGENET_MEAN, IMAGENET_STD,  # noqa: E402
+                          imagenet_classes, transforms)
+from tinynet.models import registry  # noqa: E402
 from tinynet.files import file_kind, wrong_kind  # noqa: E402
 from tinynet.nn import load_npz  # noqa: E402
 from tinynet.shapes import conv_output_size  # noqa: E402
 
-MODELS = ("auto", "alexnet", "alexnet2012", "alexnet-small", "torchvision", "torchvision-lrn", "d2l")
 TORCH_SUFFIXES = (".pth", ".pt")
 TOP = 5
 # Per data set: the size and channels of its images, the per-channel mean and std that training
@@ -62,10 +65,9 @@ DATASETS = {
                           classes=FASHION_MNIST_CLASSES),
     "cifar10": dict(size=32, channels=3, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
                     crop=False, classes=CIFAR10_CLASSES),
-    "imagefolder": dict(size=224, channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                        crop=True, classes=None),
-    "imagenet": dict(size=224, channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                     crop=True, classes=imagenet_classes()),
+    "imagefolder": dict(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop=True, classes=None),
+    "imagenet": dict(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop=True,
+                     classes=imagenet_classes()),
     # d2l's Fashion-MNIST loader only resizes and scales to [0, 1]: no mean, no std
     "fashion-mnist-raw": dict(size=28, channels=1, mean=(0.0,), std=(1.0,), crop=False,
                               classes=FASHION_MNIST_CLASSES),
@@ -130,8 +132,12 @@ SEED_LAYERS = {
 
 
 def num_classes(state, name):
-    last = SEED_LAYERS[name][-1] if name in SEED_LAYERS else "fc8"
-    return state[f"{last}.weight"].shape[0]
+    """The classes of a net: the rows of its last layer (a seed net's, fc8, or the last 2-D weight)."""
+    if name in SEED_LAYERS:
+        return state[f"{SEED_LAYERS[name][-1]}.weight"].shape[0]
+    if "fc8.weight" in state:
+        return state["fc8.weight"].shape[0]
+    return [v for v in state.values() if np.ndim(v) == 2][-1].shape[0]
 
 
 def d2l_image_size(state):
@@ -149,36 +155,26 @@ def d2l_image_size(state):
 
 
 def model_from_state_dict(state, model_name="auto", device="cpu"):
-    """(model in eval mode with the weights of `state`, its name, its input (C, size, size))."""
+    """(model in eval mode with the weights of `state`, its name, its input (C, size, size)): the
+    registry's net (tinynet.models.registry) with the sizes read off the weights."""
     name = guess_model(state) if model_name == "auto" else model_name
-    if name not in MODELS[1:]:
-        raise ValueError(f"--model must be one of {MODELS}, got {model_name!r}")
+    if name not in registry.names():
+        raise ValueError(f"--model must be one of {('auto',) + registry.names()}, got {model_name!r}")
+    entry = registry.get(name)
     classes = num_classes(state, name)
+    in_channels = next(v for v in state.values() if np.ndim(v) == 4).shape[1]  # conv1's (out, in, k, k)
+    size, extra = entry.image_size, {}
     if name in SEED_LAYERS:
-        layers = SEED_LAYERS[name]
-        widths = tuple(state[f"{k}.weight"].shape[0] for k in layers[:6])   # conv1..conv5, fc6
+        extra["widths"] = tuple(state[f"{k}.weight"].shape[0] for k in SEED_LAYERS[name][:6])  # conv1..conv5, fc6
         if name == "d2l":
             size = d2l_image_size(state)
-            model = tn.models.alexnet_d2l(classes, image_size=size, in_channels=state["0.weight"].shape[1],
-                                          device=device, widths=widths)
-            shape = (state["0.weight"].shape[1], size, size)
-        else:
-            model = tn.models.alexnet_torchvision(classes, lrn=name == "torchvision-lrn", device=device,
-                                                  widths=widths)
-            shape = (3, 224, 224)
-    elif name == "alexnet2012":
-        devices = (device, device) if device.startswith("cuda") else ("cpu:0", "cpu:1")
-        model, shape = tn.models.alexnet2012(num_classes=classes, devices=devices), (3, 224, 224)
-    elif name == "alexnet":
-        model, shape = tn.models.alexnet(num_classes=classes, device=device), (3, 224, 224)
     elif name == "alexnet-small":
-        w1 = state["conv1.weight"]
-        size = small_image_size(state)
-        model = tn.models.alexnet_small(num_classes=classes, in_channels=w1.shape[1], image_size=size,
-                                        width=w1.shape[0], device=device)
-        shape = (w1.shape[1], size, size)
+        size, extra["width"] = small_image_size(state), state["conv1.weight"].shape[0]
+    towers = (device, device) if entry.towers and device.startswith("cuda") else None
+    model = registry.build(name, classes, image_size=size, in_channels=in_channels, device=device, towers=towers,
+                           **extra)
     model.load_state_dict(state)
-    return model.eval(), name, shape
+    return model.eval(), name, (in_channels, size, size)
 
 
 def guess_dataset(name, shape, classes, torch_weights=False):
@@ -199,13 +195,12 @@ def load_image(source, size, channels, crop=False, invert=False):
     """float32 (channels, size, size) in [0, 1] from an image file or a uint8 (H, W[, 3]) array.
     crop: resize the shorter side to size * 256/224 and keep the centre size x size (evaluation
     of the paper's nets); otherwise resize the whole image to size x size."""
-    from PIL import Image
     img = Image.fromarray(source) if isinstance(source, np.ndarray) else Image.open(source)
     with img:
         img = img.convert("L" if channels == 1 else "RGB")
         if crop:
             w, h = img.size
-            scale = round(size * 256 / 224) / min(w, h)
+            scale = transforms.resize_for_crop(size) / min(w, h)
             img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
             w, h = img.size
             left, top = (w - size) // 2, (h - size) // 2
@@ -282,7 +277,7 @@ def probabilities(model, x):
     return e / e.sum()
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("image", nargs="?", help="an image file (JPEG, PNG, ...)")
     parser.add_argument("--image", dest="image_flag", metavar="IMAGE", help="the same, as a flag")
@@ -290,12 +285,18 @@ def main(argv=None):
     source.add_argument("--checkpoint", help="module.save() .npz or a training checkpoint")
     source.add_argument("--weights", help="a PyTorch state_dict .pth (torchvision's or d2l's AlexNet), "
                         "or BVLC's AlexNet as .onnx")
-    parser.add_argument("--model", choices=MODELS, default="auto")
+    parser.add_argument("--model", choices=("auto",) + registry.names(), default="auto",
+                        help="the net (default: read off the weights)")
     parser.add_argument("--dataset", choices=("auto",) + tuple(DATASETS), default="auto",
                         help="what the net was trained on: fixes the pre-processing and the class names")
     parser.add_argument("--classes", help="file with one class name per line")
     parser.add_argument("--invert", action="store_true", help="invert the grey levels (dark object on light ground)")
     parser.add_argument("--device", default="cpu")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     image = args.image_flag or args.image
     if not image or (args.image_flag and args.image):

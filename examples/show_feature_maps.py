@@ -17,12 +17,14 @@ import argparse
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+try:
+    import matplotlib
+except ImportError:
+    sys.exit('show_feature_maps.py draws with matplotlib, which is not installed: pip install -e ".[examples]"')
 
 import tinynet as tn  # noqa: E402
-from predict import guess_dataset, model_from_state_dict, prepare, read_state_dict  # noqa: E402
+from predict import guess_dataset, model_from_state_dict, num_classes, prepare, read_state_dict  # noqa: E402
+from tinynet.models import registry  # noqa: E402
 
 FIGSIZE = (11, 18)  # inches; the PNG is FIGSIZE * dpi pixels
 PHOTOS = ("astronaut", "chelsea", "coffee")
@@ -35,24 +37,32 @@ def sample_photo(name):
         import skimage.data
     except ImportError:
         raise SystemExit("show_feature_maps: no --image given and scikit-image is not installed; "
-                         "pip install scikit-image (or pip install tinynet[examples]), or pass --image photo.jpg")
+                         "pip install -e \".[examples]\", or pass --image photo.jpg")
     return getattr(skimage.data, name)()
 
 
 def feature_maps(model, x):
-    """[(layer name, output (C, H, W) as NumPy)] for every child with a spatial output, for a
-    batch x of one image."""
+    """[(layer name, output (C, H, W) as NumPy)] for every layer with a spatial output, for a
+    batch x of one image; a nested Sequential (torchvision's `features`) is walked into."""
     maps = []
     with tn.no_grad():
-        for name, layer in model.named_children():
+        for name, layer in _layers(model):
             x = layer(x)
             if isinstance(layer, SPATIAL) and x.ndim == 4:  # relu6 and relu7 act on vectors
                 maps.append((name, x.numpy()[0]))
     return maps
 
 
+def _layers(model, prefix=""):
+    """(name, layer) of a Sequential's layers in order, nested Sequentials flattened ("features.0")."""
+    for name, layer in model.named_children():
+        if isinstance(layer, tn.nn.Sequential):
+            yield from _layers(layer, f"{prefix}{name}.")
+        else:
+            yield prefix + name, layer
+
+
 def draw(image, maps, title, out, dpi, count):
-    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(len(maps) + 1, count, figsize=FIGSIZE, dpi=dpi, layout="constrained",
@@ -70,6 +80,7 @@ def draw(image, maps, title, out, dpi, count):
             axes[row, c].imshow(m, cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1,
                                 interpolation="nearest")
         axes[row, 0].set_title(f"{name} {fmap.shape}", fontsize=8, loc="left")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
@@ -77,15 +88,16 @@ def draw(image, maps, title, out, dpi, count):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=("alexnet", "alexnet-small"), default="alexnet",
+    parser.add_argument("--model", choices=tuple(e.name for e in registry.entries() if not e.towers), default="alexnet",
                         help="used when no --checkpoint is given (a checkpoint names its own model)")
     parser.add_argument("--checkpoint", help="a module.save() .npz or training checkpoint (default: untrained)")
     parser.add_argument("--image", help="a photograph (default: --photo from scikit-image)")
     parser.add_argument("--photo", choices=PHOTOS, default="astronaut")
     parser.add_argument("--maps", type=int, default=8, help="channels shown per layer")
-    parser.add_argument("--width", type=int, default=32, help="alexnet-small's width when untrained")
+    parser.add_argument("--width", type=int, default=None,
+                        help="alexnet-small's width when untrained (default: the training job's, 24)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="feature_maps.png")
+    parser.add_argument("--out", default=os.path.join("runs", "feature_maps.png"))
     parser.add_argument("--dpi", type=int, default=100)
     args = parser.parse_args(argv)
     if args.maps < 2:
@@ -96,13 +108,13 @@ def main(argv=None):
         if any(k.startswith("tower0.") for k in state):  # the two-tower net, as the grouped net
             state = tn.models.merge_towers(state)
         model, name, shape = model_from_state_dict(state)
-        label = os.path.basename(args.checkpoint)
-    elif args.model == "alexnet":
-        model, name, shape, label = tn.models.alexnet().eval(), "alexnet", (3, 224, 224), "untrained"
+        label, classes = os.path.basename(args.checkpoint), num_classes(state, name)
     else:
-        model = tn.models.alexnet_small(width=args.width).eval()
-        name, shape, label = "alexnet-small", (1, 28, 28), "untrained"
-    classes = model.fc8.out_features
+        name, entry = args.model, registry.get(args.model)
+        if args.width is not None and not entry.has_width:
+            parser.error(f"--width is for a net with a width; {name} has fixed channel counts")
+        model = registry.build(name, width=args.width).eval()
+        shape, label, classes = (entry.in_channels, entry.image_size, entry.image_size), "untrained", entry.classes
     dataset = guess_dataset(name, shape, classes)
     image, x = prepare(args.image or sample_photo(args.photo), shape, dataset)
     maps = feature_maps(model, x)

@@ -22,16 +22,17 @@ import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+try:
+    import matplotlib
+except ImportError:
+    sys.exit('show_filters.py draws with matplotlib, which is not installed: pip install -e ".[examples]"')
 
 import tinynet as tn  # noqa: E402
-from predict import read_state_dict  # noqa: E402
-from tinynet.models.alexnet import INITS  # noqa: E402
+from predict import read_state_dict  # noqa: E402  (examples/, the script's own folder)
+from tinynet.models import registry  # noqa: E402
 
 FIGSIZE = (12, 7)  # inches; the PNG is FIGSIZE * dpi pixels
-MODELS = ("alexnet", "alexnet2012", "alexnet-small")
+PAPER_NETS = ("alexnet", "alexnet2012")  # 61 million parameters: only conv1 is drawn for --untrained
 
 
 def conv1_towers(state):
@@ -61,9 +62,10 @@ def read_weights(path):
 
 
 def untrained_state(model_name, init, seed):
+    """The initial weights of a registry net (its entry's defaults: alexnet-small at width 24)."""
     tn.manual_seed(seed)
-    if model_name == "alexnet-small":
-        return tn.models.alexnet_small(init=init).state_dict()
+    if model_name not in PAPER_NETS:
+        return registry.build(model_name, init=init).state_dict()
     # only conv1 is drawn: the rest of the 61-million-parameter net is not needed here
     w = tn.nn.Conv2d(3, 96, 11, stride=4, padding=2)
     tn.models.init_weights(tn.nn.Sequential(conv1=w), init)
@@ -86,7 +88,6 @@ def tile(filters, columns, gap=1):
 
 
 def draw(towers, title, out, dpi):
-    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(len(towers), 1, figsize=FIGSIZE, dpi=dpi, layout="constrained", squeeze=False)
@@ -98,6 +99,7 @@ def draw(towers, title, out, dpi):
         ax.set_title(f"{where}: {w.shape[0]} filters {w.shape[2]}x{w.shape[3]}x{w.shape[1]}", fontsize=11)
         ax.axis("off")
     fig.suptitle(title, fontsize=13)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
@@ -109,12 +111,14 @@ def main(argv=None):
     source.add_argument("--checkpoint", help="a module.save() .npz or a training checkpoint")
     source.add_argument("--weights", help="a PyTorch state_dict .pth (torchvision's or d2l's AlexNet)")
     source.add_argument("--untrained", action="store_true", help="draw the initial filters")
-    parser.add_argument("--model", choices=MODELS, default="alexnet", help="with --untrained")
-    parser.add_argument("--init", choices=INITS, default="kaiming", help="with --untrained")
+    parser.add_argument("--model", choices=registry.names(), default="alexnet", help="with --untrained")
+    parser.add_argument("--init", choices=registry.all_inits(), default="kaiming", help="with --untrained")
     parser.add_argument("--seed", type=int, default=0, help="with --untrained")
-    parser.add_argument("--out", default="conv1_filters.png")
+    parser.add_argument("--out", default=os.path.join("runs", "conv1_filters.png"))
     parser.add_argument("--dpi", type=int, default=100)
     args = parser.parse_args(argv)
+    if args.untrained and args.init not in registry.get(args.model).inits:
+        parser.error(f"--init {args.init}: {args.model} knows {', '.join(registry.get(args.model).inits)}")
     if args.untrained:
         state = untrained_state(args.model, args.init, args.seed)
         title = f"conv1 filters of an untrained {args.model} ({args.init} init, seed {args.seed})"

@@ -22,8 +22,10 @@ import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+try:
+    import matplotlib
+except ImportError:
+    sys.exit('show_im2col.py draws with matplotlib, which is not installed: pip install -e ".[examples]"')
 
 import tinynet as tn  # noqa: E402
 import tinynet.functional as F  # noqa: E402
@@ -114,7 +116,6 @@ def _draw_input(ax, ex, colours, font):
 
 
 def draw(ex, out, dpi):
-    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     x, cols, w, y = ex["x"], ex["cols"], ex["w"], ex["y"]
@@ -175,6 +176,7 @@ def draw(ex, out, dpi):
     _box(ax, 0, 0, 1, oc)
     ax.set_xlabel(f"Y = W @ cols ({oc} x {cols_p})\n-> reshaped to (N, oc, oh, ow) = ({n}, {oc}, {oh}, {oh})",
                   fontsize=11)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
@@ -191,7 +193,7 @@ def main(argv=None):
     parser.add_argument("--out-channels", type=int, default=2)
     parser.add_argument("--groups", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="for the small integer weights")
-    parser.add_argument("--out", default="im2col.png")
+    parser.add_argument("--out", default=os.path.join("runs", "im2col.png"))
     parser.add_argument("--dpi", type=int, default=100)
     args = parser.parse_args(argv)
     try:

@@ -58,7 +58,7 @@ def test_a_variable_is_read_when_its_setting_is_used_and_a_choice_in_code_wins(m
 
 
 def test_config_apply_process_settings_is_process_apply_process_settings():
-    """The name examples/train_alexnet.py calls: the same settings, the same checks."""
+    """The name scripts written before tinynet.process call: the same settings, the same checks."""
     with pytest.raises(ValueError, match=r"threads=0, expected an int >= 1 or None"):
         config.apply_process_settings(threads=0)
 
@@ -77,7 +77,7 @@ def test_cache_folders_follow_tinynet_cache(monkeypatch, tmp_path):
 IMPORT_EVERYTHING = """
 import os, sys
 before = dict(os.environ)
-import tinynet, tinynet.train, tinynet.recipes, tinynet.data, tinynet.models, tinynet.process
+import tinynet, tinynet.train, tinynet.data, tinynet.models, tinynet.summary, tinynet.process
 import tinynet.backends.numba_cpu
 changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
 print(changed)

@@ -26,8 +26,8 @@ def run(tmp_path, lr=0.05, epochs=1, zero=False, every=1):
     trainer = train.Trainer(model, tn.optim.SGD(model.parameters(), lr=lr, momentum=0.9),
                             DataLoader(synthetic(64), batch_size=16, shuffle=True, seed=7, workers=0),
                             DataLoader(synthetic(32, seed=1), batch_size=16, workers=0), "cpu", epochs,
-                            json_log=tmp_path / "log.jsonl", progress=False, print_fn=messages.append,
-                            diagnose=Diagnosis(model, every, print_fn=messages.append))
+                            json_log=tmp_path / "log.jsonl", progress=False, say=messages.append,
+                            diagnose=Diagnosis(model, every, say=messages.append))
     try:
         trainer.fit()
     except train.TrainingDiverged:
@@ -76,7 +76,7 @@ def test_without_diagnose_nothing_is_watched(tmp_path):
     trainer = train.Trainer(model, tn.optim.SGD(model.parameters(), lr=0.05),
                             DataLoader(synthetic(16), batch_size=16, workers=0),
                             DataLoader(synthetic(16), batch_size=16, workers=0), "cpu", 1,
-                            json_log=tmp_path / "log.jsonl", progress=False, print_fn=lambda *a: None)
+                            json_log=tmp_path / "log.jsonl", progress=False, say=lambda *a: None)
     trainer.fit()
     assert trainer.diagnose is None and not any("forward" in vars(m) for m in model.modules())
     assert "diagnose" not in json.loads((tmp_path / "log.jsonl").read_text())

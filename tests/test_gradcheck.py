@@ -54,6 +54,17 @@ def test_cli_prints_a_table_and_exits_zero(capsys):
     assert "relu" in out and "linear" in out and "2 passed, 0 failed" in out
 
 
+def test_cli_columns_are_as_wide_as_their_longest_entry(capsys, monkeypatch):
+    """Before, a 24-character name column printed 'local_response_norm_even_sizenumba'."""
+    longest = max(gradcheck.CASES, key=len)
+    monkeypatch.setattr(gradcheck, "run_case", lambda layer, backend, dtype: (0.0, 1))
+    gradcheck.main(["--backend", "reference", "--layer", longest, "--layer", "relu"])
+    lines = capsys.readouterr().out.splitlines()
+    header, rows = lines[0], lines[1:3]
+    assert [row.split()[:2] for row in rows] == [[longest, "reference"], ["relu", "reference"]]
+    assert all(row.index("reference") == header.index("backend") for row in rows)
+
+
 def test_cli_exits_nonzero_when_a_layer_fails(monkeypatch, capsys):
     monkeypatch.setattr(reference, "relu_backward", lambda dy, y: dy)  # forgets the mask
     code = gradcheck.main(["--backend", "reference", "--layer", "relu"])

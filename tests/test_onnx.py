@@ -103,16 +103,13 @@ def test_bvlc_alexnet_loads_as_the_grouped_paper_net_and_matches_onnxruntime(tmp
 
 
 def registry_net(name, seed=0):
-    """A net of the registry as the training job builds it, with its input shape (batch 2)."""
-    import types
-    from tinynet import recipes
-    recipe = tn.onnx.registry()[name]
-    size = recipe.image_size or 28
-    channels = recipe.in_channels or 1
-    args = types.SimpleNamespace(**{**recipes.COMMON_DEFAULTS, **recipe.defaults}, image_size=size, dtype="float32")
+    """A net of the registry as the training job builds it (its entry's defaults, 10 classes),
+    with its input shape (batch 2)."""
+    from tinynet.models import registry
+    entry = registry.get(name)
     tn.manual_seed(seed)
-    net = recipe.build(args, 10, channels, "cpu", None)
-    return net, (2, channels, size, size)
+    net = registry.build(name, 10)
+    return net, (2, entry.in_channels, entry.image_size, entry.image_size)
 
 
 def _export_and_compare(tmp_path, name):

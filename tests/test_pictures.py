@@ -111,6 +111,15 @@ def test_feature_maps_has_one_entry_per_spatial_layer():
     assert maps[0][1].shape == (8, 28, 28) and maps[-1][1].shape == (16, 2, 2)
 
 
+def test_feature_maps_walk_into_torchvisions_nested_features():
+    """Before, torchvision's net (features, avgpool, classifier) gave no map: its children are Sequentials."""
+    script = load_script("show_feature_maps")
+    net = tn.models.alexnet_torchvision(num_classes=10, widths=(4, 4, 4, 4, 4, 8)).eval()
+    maps = script.feature_maps(net, tn.tensor(np.ones((1, 3, 63, 63), dtype=np.float32)))
+    assert [name for name, _ in maps][:4] == ["features.0", "features.1", "features.2", "features.3"]
+    assert maps[0][1].shape == (4, 15, 15) and maps[-1][1].shape == (4, 1, 1)   # pool5 of a 63 px image
+
+
 @pytest.mark.parametrize("flags", [[], ["--padding", "1", "--stride", "2", "--out-channels", "4", "--groups", "2"]])
 def test_show_im2col(tmp_path, flags):
     script = load_script("show_im2col")
@@ -223,3 +232,27 @@ def test_show_filters_of_torch_weights(torch_weights, tmp_path, name):
     out = script.main(["--weights", str(folder / f"{name}.pth"), "--out", str(tmp_path / "f.png"),
                        "--dpi", str(DPI)])
     assert_picture(Path(out), script)
+
+
+@pytest.mark.parametrize("script, missing", [("show_im2col", "matplotlib"), ("show_filters", "matplotlib"),
+                                             ("show_feature_maps", "matplotlib"), ("predict", "PIL")])
+def test_a_script_without_the_examples_extra_says_how_to_install_it_in_one_line(script, missing):
+    """Run from a checkout as the README runs them (PYTHONPATH=., no path set by the script), with
+    `missing` not importable: one line naming the extra, not a traceback."""
+    import os
+    import subprocess
+    root = str(EXAMPLES.parent)
+    code = (f"import runpy, sys; sys.modules[{missing!r}] = None; sys.argv = [{script + '.py'!r}, '--help']; "
+            f"runpy.run_path({str(EXAMPLES / (script + '.py'))!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root,
+                            env=dict(os.environ, PYTHONPATH=root))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith('is not installed: pip install -e ".[examples]"'), result.stderr
+
+
+def test_show_feature_maps_without_scikit_image_names_the_extra(monkeypatch):
+    script = load_script("show_feature_maps")
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    with pytest.raises(SystemExit, match=r'pip install -e "\.\[examples\]", or pass --image photo\.jpg'):
+        script.sample_photo("coffee")

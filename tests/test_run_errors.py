@@ -62,7 +62,7 @@ def one_line(text):
 ])
 def test_a_flag_no_run_can_have_is_one_line_and_exit_2_before_any_data_is_read(flags, message, monkeypatch, capsys):
     example = load_example()
-    monkeypatch.setattr(example.recipes, "load_data", lambda args: pytest.fail("data read before the flags were checked"))
+    monkeypatch.setattr(train.job, "load_data", lambda config: pytest.fail("data read before the flags were checked"))
     with pytest.raises(SystemExit) as exit_info:
         example.main(flags + ["--no-progress"])
     assert exit_info.value.code == 2

@@ -164,44 +164,38 @@ def test_too_small_images_and_bad_widths_are_refused():
 
 # ================================================================= the seeds' recipes: train_alexnet.py --model ...
 
-def _args(model, **given):
-    from argparse import Namespace
-    blank = dict(width=None, dropout=None, epochs=None, batch_size=None, lr=None, lr_schedule=None, lr_step=None,
-                 image_size=None, momentum=None, weight_decay=None, init=None, dtype="float32")
-    return Namespace(model=model, dataset="fashion-mnist", **{**blank, **given})
-
-
 def test_each_seed_trains_with_its_own_recipe():
     """d2l: plain SGD lr 0.01, batch 128, 10 epochs, Xavier, constant lr, one grey channel at 224;
     torchvision: its references' SGD (momentum 0.9, weight decay 1e-4, batch 256), grey repeated to RGB."""
-    from tinynet import recipes
-    d2l = recipes.apply_defaults(_args("d2l"))
+    from tinynet.train import RunConfig
+    from tinynet.train.job import make_scheduler
+    d2l = RunConfig(model="d2l")
     assert (d2l.lr, d2l.batch_size, d2l.epochs, d2l.momentum, d2l.weight_decay, d2l.init, d2l.lr_schedule,
             d2l.image_size, d2l.dropout) == (0.01, 128, 10, 0.0, 0.0, "xavier", "constant", 224, 0.5)
-    assert recipes.input_channels(d2l) == (1, 1) and recipes.make_scheduler(d2l, None) is None
+    assert d2l.input_channels == (1, 1) and make_scheduler(d2l.lr_schedule, None, d2l.lr_step, d2l.patience) is None
     for name in ("torchvision", "torchvision-lrn"):
-        tv = recipes.apply_defaults(_args(name))
+        tv = RunConfig(model=name)
         assert (tv.lr, tv.batch_size, tv.momentum, tv.weight_decay, tv.init, tv.lr_schedule, tv.lr_step) == \
             (0.01, 256, 0.9, 1e-4, "kaiming", "step", 30)
-        assert recipes.input_channels(tv) == (1, 3)
-    paper = recipes.apply_defaults(_args("alexnet"))
+        assert tv.input_channels == (1, 3)
+    paper = RunConfig(model="alexnet")
     assert (paper.momentum, paper.weight_decay, paper.init) == (0.9, 5e-4, "kaiming")   # unchanged
-    assert recipes.apply_defaults(_args("d2l", momentum=0.9, init="kaiming")).momentum == 0.9  # a flag wins
+    assert RunConfig(model="d2l", momentum=0.9, init="kaiming").momentum == 0.9  # a flag wins
 
 
 def test_a_seed_recipe_refuses_what_its_net_cannot_do():
-    from tinynet import recipes
-    with pytest.raises(recipes.SetupError, match="--init paper: d2l knows kaiming, xavier"):
-        recipes.apply_defaults(_args("d2l", init="paper"))
-    with pytest.raises(recipes.SetupError, match="--init xavier: alexnet knows kaiming, paper, caffe"):
-        recipes.apply_defaults(_args("alexnet", init="xavier"))
-    with pytest.raises(recipes.SetupError, match="--width is for alexnet-small"):
-        recipes.apply_defaults(_args("torchvision", width=8))
-    small = recipes.apply_defaults(_args("torchvision", image_size=48))
-    with pytest.raises(recipes.SetupError, match="--image-size 48: torchvision's AlexNet needs 63 px or more"):
-        recipes.build_model(small, 10, "cpu")
-    with pytest.raises(recipes.SetupError, match="image_size 64 is too small"):
-        recipes.build_model(recipes.apply_defaults(_args("d2l", image_size=64)), 10, "cpu")
+    from tinynet.train import RunConfig, SetupError
+    from tinynet.train.job import build_model
+    with pytest.raises(SetupError, match="--init paper: d2l knows kaiming, xavier"):
+        RunConfig(model="d2l", init="paper")
+    with pytest.raises(SetupError, match="--init xavier: alexnet knows kaiming, paper, caffe"):
+        RunConfig(model="alexnet", init="xavier")
+    with pytest.raises(SetupError, match="--width is for alexnet-small"):
+        RunConfig(model="torchvision", width=8)
+    with pytest.raises(SetupError, match="--image-size 48: torchvision's AlexNet needs 63 px or more"):
+        RunConfig(model="torchvision", image_size=48)
+    with pytest.raises(SetupError, match="image_size 64 is too small"):
+        build_model(RunConfig(model="d2l", image_size=64), 10, "cpu")
 
 
 def _example():

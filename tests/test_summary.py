@@ -185,7 +185,8 @@ def test_an_image_size_the_net_cannot_take_is_named(alexnet):
 
 
 def test_cli_json_has_the_totals(alexnet, monkeypatch, capsys):
-    monkeypatch.setattr(tn.models, "alexnet", lambda num_classes=1000: alexnet)  # skip a second 61M-parameter build
+    # skip a second 61M-parameter build
+    monkeypatch.setattr(tn.models.registry, "build", lambda name, num_classes=None, **kw: alexnet)
     assert tn_summary.main(["alexnet", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["totals"]["params"] == PARAMS and data["totals"]["macs"] == MACS_224

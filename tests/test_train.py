@@ -1,5 +1,5 @@
-"""Tests of tinynet.train, tinynet.recipes and examples/train_alexnet.py: the loop learns, a resumed run equals an
-uninterrupted one bit for bit, checkpoints survive a crash mid-write, a NaN loss stops the run
+"""Tests of tinynet.train (the loop, RunConfig, run) and examples/train_alexnet.py: the loop learns, a
+resumed run equals an uninterrupted one bit for bit, checkpoints survive a crash mid-write, a NaN loss stops the run
 with a message, and --device cuda on a machine without a GPU fails in one line.
 
 Tests about mechanics use a tiny net on tiny synthetic data; only the learning test reads the
@@ -61,7 +61,7 @@ def make_trainer(tmp_path, epochs=3, transform=None, model_wrapper=None, seed=0,
     test_loader = DataLoader(synthetic(32, seed=1), batch_size=16, workers=0)
     messages = []
     trainer = train.Trainer(model, optimizer, train_loader, test_loader, "cpu", epochs, scheduler=scheduler,
-                            checkpoint_dir=tmp_path, progress=False, print_fn=messages.append, **options)
+                            checkpoint_dir=tmp_path, progress=False, say=messages.append, **options)
     trainer.messages = messages
     return trainer
 
@@ -402,7 +402,7 @@ def _float64_trainer(folder, seed, comm=None, batch_size=16):
                             DataLoader(synthetic(64), batch_size=batch_size, shuffle=True, seed=7, workers=0),
                             DataLoader(synthetic(32, seed=1), batch_size=batch_size, workers=0), "cpu", 2,
                             scheduler=tn.optim.StepLR(optimizer, step_size=1), comm=comm, checkpoint_dir=folder,
-                            json_log=folder / "log.jsonl", progress=False, print_fn=messages.append)
+                            json_log=folder / "log.jsonl", progress=False, say=messages.append)
     trainer.messages = messages
     return trainer
 
@@ -474,34 +474,32 @@ def test_a_second_ctrl_c_inside_the_update_waits_for_the_update_to_end():
 # ================================================================= the recipe
 
 def test_recipe_defaults_fill_only_what_the_command_line_left_open():
-    from argparse import Namespace
-    from tinynet import recipes
-    blank = dict(width=None, dropout=None, epochs=None, batch_size=None, lr=None, lr_schedule=None, lr_step=None,
-                 image_size=None)
-    small = recipes.apply_defaults(Namespace(model="alexnet-small", dataset="cifar10", **dict(blank, lr=0.5)))
-    assert small.lr == 0.5 and small.batch_size == recipes.DEFAULTS["alexnet-small"]["batch_size"]
-    assert small.image_size == recipes.DATASETS["cifar10"][0]  # the small net sees the images as stored
-    paper = recipes.apply_defaults(Namespace(model="alexnet", dataset="fashion-mnist", **blank))
-    assert paper.image_size == 224 and paper.epochs == recipes.DEFAULTS["paper"]["epochs"]
-    assert recipes.input_channels(paper) == (1, 3)
-    with pytest.raises(recipes.SetupError, match="--width is for alexnet-small; alexnet has"):
-        recipes.apply_defaults(Namespace(model="alexnet", dataset="fashion-mnist", **dict(blank, width=8)))
+    from tinynet.data import DATASETS
+    from tinynet.models import registry
+    small = train.RunConfig(model="alexnet-small", dataset="cifar10", lr=0.5)
+    assert small.lr == 0.5 and small.batch_size == registry.get("alexnet-small").recipe["batch_size"]
+    assert small.image_size == DATASETS["cifar10"][0]  # the small net sees the images as stored
+    paper = train.RunConfig(model="alexnet", dataset="fashion-mnist")
+    assert paper.image_size == 224 and paper.epochs == registry.PAPER_RECIPE["epochs"]
+    assert paper.input_channels == (1, 3)
+    with pytest.raises(train.SetupError, match="--width is for alexnet-small; alexnet has"):
+        train.RunConfig(model="alexnet", dataset="fashion-mnist", width=8)
 
 
 @pytest.mark.parametrize("size", [224, 227, 200, 240])
 def test_paper_net_side_is_the_side_the_net_computes(size):
-    """paper_net_side agrees with the layers themselves: conv1 11/4 pad 2, then three 3/2 pools
+    """pool5_side agrees with the layers themselves: conv1 11/4 pad 2, then three 3/2 pools
     (the convolutions between keep the side)."""
-    from tinynet import recipes
+    from tinynet.models.alexnet import pool5_side
     conv1 = tn.nn.Conv2d(3, 1, 11, stride=4, padding=2)
     pool = tn.nn.MaxPool2d(3, 2)
     x = tn.tensor(np.zeros((1, 3, size, size), np.float32))
     side = pool(pool(pool(conv1(x)))).shape[-1]
-    assert recipes.paper_net_side(size) == side
+    assert pool5_side(size) == side
 
 
 def test_threads_auto_is_every_cpu_the_process_may_use_and_a_count_is_itself():
-    from tinynet import recipes
+    from tinynet.train.job import thread_count
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert recipes.thread_count("auto") == usable
-    assert recipes.thread_count("3") == 3
+    assert thread_count("auto") == usable
+    assert thread_count("3") == 3

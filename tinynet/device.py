@@ -71,6 +71,40 @@ def as_device(spec):
 device = as_device
 
 
+class DeviceUnavailable(RuntimeError):
+    """A device that cannot be used here (no CuPy, no such GPU): one line naming it and why."""
+
+
+def check_device(spec):
+    """The Device for `spec`, once its backend has loaded (CuPy imported and the GPU found on
+    cuda devices); DeviceUnavailable with the backend's one-line reason otherwise."""
+    try:
+        dev = as_device(spec)
+        dev.backend
+    except (ImportError, RuntimeError, ValueError) as err:
+        raise DeviceUnavailable(f"cannot use device {spec!r}: {err}") from None
+    return dev
+
+
+def tower_devices(names, say=print):
+    """The two towers' Devices for two device names. A GPU index beyond those present falls back
+    to cuda:0 (saying so): with one GPU both towers of alexnet2012 share it."""
+    towers = []
+    for name in names:
+        dev = as_device(name)
+        if dev.type == "cuda" and dev.index > 0:
+            try:
+                dev.backend
+            except RuntimeError as err:
+                check_device("cuda:0")
+                say(f"note: {err}; both towers of alexnet2012 run on cuda:0 (nothing crosses between GPUs)")
+                dev = as_device("cuda:0")
+        else:
+            dev = check_device(name)
+        towers.append(dev)
+    return tuple(towers)
+
+
 def get_backend(spec="cpu"):
     """The name of the backend that serves a device: 'numba', 'reference' or 'cupy'."""
     return as_device(spec).backend.name

@@ -229,6 +229,15 @@ class WinogradConv2d(Function):
 
 
 CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+
+
+def check_conv_algorithm(algorithm, who):
+    """ValueError naming `who` unless `algorithm` is one of CONV_ALGORITHMS (conv2d, nn.Conv2d and
+    nn.set_conv_algorithm all check here)."""
+    if algorithm not in CONV_ALGORITHMS:
+        raise ValueError(f"{who}: algorithm={algorithm!r}, expected one of {', '.join(map(repr, CONV_ALGORITHMS))}")
+
+
 # "auto" picks Winograd on the CPU for r x r stride-1 layers with at least this many input channels
 # per group: where Winograd was measured faster than im2col (the paper net's conv2-conv5; not
 # alexnet-small's narrow layers). A fixed rule, not a timing at run time, so the same net computes
@@ -302,8 +311,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, algorithm="auto", dilati
                          f"(groups={groups}, weight.shape={w.shape})")
     if b is not None and b.shape != (oc,):
         raise ValueError(f"{op}: bias has shape {b.shape}, expected ({oc},)")
-    if algorithm not in CONV_ALGORITHMS:
-        raise ValueError(f"{op}: algorithm={algorithm!r}, expected one of {', '.join(map(repr, CONV_ALGORITHMS))}")
+    check_conv_algorithm(algorithm, op)
     algorithm = conv_algorithm(x.device, w.shape, stride, algorithm, dilation)
     if algorithm == "winograd":
         _check_winograd(w.shape, stride, dilation)

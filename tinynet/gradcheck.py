@@ -441,14 +441,15 @@ def main(argv=None):
     names = args.backend or backends.available("cpu") + backends.available("cuda")
     layers = args.layer or list(CASES)
     tol = TOLERANCE[args.dtype]
-    print(f"{'layer':<24}{'backend':<11}{'dtype':<9}{'checked':>8}{'max rel err':>14}  result")
+    wl, wb = (max(map(len, [title, *cells])) + 2 for title, cells in (("layer", layers), ("backend", names)))
+    print(f"{'layer':<{wl}}{'backend':<{wb}}{'dtype':<9}{'checked':>8}{'max rel err':>14}  result")
     failed = 0
     for backend in names:
         for layer in layers:
             err, checked = run_case(layer, backend, args.dtype)
             ok = err <= tol
             failed += not ok
-            print(f"{layer:<24}{backend:<11}{args.dtype:<9}{checked:>8}{err:>14.2e}  {'pass' if ok else 'FAIL'}",
+            print(f"{layer:<{wl}}{backend:<{wb}}{args.dtype:<9}{checked:>8}{err:>14.2e}  {'pass' if ok else 'FAIL'}",
                   flush=True)
     print(f"{len(names) * len(layers) - failed} passed, {failed} failed (tolerance {tol:g})")
     return 1 if failed else 0

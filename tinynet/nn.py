@@ -265,8 +265,7 @@ class Conv2d(Module):
         super().__init__()
         if in_ch % groups or out_ch % groups:
             raise ValueError(f"Conv2d: in_ch={in_ch} and out_ch={out_ch} must both be divisible by groups={groups}")
-        if algorithm not in F.CONV_ALGORITHMS:
-            raise ValueError(f"Conv2d: algorithm={algorithm!r}, expected one of {', '.join(map(repr, F.CONV_ALGORITHMS))}")
+        F.check_conv_algorithm(algorithm, "Conv2d")
         kh, kw = pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride, self.padding, self.groups, self.algorithm = stride, padding, groups, algorithm
         self.dilation = dilation
@@ -293,9 +292,7 @@ class Conv2d(Module):
 
 def set_conv_algorithm(model, algorithm):
     """Set every Conv2d of `model` to `algorithm` ("auto", "im2col" or "winograd"); returns model."""
-    if algorithm not in F.CONV_ALGORITHMS:
-        raise ValueError(f"set_conv_algorithm: algorithm={algorithm!r}, expected one of "
-                         f"{', '.join(map(repr, F.CONV_ALGORITHMS))}")
+    F.check_conv_algorithm(algorithm, "set_conv_algorithm")
     for module in model.modules():
         if isinstance(module, Conv2d):
             module.algorithm = algorithm

@@ -54,12 +54,6 @@ def _onnx():
     return onnx
 
 
-def registry():
-    """The model registry export is tested against (name -> recipe). One place to repoint."""
-    from . import recipes
-    return recipes.MODELS
-
-
 # ================================================================= load
 
 def load(path, device="cpu"):

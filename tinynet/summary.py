@@ -9,9 +9,9 @@ multiply-adds (MACs), the bytes of its output activation and the device it runs 
     activation bytes                elements of the output * bytes per element (4 for float32)
 
 MACs count the GEMMs (convolutions and fully connected layers), as the paper and every
-framework's counters do (a convolution that runs as Winograd F(2x2, 3x3) says so and how many
-2 x 2 tiles it computes; it does 16 multiplies per tile where the count says 36); ReLU, LRN and pooling cost a few operations per element and are left
-out. Shapes are computed from the layers' attributes, never by running the net, so a 224 x 224
+framework's counters do (a convolution that runs as Winograd F(2x2, r x r) says so and how many
+2 x 2 tiles it computes; for 3 x 3 it does 16 multiplies per tile where the count says 36); ReLU,
+LRN and pooling cost a few operations per element and are left out. Shapes are computed from the layers' attributes, never by running the net, so a 224 x 224
 summary of the 61-million-parameter net is instant.
 
 The two-tower net (`alexnet2012`) has rows for both towers, each on its own device, and rows for
@@ -20,12 +20,16 @@ bytes each crossing moves per image: forward the activation, backward its gradie
 
     python -m tinynet.summary alexnet [--image-size 224] [--num-classes 1000] [--json]
     python -m tinynet.summary alexnet2012
-    python -m tinynet.summary alexnet-small --image-size 28 --num-classes 10
+    python -m tinynet.summary alexnet-small [--width 24]     (the training job's net, as it trains it)
     python -m tinynet.summary torchvision [--image-size 256]    (also torchvision-lrn)
     python -m tinynet.summary d2l
     python -m tinynet.summary alexnet --distributed hybrid -n 4 [--batch-size 128]
         what each rank holds under hybrid parallelism and the bytes each crossing moves per step,
         beside data parallel's (format_distributed; the counting is tinynet.distributed.cost's)
+    python -m tinynet.summary --checkpoint checkpoints/alexnet-small-fashion-mnist/checkpoint.npz
+
+Any net of tinynet.models.registry, built with its entry's defaults (the training job's: width 24
+for alexnet-small); --checkpoint builds the net a training checkpoint holds, with its run's settings.
 
 Per-side padding ((top, bottom), (left, right)) shows both sides: (224 - 11 + 1 + 2) // 4 + 1 = 55.
 Adaptive average pooling shows its windows: floor(i*H/oh) .. ceil((i+1)*H/oh).
@@ -38,10 +42,10 @@ import numpy as np
 
 from . import functional as F
 from . import nn, winograd
-from .models import AlexNet2012
+from .models import AlexNet2012, registry
 from .shapes import adaptive_windows, arithmetic, padding_sides, pair
+from .train import RunConfig, load_checkpoint
 
-MODELS = ("alexnet", "alexnet2012", "alexnet-small", "torchvision", "torchvision-lrn", "d2l")
 COLUMNS = ("layer", "device", "output", "arithmetic", "params", "MACs", "bytes")
 
 
@@ -318,47 +322,60 @@ def format_distributed(rows, ranks, batch, itemsize=4):
     return "\n".join(lines)
 
 
-def build(model_name, image_size=None, num_classes=None):
-    """(model, input_shape) for a model named on the command line, with its default sizes:
-    alexnet, alexnet2012 and torchvision(-lrn) take 3 x 224 x 224 and 1000 classes, alexnet-small
-    1 x 28 x 28 and 10, d2l 1 x 224 x 224 and 10."""
-    from . import models
-    if model_name not in MODELS:
-        raise ValueError(f"summary: unknown model {model_name!r}, expected one of {MODELS}")
-    if model_name == "d2l":
-        size = 224 if image_size is None else image_size  # "is None", not "or": 0 must reach the builder's check
-        classes = 10 if num_classes is None else num_classes
-        return models.alexnet_d2l(num_classes=classes, image_size=size), (1, size, size)
-    if model_name.startswith("torchvision"):
-        size = 224 if image_size is None else image_size
-        classes = 1000 if num_classes is None else num_classes
-        net = models.alexnet_torchvision(num_classes=classes, lrn=model_name == "torchvision-lrn")
-        return net, (3, size, size)
-    small = model_name == "alexnet-small"
-    size = (28 if small else 224) if image_size is None else image_size
-    classes = (10 if small else 1000) if num_classes is None else num_classes
-    if small:
-        return models.alexnet_small(num_classes=classes, image_size=size), (1, size, size)
-    make = models.alexnet if model_name == "alexnet" else models.alexnet2012
-    return make(num_classes=classes), (3, size, size)
+def build(model_name, image_size=None, num_classes=None, width=None):
+    """(model, input_shape) for a net of the registry (tinynet.models.registry) with its entry's
+    defaults for what is None: alexnet, alexnet2012 and torchvision(-lrn) take 3 x 224 x 224 and
+    1000 classes, alexnet-small 1 x 28 x 28, 10 classes and width 24, d2l 1 x 224 x 224 and 10."""
+    entry = registry.get(model_name)
+    if width is not None and not entry.has_width:
+        raise ValueError(f"summary: --width is for a net with a width; {model_name} has fixed channel counts")
+    size = entry.image_size if image_size is None else image_size  # "is None", not "or": 0 reaches the check
+    model = registry.build(model_name, num_classes, image_size=size, width=width)
+    return model, (entry.in_channels, size, size)
+
+
+def from_checkpoint(path):
+    """(model name, model, input_shape) of a training checkpoint (tinynet.train): the net its run
+    built (model, width, image size, channels, dtype from its settings, classes from its last
+    layer), with the checkpoint's weights loaded."""
+    ckpt = load_checkpoint(path)
+    settings = ckpt["meta"].get("settings")
+    if not settings or "model" not in settings:
+        raise ValueError(f"summary: {path} holds no run settings (a checkpoint of tinynet.train is expected)")
+    config = RunConfig(**{k: v for k, v in settings.items() if k in RunConfig.__dataclass_fields__})
+    last = [v for v in ckpt["model"].values() if np.ndim(v) == 2][-1]  # the classifier: (classes, features)
+    model = config.entry.build(last.shape[0], image_size=config.image_size, in_channels=config.input_channels[1],
+                               width=config.width, dropout=config.dropout, init=config.init,
+                               dtype=np.dtype(config.dtype), device="cpu", towers=None)
+    model.load_state_dict(ckpt["model"])
+    return config.model, model, (config.input_channels[1], config.image_size, config.image_size)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tinynet.summary", description=__doc__.split("\n")[0])
-    parser.add_argument("model", choices=MODELS)
+    parser.add_argument("model", nargs="?", choices=registry.names())
+    parser.add_argument("--checkpoint", metavar="FILE", help="a training checkpoint: the net its run trained")
     parser.add_argument("--image-size", type=int, default=None,
-                        help="input side in pixels (default 224; 28 for alexnet-small)")
-    parser.add_argument("--num-classes", type=int, default=None, help="default 1000; 10 for alexnet-small and d2l")
+                        help="input side in pixels (default: the registry's, 224; 28 for alexnet-small)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="default: the registry's, 1000; 10 for alexnet-small and d2l")
+    parser.add_argument("--width", type=int, default=None, help="alexnet-small's width (default: the job's, 24)")
     parser.add_argument("--json", action="store_true", help="print the rows and totals as JSON")
     parser.add_argument("--distributed", choices=("hybrid",), default=None,
                         help="hybrid: what each rank holds and what each crossing moves, beside data parallel")
     parser.add_argument("-n", "--ranks", type=int, default=2, help="ranks for --distributed (default 2)")
     parser.add_argument("--batch-size", type=int, default=128, help="global batch for --distributed (default 128)")
     args = parser.parse_args(argv)
+    if (args.model is None) == (args.checkpoint is None):
+        parser.error("name a model or give --checkpoint FILE (one of them)")
     try:
-        model, input_shape = build(args.model, args.image_size, args.num_classes)
+        if args.checkpoint:
+            name, model, input_shape = from_checkpoint(args.checkpoint)
+        else:
+            name = args.model
+            model, input_shape = build(name, args.image_size, args.num_classes, args.width)
         rows = summary(model, input_shape)
-    except ValueError as err:
+    except (OSError, ValueError) as err:
         parser.exit(2, f"{err}\n")
     if args.distributed:
         if args.ranks < 1 or args.batch_size < args.ranks:
@@ -370,11 +387,19 @@ def main(argv=None):
             parser.exit(2, f"{err}\n")
         return 0
     if args.json:
-        print(json.dumps({"model": args.model, "input_shape": list(input_shape), "rows": rows,
+        print(json.dumps({"model": name, "input_shape": list(input_shape), "rows": rows,
                           "totals": totals(rows)}, indent=1))
     else:
-        print(format_summary(rows, f"{args.model}, input {_shape_text(input_shape)}, per image"))
+        print(format_summary(rows, f"{name} ({_settings_text(name, model)}), input {_shape_text(input_shape)}, per image"))
     return 0
+
+
+def _settings_text(name, model):
+    """'width 24, dropout 0.25' (alexnet-small) or 'dropout 0.5': what the job sets besides the layers."""
+    drops = [m.p for _, m in model.named_modules() if isinstance(m, nn.Dropout)]
+    convs = [m for _, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    width = f"width {convs[0].out_channels}, " if registry.get(name).has_width else ""  # conv1's channels
+    return width + (f"dropout {drops[0]:g}" if drops else "no dropout")
 
 
 if __name__ == "__main__":

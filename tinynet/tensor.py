@@ -17,7 +17,7 @@ class Tensor:
     Methods x.to, x.reshape and the arithmetic (+ - * / ** @, sum, mean, exp, log) come from
     functional.py (see the module docstring)."""
 
-    __slots__ = ("data", "grad", "requires_grad", "device", "_node", "name", "_hooks")
+    __slots__ = ("data", "grad", "requires_grad", "device", "_node", "_hooks")
 
     def __init__(self, data, device, requires_grad=False):
         self.data = data
@@ -25,7 +25,6 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self._node = None
-        self.name = None
         self._hooks = None
 
     # ------------------------------------------------------------ facts

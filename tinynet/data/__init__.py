@@ -11,7 +11,10 @@ What lives where:
     idx.py          the IDX file format and Fashion-MNIST (the default data set): find, download, check
     cifar10.py      CIFAR-10 from its python pickle batches
     imagefolder.py  ImageNet-style folders of JPEGs: root/train/<class>/*.jpg
-    transforms.py   the paper's augmentations (section 4.1) as NumPy functions
+    transforms.py   the paper's augmentations (section 4.1) as NumPy functions, and the small
+                    images' pad-crop-flip
+    sets.py         the data sets the training job names (side, channels), Subset and limit,
+                    the per-channel statistics a run normalises with
     loader.py       DataLoader: shuffled batches, built ahead of time in background threads
 
 Every problem with the data on disk raises DataError, naming the file and what is wrong.
@@ -29,6 +32,7 @@ from .cifar10 import CIFAR10_CLASSES, load_cifar10  # noqa: E402
 from .imagefolder import ImageFolder, imagenet_classes  # noqa: E402
 from .loader import ArrayDataset, DataLoader  # noqa: E402
 from . import transforms  # noqa: E402
+from .sets import DATASETS, IMAGENET_MEAN, IMAGENET_STD, Subset, channel_stats, limit  # noqa: E402
 
 __all__ = [
     "DataError",
@@ -42,4 +46,10 @@ __all__ = [
     "ArrayDataset",
     "DataLoader",
     "transforms",
+    "DATASETS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Subset",
+    "channel_stats",
+    "limit",
 ]

@@ -227,6 +227,35 @@ def alexnet_eval(img, rng=None, size=224):
     return to_chw_float(center_crop(img, size))
 
 
+def resize_for_crop(size):
+    """The shorter side an image is resized to before a size x size crop: the paper's 256 for
+    224 (section 2), scaled alike for other sizes."""
+    return round(size * 256 / 224)
+
+
+def pad_crop_flip(pad):
+    """Training augmentation for small array images, uint8 (H, W) or (C, H, W): pad by `pad` zeros,
+    take a random crop of the original size and mirror it with probability 1/2 (the small-image
+    form of the paper's random 224 crops of 256 images, section 4.1)."""
+    def transform(img, rng):
+        h, w = img.shape[-2:]
+        padded = _pad(img, pad)
+        top, left = rng.integers(0, 2 * pad + 1, size=2)
+        crop = padded[..., top:top + h, left:left + w]
+        return np.ascontiguousarray(crop[..., ::-1] if rng.random() < 0.5 else crop)
+    return transform
+
+
+def pad_only(pad):
+    """The test view for ten-crop: the padded image whose corner crops are the training shifts."""
+    return lambda img, rng=None: _pad(img, pad)
+
+
+def _pad(img, pad):
+    widths = [(0, 0)] * (img.ndim - 2) + [(pad, pad), (pad, pad)]
+    return np.pad(img, widths)
+
+
 def _bilinear_taps(n_in, n_out, xp):
     """For each of n_out output positions: the two input indices to blend and the second's weight."""
     scale = n_in / n_out

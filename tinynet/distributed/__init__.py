@@ -8,7 +8,7 @@ overlapped with the backward, the paper's two towers as two processes, and hybri
     mpirun -n 4 python examples/train_alexnet.py --model alexnet --distributed hybrid
 
 job.py      start(mode, device, batch_size): the checks, the groups and this rank's device;
-            start_from_args(args): the same from a command line's --distributed
+            start_from_config(config): the same from a run's RunConfig
 launch.py   is there a launcher, is mpi4py there, MPI_Abort when a rank fails
 comm.py     MPICommunicator / NcclCommunicator: tinynet.train.Communicator (flat gradient
             buckets, one all-reduce each, optionally overlapped with the backward) and the
@@ -19,10 +19,10 @@ cost.py     the cost model: bytes per rank per step of each scheme, and the step
 """
 from .comm import DEFAULT_BUCKET_BYTES, MPICommunicator, NcclCommunicator
 from .hybrid import HybridNet
-from .job import MODES, Job, start, start_from_args
+from .job import MODES, Job, start, start_from_config
 from .launch import (DistributedError, abort_on_failure, import_mpi, launcher_rank, launcher_size, require_launcher)
 from .towers import (TowerProcessAlexNet2012, all_gather, broadcast_from_root, gather_to_root, tower_groups)
 
-__all__ = ["DEFAULT_BUCKET_BYTES", "MODES", "DistributedError", "HybridNet", "Job", "start", "start_from_args", "MPICommunicator", "NcclCommunicator", "TowerProcessAlexNet2012",
+__all__ = ["DEFAULT_BUCKET_BYTES", "MODES", "DistributedError", "HybridNet", "Job", "start", "start_from_config", "MPICommunicator", "NcclCommunicator", "TowerProcessAlexNet2012",
            "abort_on_failure", "all_gather", "broadcast_from_root", "gather_to_root", "import_mpi", "launcher_rank", "launcher_size",
            "require_launcher", "tower_groups"]

@@ -57,16 +57,16 @@ class Job:
                 f"{self.comm.size} data-parallel replica(s); rank 0 holds tower 0 and fc8 on {self.device}")
 
 
-def start_from_args(args):
-    """The job a command line asks for with --distributed (None without it): start() with the
-    recipe's device kind, global batch and model; DistributedError for a setup every rank gets
-    wrong alike."""
-    if args.distributed is None:
+def start_from_config(config):
+    """The job a run asks for with its `distributed` setting (None without it): start() with the
+    run's device kind, global batch and model (config: a tinynet.train.RunConfig);
+    DistributedError for a setup every rank gets wrong alike."""
+    if config.distributed is None:
         return None
-    if args.device.startswith("cuda") and args.devices:
+    if config.device.startswith("cuda") and config.devices:
         raise DistributedError("--devices is for one process; with --distributed each rank takes "
                                "its own GPU (cuda:<local rank>)")
-    return start(args.distributed, args.device.split(":")[0], args.batch_size, args.model)
+    return start(config.distributed, config.device.split(":")[0], config.batch_size, config.model)
 
 
 def start(mode, device="cpu", batch_size=None, model=None, overlap=True):

@@ -30,13 +30,15 @@ import zlib
 import numpy as np
 
 from .. import functional as F
-from .. import models, nn, recipes, summary
+from .. import models, nn, summary
 from ..autograd import no_grad
 from ..data import FASHION_MNIST_CLASSES, DataError, load_fashion_mnist, transforms
+from ..data.sets import DATASETS, channel_stats
 from ..shapes import adaptive_windows, padding_sides, pair
 from ..tensor import tensor
 from ..torch_io import load_torch
 from ..train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from ..models import registry
 from ..train.preprocess import BatchPreprocess
 
 # Conv weights go on the page (float32, for the written-out sums of any unit), conv1 first, until
@@ -55,29 +57,27 @@ class ExplainError(Exception):
 # ================================================================= the models
 
 def _registry():
-    """name -> (builder(classes, settings) -> Module, input side, input channels, classes).
+    """name -> (builder(classes, settings) -> (Module, input side, input channels), input side,
+    input channels, classes).
 
-    The one place this module reads the model registry (tinynet.recipes.MODELS); settings are a
+    The one place this module reads the model registry (tinynet.models.registry); settings are a
     checkpoint's run settings (width, image_size, ...) or {} for the model's defaults."""
 
     def entry(name):
-        recipe = recipes.MODELS[name]
+        e = registry.get(name)
+        side = DATASETS[DATASET][0] if e.size_from_data else e.image_size
+        channels = DATASETS[DATASET][1] if e.channels_from_data else e.in_channels
 
         def build(classes, settings):
-            args = argparse.Namespace(model=name, dataset=DATASET, width=None, image_size=None, init=None,
-                                      dropout=None, dtype="float32")
-            for key in ("width", "image_size", "init", "dropout"):
-                if settings.get(key) is not None:
-                    setattr(args, key, settings[key])
-            recipes.apply_defaults(args)
-            channels = recipe.in_channels or recipes.DATASETS[DATASET][1]
-            towers = ("cpu:0", "cpu:1") if recipe.towers else None
-            return recipe.build(args, classes, channels, "cpu", towers), args.image_size, channels
+            size = settings.get("image_size") or side
+            model = registry.build(name, classes, image_size=size, in_channels=channels,
+                                   width=settings.get("width"), dropout=settings.get("dropout"),
+                                   init=settings.get("init"), towers=("cpu:0", "cpu:1") if e.towers else None)
+            return model, size, channels
 
-        side = recipe.image_size or recipes.DATASETS[DATASET][0]
-        return build, side, recipe.in_channels or recipes.DATASETS[DATASET][1], 10
+        return build, side, channels, 10
 
-    return {name: entry(name) for name in recipes.MODELS}
+    return {name: entry(name) for name in registry.names()}
 
 
 def default_checkpoint(model):
@@ -468,7 +468,7 @@ def load_image(args, side_channels):
     names = list(FASHION_MNIST_CLASSES)
     try:
         train_images, _ = load_fashion_mnist(args.data, train=True)
-        mean, std = recipes.channel_stats(train_images)
+        mean, std = channel_stats(train_images)
     except DataError as err:
         if args.image is None:
             raise ExplainError(f"no test image: {str(err).splitlines()[0]}") from None

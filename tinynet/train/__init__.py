@@ -1,4 +1,7 @@
-"""Training: the fit / evaluate loop of examples/train_alexnet.py, for any model and data.
+"""Training: the fit / evaluate loop of examples/train_alexnet.py, for any model and data, and the
+job itself: one RunConfig (every setting once) and run(config).
+
+    tinynet.train.run(tinynet.train.RunConfig(model="alexnet-small", epochs=1))
 
     trainer = Trainer(model, optimizer, train_loader, test_loader, device="cpu", epochs=10,
                       scheduler=tn.optim.StepLR(optimizer, 8), checkpoint_dir="checkpoints",
@@ -15,9 +18,12 @@ The rooms, in the order a step meets them:
     checkpoint.py   what a training state holds; written atomically, read back and checked
     log.py          the epoch record, its JSON line and printed line, the progress bar
     curves.py       plot_curves: loss and accuracy per epoch as a PNG
+    run_config.py   RunConfig: every setting of a run with its default, help and range; the
+                    command line, the checks, the recipe line and the checkpoint's settings follow
+    job.py          run(config): devices, data, loaders, model, the first lines, then the Trainer
 """
-from .checkpoint import (CHECKPOINT_NAME, Checkpoint, CheckpointError, CheckpointMismatch, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (CHECKPOINT_NAME, Checkpoint, CheckpointError, CheckpointMismatch, TrainingState,
+                         load_checkpoint, save_checkpoint)
 from . import diagnose
 from .communicator import Communicator, SingleProcess
 from .curves import plot_curves
@@ -25,7 +31,10 @@ from .evaluation import evaluate
 from .log import LogNotWritable
 from .loop import Trainer, TrainingDiverged, fit
 from .preprocess import BatchPreprocess, ten_crop_batch
+from .run_config import RunConfig, SetupError, add_arguments
+from .job import run
 
 __all__ = ["BatchPreprocess", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError", "CheckpointMismatch",
-           "Communicator", "LogNotWritable", "SingleProcess", "Trainer", "TrainingDiverged",
-           "evaluate", "fit", "load_checkpoint", "plot_curves", "save_checkpoint", "ten_crop_batch"]
+           "Communicator", "LogNotWritable", "RunConfig", "SetupError", "SingleProcess", "Trainer", "TrainingDiverged", "TrainingState",
+           "add_arguments", "evaluate", "fit", "load_checkpoint", "plot_curves", "run", "save_checkpoint",
+           "ten_crop_batch"]

@@ -31,6 +31,8 @@ the other way round (restore gives each rank its own parameters and velocities).
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,6 +95,17 @@ def load_checkpoint(path):
     return {"model": model, "optimizer": optimizer, "meta": meta}
 
 
+def read_meta(folder):
+    """The meta record of the checkpoint in `folder` without its arrays, or None when there is
+    none or it cannot be read (load_checkpoint then says why)."""
+    try:
+        with np.load(os.path.join(os.fspath(folder), CHECKPOINT_NAME)) as arrays:
+            meta = json.loads(str(arrays["meta"]))
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error):  # missing, damaged, not ours
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def zero_sums():
     """The running sums of an epoch that has not started: loss (summed over images), correct
     answers, images, training seconds and seconds spent waiting for data."""
@@ -100,7 +113,7 @@ def zero_sums():
 
 
 @dataclass
-class Progress:
+class TrainingState:
     """Where a run stands: the (epoch, step) of the next batch, the running epoch's sums and the
     finished epochs' records."""
     position: tuple = (0, 0)
@@ -139,9 +152,9 @@ class Checkpoint:
     def exists(self):
         return os.path.exists(self.path)
 
-    def save(self, progress, epochs, rng_state=None):
-        """Write `progress` (a Progress) and the objects' states. rng_state: tn.random's states
-        at progress.position, when they have moved on since (a step cut short); default now.
+    def save(self, state, epochs, rng_state=None):
+        """Write `state` (a TrainingState) and the objects' states. rng_state: tn.random's states
+        at state.position, when they have moved on since (a step cut short); default now.
         Returns the path written, or None on the ranks that do not write."""
         if self.split:  # a collective: rank 0 of the split model gets the whole net's state
             model_state, opt_state = self.model.gather_state(self.optimizer)
@@ -149,7 +162,7 @@ class Checkpoint:
             model_state, opt_state = self.model.state_dict(), self.optimizer.state_dict()
         if not self.is_main:
             return None
-        epoch, step = progress.position
+        epoch, step = state.position
         meta = {
             "epoch": epoch, "step": step, "epochs": epochs,
             "loader": {"seed": self.loader.seed, "epoch": epoch, "step": step,
@@ -159,18 +172,18 @@ class Checkpoint:
             "schedule": None if self.scheduler is None else type(self.scheduler).__name__,
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "settings": self.settings,
-            "sums": {k: float(v) for k, v in progress.sums.items()},
-            "history": progress.history,
+            "sums": {k: float(v) for k, v in state.sums.items()},
+            "history": state.history,
         }
         write_checkpoint(self.path, model_state, opt_state, meta)
         return self.path
 
-    def restore(self, print_fn=print):
+    def restore(self, say=print):
         """Load the checkpoint into the model, optimizer, scheduler, tn.random and the loader's
-        seed, after checking it belongs to this run; returns its Progress."""
+        seed, after checking it belongs to this run; returns its TrainingState."""
         ckpt = load_checkpoint(self.path)
         meta = ckpt["meta"]
-        self._check(ckpt, print_fn)
+        self._check(ckpt, say)
         self.model.load_state_dict(ckpt["model"])  # a split model takes its own part
         opt_state = ckpt["optimizer"]
         self.optimizer.load_state_dict(self.model.local_optimizer_state(opt_state) if self.split else opt_state)
@@ -178,12 +191,12 @@ class Checkpoint:
             self.scheduler.load_state_dict(meta["scheduler"])
         tn_random.set_state(meta["rng"])
         if meta["loader"]["seed"] != self.loader.seed:
-            print_fn(f"resume: the checkpoint's loader seed {meta['loader']['seed']} replaces "
-                     f"{self.loader.seed}, so the batches follow the interrupted run")
+            say(f"resume: the checkpoint's loader seed {meta['loader']['seed']} replaces "
+                f"{self.loader.seed}, so the batches follow the interrupted run")
             self.loader.seed = meta["loader"]["seed"]
-        return Progress((meta["epoch"], meta["step"]), dict(meta["sums"]), list(meta["history"]))
+        return TrainingState((meta["epoch"], meta["step"]), dict(meta["sums"]), list(meta["history"]))
 
-    def _check(self, ckpt, print_fn=print):
+    def _check(self, ckpt, say=print):
         """CheckpointMismatch naming the setting when the checkpoint was written by a different run."""
         meta = ckpt["meta"]
         theirs = meta.get("settings", {})
@@ -210,5 +223,5 @@ class Checkpoint:
                 raise CheckpointMismatch(f"resume: {self.path} was written by a run with {name} {theirs}, but "
                                  f"this run has {name} {ours}; expected the same to continue that run")
         if meta.get("ranks", 1) != self.ranks:
-            print_fn(f"resume: the checkpoint was written by {meta.get('ranks', 1)} data-parallel process(es), "
-                     f"this run has {self.ranks}; the global batch of {self.loader.batch_size} is the same")
+            say(f"resume: the checkpoint was written by {meta.get('ranks', 1)} data-parallel process(es), "
+                f"this run has {self.ranks}; the global batch of {self.loader.batch_size} is the same")

@@ -1,4 +1,5 @@
 """plot_curves: the loss and accuracy per epoch of one or more runs, as a PNG (matplotlib, Agg)."""
+import os
 
 FIGSIZE = (11, 4.5)  # inches; the PNG is FIGSIZE * dpi pixels
 
@@ -31,6 +32,7 @@ def plot_curves(runs, out, dpi=100):
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out

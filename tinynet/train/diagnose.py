@@ -36,12 +36,12 @@ class Diagnosis:
     """The per-layer statistics of one training run (see the module docstring).
 
     model: the net being trained; every: steps between records; classes: for the ln(classes)
-    check (default: the outputs of the model's last Linear layer); print_fn: where warnings go."""
+    check (default: the outputs of the model's last Linear layer); say: where warnings go."""
 
-    def __init__(self, model, every=DEFAULT_EVERY, classes=None, print_fn=print):
+    def __init__(self, model, every=DEFAULT_EVERY, classes=None, say=print):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"Diagnosis: every={every!r}, expected a positive number of steps")
-        self.model, self.every, self.classes, self.print = model, every, classes, print_fn
+        self.model, self.every, self.classes, self.say = model, every, classes, say
         self.layers = [(name, m) for name, m in model.named_modules() if name and not m._modules]
         if classes is None:
             classes = [m for _, m in self.layers if isinstance(m, nn.Linear)][-1].out_features
@@ -74,7 +74,7 @@ class Diagnosis:
         self._warned.add(key)
         line = f"diagnose: {text}"
         self.warnings.append(line)
-        self.print(line)
+        self.say(line)
 
     # ------------------------------------------------------------ the Trainer's calls, in step order
 

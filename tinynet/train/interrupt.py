@@ -9,14 +9,14 @@ class StopOnInterrupt:
     KeyboardInterrupt, at once or, inside a `deferred()` block, when that block ends.
     Signal handlers can only be set from the main thread; elsewhere Ctrl-C raises as usual."""
 
-    def __init__(self, print_fn):
-        self.requested, self.print_fn, self.previous = False, print_fn, None
+    def __init__(self, say):
+        self.requested, self.say, self.previous = False, say, None
         self._deferring = self._pending = False
 
     def _handler(self, signum, frame):
         if not self.requested:
             self.requested = True
-            self.print_fn("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to stop at once)")
+            self.say("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to stop at once)")
         elif self._deferring:
             self._pending = True
         else:

@@ -97,3 +97,7 @@ def show_running(bar, sums, elapsed):
     images = max(sums["images"], 1)
     bar.set_postfix_str(f"loss {sums['loss'] / images:.4f} acc {sums['correct'] / images:.2%} "
                         f"{sums['images'] / max(elapsed, 1e-9):.0f} img/s", refresh=False)
+
+
+def silent(*args, **kwargs):
+    """The `say` of a process that prints nothing (the ranks other than the main one)."""

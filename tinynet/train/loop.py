@@ -28,10 +28,11 @@ import time
 import numpy as np
 
 from .. import functional as F
+from .. import profile as tn_profile
 from .. import random as tn_random
 from ..device import as_device
 from . import log
-from .checkpoint import Checkpoint, Progress, zero_sums
+from .checkpoint import Checkpoint, TrainingState, zero_sums
 from .communicator import SingleProcess
 from .evaluation import evaluate
 from .interrupt import Interrupted, StopOnInterrupt
@@ -61,16 +62,14 @@ class Trainer:
             default 1 on a CPU (a read costs nothing there), 20 on a GPU.
         preprocess: host batch -> Tensor on the device (default BatchPreprocess(device, dtype)).
         ten_crop, crop_size: evaluate with the paper's ten patches (see evaluate).
-        profile: time training steps layer by layer first (tinynet.profile; medians of PROFILE_REPEATS).
-        print_fn: where messages go (print by default).
+        say: where messages go (print by default).
         diagnose: a tinynet.train.diagnose.Diagnosis of the model (per-layer statistics and
             warnings into the JSON log), or None: nothing is measured.
     """
 
     def __init__(self, model, optimizer, train_loader, test_loader, device, epochs, *, scheduler=None,
                  comm=None, checkpoint_dir=None, json_log=None, progress=True, log_every=None,
-                 preprocess=None, ten_crop=False, crop_size=None, profile=False, settings=None, print_fn=print,
-                 diagnose=None):
+                 preprocess=None, ten_crop=False, crop_size=None, settings=None, say=print, diagnose=None):
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Trainer: epochs={epochs!r}, expected an int >= 1")
         self.comm = comm or SingleProcess()
@@ -89,9 +88,8 @@ class Trainer:
         self.log_every = log_every or (1 if self.device.type == "cpu" else 20)
         self.preprocess = preprocess or BatchPreprocess(self.device, model.parameters()[0].dtype)
         self.ten_crop, self.crop_size = ten_crop, crop_size
-        self.profile = profile
-        self.print = print_fn if self.comm.is_main else _silent
-        self.state = Progress()
+        self.say = say if self.comm.is_main else log.silent
+        self.state = TrainingState()
         self.diagnose = diagnose
         self.status = None              # "finished", "interrupted" or "diverged" after fit()
 
@@ -113,7 +111,7 @@ class Trainer:
         """Restore the run from its checkpoint (weights, optimizer, schedule, generators, position)."""
         if self.checkpoint is None:
             raise ValueError("Trainer.load: no checkpoint_dir was given")
-        self.state = self.checkpoint.restore(self.print)
+        self.state = self.checkpoint.restore(self.say)
 
     def fit(self, resume=False):
         """Train from the start, or from the checkpoint when `resume` is set and one exists.
@@ -128,16 +126,14 @@ class Trainer:
         elif self.json_log and self.comm.is_main:
             log.truncate(self.json_log)
         self.comm.broadcast_parameters(self.model.parameters())
-        if self.profile:
-            _profile_one_step(self.model, self.train_loader, self.position[0], self.preprocess, self.print)
         self.status = "finished"
-        with StopOnInterrupt(self.print) as stop:
+        with StopOnInterrupt(self.say) as stop:
             try:
                 while self.position[0] < self.epochs:
                     self._run_epoch(stop)
                     if stop.requested and self.position[0] < self.epochs:  # Ctrl-C during evaluation
-                        self.print(f"interrupted after epoch {self.position[0]}: checkpoint saved to "
-                                   f"{self.checkpoint_path}; run again with --resume to continue")
+                        self.say(f"interrupted after epoch {self.position[0]}: checkpoint saved to "
+                                 f"{self.checkpoint_path}; run again with --resume to continue")
                         raise Interrupted
             except Interrupted:
                 self.status = "interrupted"
@@ -150,12 +146,12 @@ class Trainer:
             self.load()
             epoch, step = self.position
             if epoch >= self.epochs:
-                self.print(f"resume: {self.checkpoint_path} is a finished run ({epoch} epochs done, this run "
-                           f"asks for {self.epochs}): nothing to train; pass a larger --epochs to train on")
+                self.say(f"resume: {self.checkpoint_path} is a finished run ({epoch} epochs done, this run "
+                         f"asks for {self.epochs}): nothing to train; pass a larger --epochs to train on")
             else:
-                self.print(f"resumed from {self.checkpoint_path}: epoch {epoch + 1}, step {step}")
+                self.say(f"resumed from {self.checkpoint_path}: epoch {epoch + 1}, step {step}")
         else:
-            self.print(f"resume: no checkpoint at {self.checkpoint_path}; starting from scratch")
+            self.say(f"resume: no checkpoint at {self.checkpoint_path}; starting from scratch")
 
     def _run_epoch(self, stop):
         """The steps of one epoch (from the saved position on), then _end_epoch. On Ctrl-C the
@@ -258,11 +254,11 @@ class Trainer:
         generators as it left them (a step cut short in its forward has drawn dropout masks)."""
         epoch, step = self.position
         if self.checkpoint is None:
-            self.print(f"interrupted at epoch {epoch + 1}, step {step} (no checkpoint_dir: nothing saved)")
+            self.say(f"interrupted at epoch {epoch + 1}, step {step} (no checkpoint_dir: nothing saved)")
             return
         self.checkpoint.save(self.state, self.epochs, rng_state)  # every rank: only the main one writes
-        self.print(f"interrupted at epoch {epoch + 1}, after step {step}: checkpoint saved to "
-                   f"{self.checkpoint_path}; run again with --resume to continue")
+        self.say(f"interrupted at epoch {epoch + 1}, after step {step}: checkpoint saved to "
+                 f"{self.checkpoint_path}; run again with --resume to continue")
 
     def _end_epoch(self, epoch):
         """Evaluate, step the schedule, write the checkpoint, then log the epoch (a failed save
@@ -278,29 +274,46 @@ class Trainer:
             self.diagnose.end_epoch(record)
         if self.scheduler is not None:
             self.scheduler.step(test["loss"])
-        self.state = Progress((epoch + 1, 0), zero_sums(), self.history + [record])
+        self.state = TrainingState((epoch + 1, 0), zero_sums(), self.history + [record])
         if self.checkpoint is not None:
             self.checkpoint.save(self.state, self.epochs)  # every rank: only the main one writes
         if self.comm.is_main and self.json_log:  # after the checkpoint: a failed save logs nothing
             log.append_json_line(self.json_log, record)
-        self.print(log.format_epoch(record, self.epochs))
+        self.say(log.format_epoch(record, self.epochs))
+
+    def profile_step(self):
+        """Time training steps on the next epoch's first batch, layer by layer, and print the table
+        (tinynet.profile; medians of PROFILE_REPEATS). Weights, gradients and the random streams
+        are left as they were."""
+        xb, yb = self._first_batch()
+        rows = tn_profile.profile_step(self.model, self.preprocess(xb), self.preprocess.labels(yb),
+                                       repeats=PROFILE_REPEATS)
+        self.model.zero_grad()
+        self.say(f"one training step, layer by layer (batch {len(yb)}, medians of {PROFILE_REPEATS} steps):\n"
+                 f"{tn_profile.format_profile(rows)}")
+
+    def warm_up(self):
+        """One forward and backward on the next epoch's first batch, so that compiling (or
+        loading) the kernels happens before the clock of the first epoch starts: its ETA and
+        img/s then measure training. Weights, gradients and the random streams are left as they
+        were. Returns the seconds it took."""
+        t0 = time.perf_counter()
+        xb, yb = self._first_batch()
+        with self.device.context():
+            tn_profile.profile_step(self.model, self.preprocess(xb), self.preprocess.labels(yb), warmup=0, repeats=1)
+        self.model.zero_grad()
+        return time.perf_counter() - t0
+
+    def _first_batch(self):
+        batches = self.train_loader.iter_epoch(self.position[0])
+        xb, yb = next(batches)
+        batches.close()  # stops the loader's threads
+        return xb, yb
 
 
 # --profile times this many steps and prints each layer's median: one step on a shared machine
 # can be off by tens of percent. The steps leave the run's random streams alone (profile_step).
 PROFILE_REPEATS = 10
-
-
-def _profile_one_step(model, loader, epoch, preprocess, print_fn):
-    """Time training steps on the epoch's first batch, layer by layer (tinynet.profile)."""
-    from .. import profile as tn_profile
-    batches = loader.iter_epoch(epoch)
-    xb, yb = next(batches)
-    batches.close()  # stops the loader's threads
-    rows = tn_profile.profile_step(model, preprocess(xb), preprocess.labels(yb), repeats=PROFILE_REPEATS)
-    model.zero_grad()
-    print_fn(f"one training step, layer by layer (batch {len(yb)}, medians of {PROFILE_REPEATS} steps):\n"
-             f"{tn_profile.format_profile(rows)}")
 
 
 class _RunningSums:
@@ -333,10 +346,6 @@ class _RunningSums:
         self.host["images"] += sums[2]
         self._zero()
         return sums[0]
-
-
-def _silent(*args, **kwargs):
-    """print_fn of the ranks other than the main one."""
 
 
 def fit(model, optimizer, train_loader, test_loader, device, epochs, resume=False, **options):
