@@ -17,7 +17,7 @@ curves is written beside the log. This file is the command line only: the recipe
 defaults, data, augmentation, schedule) is tinynet/recipes.py, the loop tinynet/train/.
 
 Exit status: 0 done, 1 the loss diverged (NaN/inf), 2 a setup error (missing data, GPU, bad
-flag), 130 interrupted by Ctrl-C (a checkpoint was saved: --resume continues).
+flag, a full disk), 130 interrupted by Ctrl-C or SIGTERM (a checkpoint was saved: --resume continues).
 
 With --distributed (under mpirun) only rank 0 prints, logs and checkpoints, in the one-process
 format; a rank that fails aborts the job (tinynet/distributed).
@@ -86,6 +86,8 @@ def parse_args(argv=None):
     add("--limit-test", type=int, default=None, metavar="N", help="the first N test images only")
     add("--checkpoint", default=None, metavar="DIR", help="checkpoint folder (default checkpoints/<model>-<dataset>)")
     add("--resume", action="store_true", help="continue from the checkpoint in --checkpoint")
+    add("--overwrite", action="store_true",
+        help="replace an unfinished run in --checkpoint (without it, or --resume, such a folder is refused)")
     add("--eval-only", action="store_true", help="evaluate the checkpoint's weights and stop")
     add("--ten-crop", action="store_true", help="train on random crops and flips, test on ten crops (paper section 4.1)")
     add("--json-log", default=None, metavar="FILE", help="a JSON line per epoch (default runs/<model>-<dataset>.jsonl)")
@@ -143,17 +145,20 @@ def main(argv=None):
         return 2
     if job is not None and not job.is_main:
         say = _silent  # ranks other than the main one say nothing
-    try:
-        device, model, preprocess, train_loader, test_loader, crop_size = setup(args, say, job)
-    except SetupError as err:
-        print(f"train_alexnet.py: {err}", file=sys.stderr)
-        return 2
     run_name = f"{args.model}-{args.dataset}"
     json_log = args.json_log or os.path.join("runs", f"{run_name}.jsonl")
+    checkpoint_dir = args.checkpoint or os.path.join("checkpoints", run_name)
+    try:
+        if job is None or job.is_main:  # files that would collide, or curves that could not be written
+            train.log.check_outputs(json_log, _curves_path(json_log), os.path.join(checkpoint_dir, train.CHECKPOINT_NAME))
+        device, model, preprocess, train_loader, test_loader, crop_size = setup(args, say, job)
+    except (SetupError, train.LogNotWritable) as err:
+        print(f"train_alexnet.py: {err}", file=sys.stderr)
+        return 2
     optimizer = tn.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     trainer = train.Trainer(model, optimizer, train_loader, test_loader, device, args.epochs,
                             scheduler=recipes.make_scheduler(args, optimizer), comm=job and job.comm,
-                            checkpoint_dir=args.checkpoint or os.path.join("checkpoints", run_name),
+                            checkpoint_dir=checkpoint_dir,
                             json_log=json_log, progress=not args.no_progress, preprocess=preprocess,
                             ten_crop=args.ten_crop, crop_size=crop_size, profile=args.profile,
                             settings=recipes.run_settings(args))
@@ -168,7 +173,7 @@ def main(argv=None):
             ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
         return 0
     try:
-        history = trainer.fit(resume=args.resume)
+        history = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     except train.TrainingDiverged as err:
         print(f"train_alexnet.py: {err}", file=sys.stderr)
         return 1
@@ -181,7 +186,7 @@ def main(argv=None):
     wall = time.perf_counter() - start
     if trainer.history and (job is None or job.is_main):
         try:
-            say(f"curves: {train.plot_curves({run_name: trainer.history}, os.path.splitext(json_log)[0] + '.png')}")
+            say(f"curves: {train.plot_curves({run_name: trainer.history}, _curves_path(json_log))}")
         except ImportError:
             say("note: matplotlib is not installed (pip install matplotlib); no curves written")
     if trainer.status == "interrupted":
@@ -190,6 +195,11 @@ def main(argv=None):
     say(f"done in {wall:.0f} s wall: final test accuracy {final.get('test_acc', float('nan')):.2%}"
         f"  (log {json_log}, checkpoint {trainer.checkpoint_path})")
     return 0
+
+
+def _curves_path(json_log):
+    """The loss curves' PNG: the log's name ending in .png."""
+    return os.path.splitext(json_log)[0] + ".png"
 
 
 def _silent(*args, **kwargs):

@@ -373,7 +373,9 @@ def check_flags(args):
         inside = low < value < high if name == "lr" else low <= value < high
         if not inside:
             return f"--{name.replace('_', '-')} {value}: expected {expected}"
-    if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) > 0):
+    if args.resume and getattr(args, "overwrite", False):
+        return "--resume and --overwrite: pick one (continue the run in --checkpoint, or replace it)"
+    if args.threads != "auto" and not (args.threads.isdecimal() and int(args.threads) > 0):  # int() takes what isdecimal does
         return f"--threads {args.threads!r}: expected a positive count or auto"
     if args.data is not None and not os.path.isdir(args.data):
         what = "a file" if os.path.exists(args.data) else "not there"
@@ -383,7 +385,7 @@ def check_flags(args):
 
 # Flags that steer how a run goes or where it finds its files, not what it computes: a resume may
 # change them (a data folder may move; --dataset names what it holds).
-RUN_CONTROL = ("epochs", "resume", "eval_only", "checkpoint", "json_log", "data", "profile", "no_progress",
+RUN_CONTROL = ("epochs", "resume", "overwrite", "eval_only", "checkpoint", "json_log", "data", "profile", "no_progress",
                "workers", "threads", "device", "devices",
                "distributed")  # a checkpoint has the one-process format: any number of ranks continues it
 

@@ -16,8 +16,8 @@ The rooms, in the order a step meets them:
     log.py          the epoch record, its JSON line and printed line, the progress bar
     curves.py       plot_curves: loss and accuracy per epoch as a PNG
 """
-from .checkpoint import (CHECKPOINT_NAME, Checkpoint, CheckpointError, CheckpointMismatch, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (CHECKPOINT_NAME, Checkpoint, CheckpointError, CheckpointMismatch, data_fingerprint,
+                         load_checkpoint, save_checkpoint)
 from .comm import SingleProcess
 from .curves import plot_curves
 from .evaluation import evaluate
@@ -27,4 +27,4 @@ from .preprocess import BatchPreprocess, ten_crop_batch
 
 __all__ = ["BatchPreprocess", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError", "CheckpointMismatch",
            "LogNotWritable", "SingleProcess", "Trainer", "TrainingDiverged",
-           "evaluate", "fit", "load_checkpoint", "plot_curves", "save_checkpoint", "ten_crop_batch"]
+           "data_fingerprint", "evaluate", "fit", "load_checkpoint", "plot_curves", "save_checkpoint", "ten_crop_batch"]
