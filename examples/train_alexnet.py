@@ -31,7 +31,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-import tinynet as tn  # noqa: E402
+try:
+    import tinynet as tn  # noqa: E402
+except ValueError as err:  # an environment variable tinynet reads at import (tinynet.config) names itself
+    print(f"train_alexnet.py: {err}", file=sys.stderr)
+    sys.exit(2)
 from tinynet import config, distributed, recipes, train  # noqa: E402
 from tinynet.data import DataError  # noqa: E402
 from tinynet.recipes import COMMON_DEFAULTS, INIT_CHOICES, LR_SCHEDULES, SetupError  # noqa: E402
@@ -155,6 +159,13 @@ def main(argv=None):
     except (SetupError, train.LogNotWritable) as err:
         print(f"train_alexnet.py: {err}", file=sys.stderr)
         return 2
+    if job is not None:  # every rank the same run, before the first collective of the training
+        try:
+            job.check_same_run({**recipes.shared_settings(args), "the training set": train.data_fingerprint(train_loader.dataset)})
+        except distributed.DistributedError as err:
+            if job.is_main:
+                print(f"train_alexnet.py: {err}", file=sys.stderr)
+            return 2
     optimizer = tn.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     trainer = train.Trainer(model, optimizer, train_loader, test_loader, device, args.epochs,
                             scheduler=recipes.make_scheduler(args, optimizer), comm=job and job.comm,

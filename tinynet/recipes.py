@@ -395,6 +395,16 @@ def run_settings(args):
     return {name: value for name, value in sorted(vars(args).items()) if name not in RUN_CONTROL}
 
 
+# Flags that may differ between the ranks of one job (where each finds its data, what only rank 0
+# writes, how each loads and computes); every other flag must be the same on every rank.
+RANK_LOCAL = ("data", "json_log", "no_progress", "workers", "threads")
+
+
+def shared_settings(args):
+    """{--flag: value} of the flags every rank of a job must agree on (distributed.Job.check_same_run)."""
+    return {f"--{name.replace('_', '-')}": value for name, value in sorted(vars(args).items()) if name not in RANK_LOCAL}
+
+
 def thread_count(flag):
     """--threads as a count; 'auto' is every CPU this process may run on.
 

@@ -141,6 +141,9 @@ def _parse_meta(path, raw, parameters):
     return meta
 
 
+_JSON_NAMES = {dict: "object", str: "string", type(None): "null"}
+
+
 def _whole(value, low, high=None):
     return (isinstance(value, int) and not isinstance(value, bool) and value >= low
             and (high is None or value <= high))
@@ -172,8 +175,8 @@ def _meta_problem(meta, parameters):
     for name, kind in (("optimizer", dict), ("rng", dict), ("settings", dict), ("scheduler", (dict, type(None))),
                        ("schedule", (str, type(None))), ("data", (dict, type(None)))):
         if name in meta and not isinstance(meta[name], kind):
-            return bad(name, "a JSON " + (" or ".join(k.__name__ for k in kind) if isinstance(kind, tuple)
-                                          else kind.__name__).replace("NoneType", "null"))
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            return bad(name, "a JSON " + " or ".join(_JSON_NAMES[k] for k in kinds))
     optimizer = meta["optimizer"]
     if not all(isinstance(optimizer.get(k), (int, float)) and not isinstance(optimizer.get(k), bool)
                for k in ("lr", "momentum", "weight_decay")):
@@ -269,6 +272,7 @@ class Checkpoint:
         if fcntl is None or self._lock_fd is not None:
             return
         path = os.path.join(self.folder, LOCK_NAME)
+        os.makedirs(self.folder, exist_ok=True)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
