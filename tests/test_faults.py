@@ -501,9 +501,100 @@ def test_steplr_refuses_a_gamma_that_is_not_positive(gamma):
         tn.optim.StepLR(opt, 2, gamma=gamma)
 
 
-@pytest.mark.parametrize("stride", [1.5, None, "2"])
+@pytest.mark.parametrize("stride", [1.5, None])
 def test_conv2d_names_a_stride_that_is_not_an_int_or_pair(stride):
     # before: "'float' object is not iterable"
     x, w = tn.tensor(np.ones((1, 1, 5, 5))), tn.tensor(np.ones((1, 1, 3, 3)))
     with pytest.raises(TypeError, match=rf"conv2d: stride must be an int or a pair of ints, got {stride!r}"):
         F.conv2d(x, w, stride=stride)
+
+
+# ================================================================= MPI: signals and ranks that disagree
+
+def _mpi_run_args(data, folder, *extra):
+    from test_distributed import TINY_RUN
+    return [EXAMPLE, "--data", str(data), *TINY_RUN, "--checkpoint", str(folder / "ckpt"),
+            "--json-log", str(folder / "log.jsonl"), "--distributed", "data", *extra]
+
+
+def _children(pid):
+    """The pids of the processes whose parent is `pid` (mpirun's ranks)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdecimal():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _rank_of(pid):
+    """The MPI rank mpirun gave process `pid` (from its environment)."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        environ = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    return int(environ[b"OMPI_COMM_WORLD_RANK"])
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("flag, values", [("--width", ("8", "16")), ("--lr", ("0.01", "0.02")),
+                                          ("--limit-train", ("32", "64"))])
+def test_ranks_started_with_different_settings_are_refused_in_one_line(tmp_path, flag, values):
+    # before: --width 8 : --width 16 corrupted the heap and hung, another --lr trained silently,
+    # another --limit-train ended in an MPI_ERR_TRUNCATE traceback
+    from test_distributed import MPIRUN, tiny_data as _  # noqa: F401
+    from test_data import write_fake_fashion_mnist
+    write_fake_fashion_mnist(tmp_path / "data", n=64, prefix="train")
+    write_fake_fashion_mnist(tmp_path / "data", n=16, prefix="t10k")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    ranks = []
+    for value in values:
+        ranks += [":", "-n", "1", sys.executable] + _mpi_run_args(tmp_path / "data", tmp_path, flag, value)
+    result = subprocess.run(MPIRUN + ["-x", "PYTHONPATH"] + ranks[1:], env=env, capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    ours = [line for line in result.stderr.splitlines() if line.startswith("train_alexnet.py:")]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ours == [f"train_alexnet.py: the ranks were started with different settings: {flag} is "
+                    f"{_flag_value(flag, values[0])} on rank 0; {_flag_value(flag, values[1])} on rank 1; start every "
+                    "rank with the same command line and data"], result.stderr
+    assert not (tmp_path / "ckpt").exists()
+
+
+def _flag_value(flag, text):
+    return repr(float(text)) if flag == "--lr" else text
+
+
+@pytest.mark.mpi
+@pytest.mark.slow  # a training job of two ranks: about 15 s
+@pytest.mark.parametrize("to", ["rank 1 alone", "mpirun"])
+def test_sigterm_under_mpirun_stops_every_rank_after_one_step_and_rank_0_saves(tmp_path, to):
+    # before: status 1 and no checkpoint. mpirun (Open MPI 4) passes SIGTERM and Ctrl-C on to the
+    # ranks as SIGTERM, then kills them after odls_base_sigkill_timeout seconds (1 by default)
+    from test_distributed import MPIRUN
+    from test_data import write_fake_fashion_mnist
+    write_fake_fashion_mnist(tmp_path / "data", n=64, prefix="train")
+    write_fake_fashion_mnist(tmp_path / "data", n=16, prefix="t10k")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = MPIRUN + ["--mca", "odls_base_sigkill_timeout", "10", "-x", "PYTHONPATH", "-n", "2", sys.executable,
+                    *_mpi_run_args(tmp_path / "data", tmp_path, "--epochs", "500")]
+    job = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_lines(tmp_path / "log.jsonl", 1, job)
+        if to == "mpirun":
+            job.send_signal(signal.SIGTERM)
+        else:
+            ranks = {_rank_of(pid): pid for pid in _children(job.pid)}
+            assert sorted(ranks) == [0, 1], ranks
+            os.kill(ranks[1], signal.SIGTERM)
+        out, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == (130 if to == "rank 1 alone" else 1), out + err   # mpirun's own status when signalled
+    assert out.count("checkpoint saved to") == 1, out    # rank 0 alone says it, once
+    meta = train.load_checkpoint(tmp_path / "ckpt" / train.CHECKPOINT_NAME)["meta"]
+    assert 1 <= meta["epoch"] < 500 and meta["ranks"] == 2
+    assert epochs_in(tmp_path / "log.jsonl") == list(range(1, meta["epoch"] + 1))

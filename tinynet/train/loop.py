@@ -163,8 +163,8 @@ class Trainer:
     def _stop_agreed(self, stop):
         """Whether to stop now: this process was signalled or, with several ranks, any rank was
         (one all-reduce of a flag, after every step), so every rank stops after the same step."""
-        if self.comm.size > 1:
-            stop.requested = self.comm.allreduce_sum([float(stop.requested)])[0] > 0
+        if self.comm.size > 1:  # (the flag is only read here: a signal may land inside the all-reduce)
+            return self.comm.allreduce_sum([float(stop.requested)])[0] > 0
         return stop.requested
 
     def _resume(self):
