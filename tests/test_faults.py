@@ -473,6 +473,24 @@ def test_json_log_that_would_be_lost_or_fail_at_the_end_is_refused_at_start(tmp_
     }[case]
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--image-size", "100000"], "--image-size 100000, --width 4, --batch-size 16: the net's parameters do not fit in "
+                                 "memory (Unable to allocate"),
+    (["--width", "100000"], "--image-size 28, --width 100000, --batch-size 16: the net's parameters do not fit in "
+                            "memory (Unable to allocate"),
+    (["--width", "2", "--image-size", "3000", "--batch-size", "2048"],
+     "--image-size 3000, --width 2, --batch-size 2048: one training step would need about 1,"),
+])
+def test_a_net_too_large_for_the_machine_is_refused_before_training(tmp_path, fake_fashion_mnist, flags, message,
+                                                                     capsys):  # noqa: F811
+    # before: MemoryError tracebacks (or the machine swapping) once training started
+    code, ckpt = run_example(tmp_path, fake_fashion_mnist, *flags)
+    err = one_line(capsys.readouterr().err)
+    assert code == 2
+    assert err.startswith(f"train_alexnet.py: {message}"), err
+    assert not ckpt.exists()
+
+
 def test_a_bad_environment_variable_is_one_line_status_2():
     # before: the message, but inside an import traceback, with status 1
     env = dict(os.environ, TINYNET_CPU_BACKEND="bogus", PYTHONPATH=str(ROOT))

@@ -163,8 +163,46 @@ def input_channels(args):
 
 
 def build_model(args, classes, device, towers=None):
-    """The registry's net for args.model, on `device` (or the two `towers`)."""
-    return MODELS[args.model].build(args, classes, input_channels(args)[1], device, towers)
+    """The registry's net for args.model, on `device` (or the two `towers`); SetupError when its
+    parameters or one training step would not fit in memory (check_memory)."""
+    try:
+        model = MODELS[args.model].build(args, classes, input_channels(args)[1], device, towers)
+    except MemoryError as err:   # NumPy refuses an array larger than the machine at once
+        raise SetupError(f"{_size_flags(args)}: the net's parameters do not fit in memory ({err})") from None
+    check_memory(args, model, as_device(device))
+    return model
+
+
+def _size_flags(args):
+    return ", ".join(f"--{name.replace('_', '-')} {getattr(args, name)}" for name in ("image_size", "width", "batch_size")
+                     if getattr(args, name, None) is not None)
+
+
+def check_memory(args, model, device):
+    """SetupError, before any step, when summary.training_bytes's estimate of one training step
+    exceeds the memory this machine has available (CPU devices: MemAvailable of /proc/meminfo)."""
+    from . import summary
+    available = _available_bytes() if device.type == "cpu" else None
+    if available is None:
+        return
+    need = summary.training_bytes(model, (input_channels(args)[1], args.image_size, args.image_size), args.batch_size)
+    if need["total"] > available:
+        raise SetupError(f"{_size_flags(args)}: one training step would need about {need['total'] / 2**30:,.1f} GiB "
+                         f"(parameters, gradients and velocities {need['parameters'] / 2**30:,.1f} GiB, activations "
+                         f"{need['activations'] / 2**30:,.1f} GiB), but {available / 2**30:,.1f} GiB of memory is "
+                         "available; pick a smaller --image-size, --width or --batch-size")
+
+
+def _available_bytes():
+    """Memory available to a new allocation (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _check_paper_size(size):
