@@ -100,7 +100,7 @@ def load_checkpoint(path):
     except ValueError as err:
         raise CheckpointError(f"checkpoint {err}") from err
     model = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-    meta = _parse_meta(path, arrays.get("meta"), len(model))
+    meta = _parse_meta(path, arrays.get("meta"), len(model), full=False)
     velocity = [arrays.get(f"velocity/{i}") for i in range(meta["num_velocities"])]
     optimizer = dict(meta["optimizer"], velocity=velocity)
     return {"model": model, "optimizer": optimizer, "meta": meta}
@@ -120,8 +120,10 @@ def read_meta(path):
     return _parse_meta(path, meta, sum(name.startswith("model/") for name in names))
 
 
-def _parse_meta(path, raw, parameters):
-    """The meta record (a 0-d string array) as a dict, every field checked before use."""
+def _parse_meta(path, raw, parameters, full=True):
+    """The meta record (a 0-d string array) as a dict, checked before use: every field a training
+    run resumes from (full), or those that reading the weights and velocities uses (not full:
+    save_checkpoint's own callers may store what meta they like)."""
     def foreign(why):
         return CheckpointError(f"checkpoint {path} is not a tinynet checkpoint (its meta record {why}); {REMEDY}")
     if raw is None:
@@ -135,7 +137,7 @@ def _parse_meta(path, raw, parameters):
         raise foreign("is nested deeper than Python can read") from None
     except ValueError as err:
         raise foreign(f"is not JSON: {err}") from None
-    problem = _meta_problem(meta, parameters)
+    problem = _meta_problem(meta, parameters, full)
     if problem:
         raise foreign(problem)
     return meta
@@ -149,11 +151,13 @@ def _whole(value, low, high=None):
             and (high is None or value <= high))
 
 
-def _meta_problem(meta, parameters):
+def _meta_problem(meta, parameters, full=True):
     """What is wrong with a meta record (the first thing found), or None."""
     if not isinstance(meta, dict):
         return f"is a JSON {type(meta).__name__}, expected an object"
-    required = {"epoch", "step", "epochs", "loader", "rng", "sums", "history", "optimizer", "num_velocities"}
+    required = {"optimizer", "num_velocities"}
+    if full:
+        required |= {"epoch", "step", "epochs", "loader", "rng", "sums", "history"}
     missing = sorted(required - set(meta))
     if missing:
         return f"lacks {', '.join(missing)}"
@@ -162,25 +166,28 @@ def _meta_problem(meta, parameters):
         return f"has {name} = {_short(meta.get(name))}, expected {expected}"
     if meta.get("version", CHECKPOINT_VERSION) != CHECKPOINT_VERSION:
         return bad("version", f"{CHECKPOINT_VERSION} (this tinynet's layout)")
+    if not _whole(meta["num_velocities"], 0, parameters):
+        return bad("num_velocities", f"an integer from 0 to the file's {parameters} parameters")
+    optimizer = meta["optimizer"]
+    if not (isinstance(optimizer, dict) and all(isinstance(optimizer.get(k), (int, float))
+                                                and not isinstance(optimizer.get(k), bool)
+                                                for k in ("lr", "momentum", "weight_decay"))):
+        return bad("optimizer", 'an object with numbers "lr", "momentum" and "weight_decay"')
+    if not full:
+        return None
     for name, low in (("epoch", 0), ("step", 0), ("epochs", 1), ("ranks", 1)):
         if name in meta and not _whole(meta[name], low):
             return bad(name, f"an integer >= {low}")
     if meta["epoch"] > meta["epochs"]:
         return bad("epoch", f"at most epochs = {meta['epochs']}")
-    if not _whole(meta["num_velocities"], 0, parameters):
-        return bad("num_velocities", f"an integer from 0 to the file's {parameters} parameters")
     loader = meta["loader"]
     if not (isinstance(loader, dict) and _whole(loader.get("seed"), 0) and _whole(loader.get("batch_size"), 1)):
         return bad("loader", 'an object with integers "seed" >= 0 and "batch_size" >= 1')
-    for name, kind in (("optimizer", dict), ("rng", dict), ("settings", dict), ("scheduler", (dict, type(None))),
+    for name, kind in (("rng", dict), ("settings", dict), ("scheduler", (dict, type(None))),
                        ("schedule", (str, type(None))), ("data", (dict, type(None)))):
         if name in meta and not isinstance(meta[name], kind):
             kinds = kind if isinstance(kind, tuple) else (kind,)
             return bad(name, "a JSON " + " or ".join(_JSON_NAMES[k] for k in kinds))
-    optimizer = meta["optimizer"]
-    if not all(isinstance(optimizer.get(k), (int, float)) and not isinstance(optimizer.get(k), bool)
-               for k in ("lr", "momentum", "weight_decay")):
-        return bad("optimizer", 'an object with numbers "lr", "momentum" and "weight_decay"')
     sums = meta["sums"]
     if not (isinstance(sums, dict) and set(sums) == set(zero_sums())
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sums.values())):
@@ -371,6 +378,10 @@ class Checkpoint:
         seed, after checking it belongs to this run; returns its Progress."""
         ckpt = load_checkpoint(self.path)
         meta = ckpt["meta"]
+        problem = _meta_problem(meta, len(ckpt["model"]))  # everything a resume uses, before any of it is
+        if problem:
+            raise CheckpointError(f"checkpoint {self.path} is not a tinynet checkpoint (its meta record {problem}); "
+                                  f"{REMEDY}")
         self._check(ckpt, print_fn)
         self.model.load_state_dict(ckpt["model"])  # a split model takes its own part
         opt_state = ckpt["optimizer"]
