@@ -154,14 +154,16 @@ def main(argv=None):
     checkpoint_dir = args.checkpoint or os.path.join("checkpoints", run_name)
     try:
         if job is None or job.is_main:  # files that would collide, or curves that could not be written
-            train.log.check_outputs(json_log, _curves_path(json_log), os.path.join(checkpoint_dir, train.CHECKPOINT_NAME))
+            train.log.check_outputs(json_log, _curves_path(json_log),
+                                    os.path.join(checkpoint_dir, train.CHECKPOINT_NAME))
         device, model, preprocess, train_loader, test_loader, crop_size = setup(args, say, job)
     except (SetupError, train.LogNotWritable) as err:
         print(f"train_alexnet.py: {err}", file=sys.stderr)
         return 2
     if job is not None:  # every rank the same run, before the first collective of the training
         try:
-            job.check_same_run({**recipes.shared_settings(args), "the training set": train.data_fingerprint(train_loader.dataset)})
+            job.check_same_run({**recipes.shared_settings(args),
+                                "the training set": train.data_fingerprint(train_loader.dataset)})
         except distributed.DistributedError as err:
             if job.is_main:
                 print(f"train_alexnet.py: {err}", file=sys.stderr)

@@ -63,7 +63,6 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_saves_a_checkpoint(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # given back after fit
 
 
-@pytest.mark.slow  # a process of its own: about 10 s
 def test_sigterm_to_the_command_line_saves_and_exits_130(tmp_path, fake_fashion_mnist):  # noqa: F811
     ckpt, jsonl = tmp_path / "ckpt", tmp_path / "log.jsonl"
     run = subprocess.Popen([sys.executable, EXAMPLE, "--data", str(fake_fashion_mnist), "--width", "4", "--epochs",

@@ -413,7 +413,8 @@ def check_flags(args):
             return f"--{name.replace('_', '-')} {value}: expected {expected}"
     if args.resume and getattr(args, "overwrite", False):
         return "--resume and --overwrite: pick one (continue the run in --checkpoint, or replace it)"
-    if args.threads != "auto" and not (args.threads.isdecimal() and int(args.threads) > 0):  # int() takes what isdecimal does
+    # isdecimal, not isdigit: int() reads every decimal digit, but not "²"
+    if args.threads != "auto" and not (args.threads.isdecimal() and int(args.threads) > 0):
         return f"--threads {args.threads!r}: expected a positive count or auto"
     if args.data is not None and not os.path.isdir(args.data):
         what = "a file" if os.path.exists(args.data) else "not there"
@@ -440,7 +441,8 @@ RANK_LOCAL = ("data", "json_log", "no_progress", "workers", "threads")
 
 def shared_settings(args):
     """{--flag: value} of the flags every rank of a job must agree on (distributed.Job.check_same_run)."""
-    return {f"--{name.replace('_', '-')}": value for name, value in sorted(vars(args).items()) if name not in RANK_LOCAL}
+    return {f"--{name.replace('_', '-')}": value for name, value in sorted(vars(args).items())
+            if name not in RANK_LOCAL}
 
 
 def thread_count(flag):

@@ -69,7 +69,8 @@ def _by_rank(values):
     groups = {}
     for rank, value in enumerate(values):
         groups.setdefault(repr(value), []).append(rank)
-    return "; ".join(f"{value} on rank{'s' if len(ranks) > 1 else ''} {_spans(ranks)}" for value, ranks in groups.items())
+    return "; ".join(f"{value} on rank{'s' if len(ranks) > 1 else ''} {_spans(ranks)}"
+                     for value, ranks in groups.items())
 
 
 def _spans(ranks):

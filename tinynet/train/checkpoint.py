@@ -201,7 +201,9 @@ def _meta_problem(meta, parameters, full=True):
 
 def _short(value, limit=60):
     """repr(value) cut to `limit` characters (a foreign field may be huge)."""
-    text = repr(value) if not isinstance(value, (dict, list)) else f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    if isinstance(value, (dict, list)):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
