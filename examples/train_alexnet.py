@@ -18,7 +18,7 @@ checkpoint's settings. This file is the command line only: every setting, its de
 check is a field of tinynet.train.RunConfig, and tinynet.train.run(config) runs the job.
 
 Exit status: 0 done, 1 the loss diverged (NaN/inf), 2 a setup error (missing data, GPU, bad
-flag), 130 interrupted by Ctrl-C (a checkpoint was saved: --resume continues).
+flag, a full disk), 130 interrupted by Ctrl-C or SIGTERM (a checkpoint was saved: --resume continues).
 
 With --distributed (under mpirun) only rank 0 prints, logs and checkpoints, in the one-process
 format; a rank that fails aborts the job (tinynet/distributed).

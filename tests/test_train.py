@@ -164,8 +164,9 @@ def test_resumed_run_ends_with_bit_identical_weights(tmp_path, how):
 
 
 def test_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
-    """The writer fails half-way through epoch 2's checkpoint (a full disk): epoch 1's checkpoint
-    is still there, whole, and no temporary file is left behind."""
+    """The writer fails half-way through epoch 2's checkpoint (a full disk): one CheckpointError
+    naming the file, the full disk and the checkpoint kept (before: chained OSError tracebacks);
+    epoch 1's checkpoint is still there, whole, and no temporary file is left behind."""
     trainer = make_trainer(tmp_path, epochs=1)
     trainer.fit()
     path = tmp_path / train.CHECKPOINT_NAME
@@ -179,8 +180,11 @@ def test_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable(tm
 
     monkeypatch.setattr(tinynet.nn.np, "savez", half_written)
     trainer.epochs = 2
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(train.CheckpointError) as info:
         trainer.fit(resume=True)
+    assert str(info.value) == (f"checkpoint {path} cannot be written: the disk is full (No space left on device, "
+                               "errno ENOSPC); the previous checkpoint (end of epoch 1) is kept; run again with "
+                               "--resume once there is room")
     monkeypatch.undo()
 
     after = train.load_checkpoint(path)

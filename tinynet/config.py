@@ -70,6 +70,13 @@ def conv_algorithm():
     return _choice("TINYNET_CONV_ALGORITHM", ("auto", "im2col", "winograd"), "auto")
 
 
+def check_all():
+    """Read every variable of the table that has a list of values: ValueError, naming the first
+    that holds another (a command line calls this before any work, to stop in one line)."""
+    for read in (cpu_backend, tf32, keep_freed_memory, conv_algorithm):
+        read()
+
+
 def cache_dir():
     """TINYNET_CACHE, or ~/.cache/tinynet: the folder of downloads and compiled kernels."""
     value = os.environ.get("TINYNET_CACHE", "").strip()

@@ -6,6 +6,9 @@ cpu:0 and cpu:1 are two logical devices sharing host memory, so the paper's two-
 every cuda device holds CuPy arrays on GPU number `index`.
 """
 import contextlib
+import ctypes
+import os
+import sys
 
 import numpy as np
 
@@ -37,7 +40,13 @@ class Device:
         """The backend module serving this device."""
         if self.type == "cpu":
             return backends.load(backends.cpu_backend_name())
-        be = backends.load("cupy")
+        try:
+            be = backends.load("cupy")
+        except ImportError:
+            problem = nvidia_driver_problem()
+            if problem:  # then installing CuPy would not help: say what is missing first
+                raise RuntimeError(f"{self} requested but {problem}") from None
+            raise
         be.check_available(self.index)
         return be
 
@@ -50,6 +59,30 @@ class Device:
         if self.type == "cuda":
             return self.backend.device_context(self.index)
         return contextlib.nullcontext()
+
+
+def nvidia_driver_problem(proc="/proc/driver/nvidia", library="libcuda.so.1", load=ctypes.CDLL):
+    """What this machine lacks for CUDA, in a few words: the NVIDIA driver (its kernel module,
+    seen in `proc`, or its user library libcuda), or a GPU; None when both look present or the
+    system is not Linux (then CuPy's own message is the best there is)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        load(library)
+        has_library = True
+    except OSError:
+        has_library = False
+    has_module = os.path.isdir(proc)
+    if not has_module and not has_library:
+        return (f"this machine has no NVIDIA driver ({proc} is absent and {library} cannot be loaded): "
+                "CUDA needs an NVIDIA GPU and its driver; train on the CPU with --device cpu")
+    if not has_library:
+        return (f"the NVIDIA driver's library {library} cannot be loaded (its kernel module is there: in a "
+                "container, start it with the GPU, e.g. docker run --gpus all)")
+    gpus = os.path.join(proc, "gpus")
+    if has_module and os.path.isdir(gpus) and not os.listdir(gpus):
+        return f"the NVIDIA driver is installed but sees no GPU ({gpus} is empty)"
+    return None
 
 
 def as_device(spec):

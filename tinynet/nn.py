@@ -181,14 +181,20 @@ def save_npz(path, arrays):
     Durable: the temporary is fsync'ed before the rename (else after a power loss the new name may
     point at data that never reached the disk) and the folder after it (else the rename itself
     may be lost). The file gets the user's umask, as any file they write (mkstemp's would be 0600).
-    One process writes a given file (rank 0 of one run), so a `<name>.tmp-*` beside it is left
-    from a save that was killed mid-write: it is removed here, before it piles up."""
+
+    Temporaries are named `<name>.tmp-<pid>-<random token>`, so saves running at once (threads,
+    or two processes) never share one, and each removes only its own. A temporary whose process
+    no longer runs on this machine was left by a save that was killed mid-write: it is removed
+    here, before such files pile up."""
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     for entry in os.listdir(folder):
-        if entry.startswith(name + ".tmp-"):
-            os.unlink(os.path.join(folder, entry))
+        if entry.startswith(name + ".tmp-") and not _process_runs(entry[len(name) + 5:].split("-")[0]):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except FileNotFoundError:  # another save removed it first
+                pass
     tmp = os.path.join(folder, f"{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 minus the umask
     try:
@@ -201,6 +207,19 @@ def save_npz(path, arrays):
         os.unlink(tmp)
         raise
     _fsync_folder(folder)
+
+
+def _process_runs(pid):
+    """Whether the process numbered `pid` (a string, from a temporary's name) runs on this machine."""
+    if not pid.isdecimal():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, OverflowError):  # no such process; a number beyond any pid
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _fsync_folder(folder):

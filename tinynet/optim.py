@@ -17,6 +17,12 @@ class SGD:
         self.params = list(params)
         if not self.params:
             raise ValueError("SGD: got an empty parameter list")
+        seen = {}
+        for i, p in enumerate(self.params):  # twice in the list, it would move twice a step (PyTorch refuses too)
+            if id(p) in seen:
+                raise ValueError(f"SGD: parameter {i} is parameter {seen[id(p)]} again (shape {tuple(p.shape)}); "
+                                 "expected each parameter once")
+            seen[id(p)] = i
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"SGD: {name} must be a non-negative number, got {value!r}")
@@ -65,6 +71,8 @@ class StepLR:
     def __init__(self, optimizer, step_size, gamma=0.1):
         if step_size < 1:
             raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
+        if not 0 < gamma < float("inf"):  # gamma <= 0 makes the rate 0 or negative: ascent, not descent
+            raise ValueError(f"StepLR: gamma must be a positive number (0.1 divides by 10), got {gamma!r}")
         self.optimizer, self.step_size, self.gamma = optimizer, step_size, gamma
         self.base_lr, self.epoch = optimizer.lr, 0
 

@@ -24,7 +24,13 @@ def pair(value, name, op, minimum=1):
 
     Each entry must be an int >= minimum (1 for kernels and strides, 0 for padding); the errors
     name the op and the argument: "conv2d: stride must be positive, got 0"."""
-    values = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+    if isinstance(value, numbers.Integral):
+        values = (value, value)
+    else:
+        try:
+            values = () if isinstance(value, str) else tuple(value)
+        except TypeError:  # a float or None: the message below, not "'float' object is not iterable"
+            values = ()
     if len(values) != 2 or not all(isinstance(v, numbers.Integral) for v in values):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if any(v < minimum for v in values):

@@ -258,6 +258,21 @@ def totals(rows):
     return out
 
 
+def training_bytes(model, input_shape, batch_size):
+    """An estimate of the memory one training step of `model` needs on a batch of `batch_size`
+    images of `input_shape` (C, H, W), from the summary's arithmetic (nothing is run):
+    parameters three times (weights, gradients, momentum velocities) and every layer's output
+    twice per image (the activation and, in the backward, its gradient). Returns
+    {"parameters", "activations", "total"} in bytes. Scratch space (im2col columns) comes on
+    top, so a step that the estimate says cannot fit surely cannot."""
+    rows = summary(model, input_shape)
+    sums = totals(rows)
+    itemsize = model.parameters()[0].dtype.itemsize
+    parameters = 3 * sums["params"] * itemsize
+    activations = 2 * batch_size * (sums["activation_bytes"] + rows[0]["bytes"])
+    return {"parameters": parameters, "activations": activations, "total": parameters + activations}
+
+
 # ================================================================= printing
 
 def _shape_text(shape):

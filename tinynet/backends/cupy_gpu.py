@@ -69,6 +69,10 @@ def check_available(index=0):
         try:
             count = cupy.cuda.runtime.getDeviceCount()
         except cupy.cuda.runtime.CUDARuntimeError as err:
+            from ..device import nvidia_driver_problem
+            problem = nvidia_driver_problem()
+            if problem:  # no driver or no GPU: installing CuPy again would not help
+                raise RuntimeError(f"cuda:{index} requested but {problem}") from None
             raise RuntimeError(f"cuda:{index} requested but CUDA finds no usable GPU "
                                f"({str(err).splitlines()[0]}); if the driver is there: {INSTALL_HINT}") from None
         if count == 0:

@@ -7,6 +7,8 @@
                   job.wrap(model)); None for data parallel and hybrid
     job.wrap(m)   the model this rank trains: m (data), its tower (towers), its HybridNet (hybrid)
     job.is_main   world rank 0: the one process that prints
+    job.check_same_run(settings)   every rank was started with the same settings and data, or
+                  DistributedError naming what differs (a collective: every rank calls it)
 
 Problems that every rank finds alike (no launcher, no mpi4py, a batch that does not divide)
 raise DistributedError before any collective, so each rank can exit with status 2 on its own;
@@ -31,6 +33,20 @@ class Job:
     towers: object = None   # the two-rank group of a tower pair ("towers" mode)
     world_rank: int = 0
     world_size: int = 1
+    world: object = None    # the MPI communicator of every rank of the job
+
+    def check_same_run(self, settings):
+        """Raise DistributedError, on every rank alike, unless every rank's `settings` (a dict
+        {name: JSON-able value}: the run's flags, the training set's size and fingerprint) are
+        the same: ranks with another --width would exchange buffers of other sizes (heap
+        corruption, a hang), another --lr or --limit-train would train another run or end in
+        MPI_ERR_TRUNCATE. Compared once, before the first collective of the training."""
+        everyone = self.world.allgather(dict(settings))
+        for name in sorted(set().union(*everyone), key=str):
+            values = [ranks.get(name) for ranks in everyone]
+            if any(value != values[0] for value in values):
+                raise DistributedError(f"the ranks were started with different settings: {name} is "
+                                       f"{_by_rank(values)}; start every rank with the same command line and data")
 
     @property
     def is_main(self):
@@ -55,6 +71,25 @@ class Job:
                     f"rank 0 on {self.device}")
         return (f"distributed: two towers on each of {self.world_size // 2} pair(s) of ranks, "
                 f"{self.comm.size} data-parallel replica(s); rank 0 holds tower 0 and fc8 on {self.device}")
+
+
+def _by_rank(values):
+    """'8 on rank 0; 16 on rank 1' (ranks grouped by value: '16 on ranks 1-3, 5')."""
+    groups = {}
+    for rank, value in enumerate(values):
+        groups.setdefault(repr(value), []).append(rank)
+    return "; ".join(f"{value} on rank{'s' if len(ranks) > 1 else ''} {_spans(ranks)}"
+                     for value, ranks in groups.items())
+
+
+def _spans(ranks):
+    """[1, 2, 3, 5] -> '1-3, 5'."""
+    out, start = [], ranks[0]
+    for prev, rank in zip(ranks, ranks[1:] + [None]):
+        if rank is None or rank != prev + 1:   # a run of consecutive ranks ends at prev
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = rank
+    return ", ".join(out)
 
 
 def start_from_config(config):
@@ -101,9 +136,9 @@ def start(mode, device="cpu", batch_size=None, model=None, overlap=True):
         raise DistributedError(f"cannot use device {device!r}: {str(err).splitlines()[0]}") from None
     make = NcclCommunicator if nccl else MPICommunicator
     if mode in ("data", "hybrid"):
-        return Job(mode, make(world, overlap=overlap), dev, None, rank, size)
+        return Job(mode, make(world, overlap=overlap), dev, None, rank, size, world)
     tower_mpi, data_mpi = tower_groups(world)
-    return Job(mode, make(data_mpi, is_main=rank == 0), dev, make(tower_mpi, is_main=rank == 0), rank, size)
+    return Job(mode, make(data_mpi, is_main=rank == 0), dev, make(tower_mpi, is_main=rank == 0), rank, size, world)
 
 
 def _local_rank(MPI, world):

@@ -22,7 +22,7 @@ The rooms, in the order a step meets them:
                     command line, the checks, the recipe line and the checkpoint's settings follow
     job.py          run(config): devices, data, loaders, model, the first lines, then the Trainer
 """
-from .checkpoint import (CHECKPOINT_NAME, Checkpoint, CheckpointError, CheckpointMismatch, TrainingState,
+from .checkpoint import (CHECKPOINT_NAME, Checkpoint, CheckpointError, CheckpointMismatch, TrainingState, data_fingerprint,
                          load_checkpoint, save_checkpoint)
 from . import diagnose
 from .communicator import Communicator, SingleProcess
@@ -36,5 +36,5 @@ from .job import run
 
 __all__ = ["BatchPreprocess", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError", "CheckpointMismatch",
            "Communicator", "LogNotWritable", "RunConfig", "SetupError", "SingleProcess", "Trainer", "TrainingDiverged", "TrainingState",
-           "add_arguments", "evaluate", "fit", "load_checkpoint", "plot_curves", "run", "save_checkpoint",
+           "add_arguments", "data_fingerprint", "evaluate", "fit", "load_checkpoint", "plot_curves", "run", "save_checkpoint",
            "ten_crop_batch"]

@@ -24,6 +24,7 @@ from ..random import manual_seed
 from . import diagnose, log
 from .curves import plot_curves
 from .evaluation import evaluate
+from .checkpoint import CHECKPOINT_NAME, data_fingerprint
 from .loop import Trainer
 from .preprocess import BatchPreprocess
 from .run_config import SetupError
@@ -33,13 +34,22 @@ def run(config, say=print):
     """Train (or evaluate, or profile) as `config` (a RunConfig) describes; messages go to `say`.
     Returns the Trainer: its history, status ('finished', 'interrupted', 'diverged'), checkpoint_path."""
     start = time.perf_counter()
+    try:
+        tn_config.check_all()
+    except ValueError as err:  # names the variable, its value and what was expected
+        raise SetupError(str(err)) from None
     process.apply_process_settings(threads=thread_count(config.threads))  # before the first kernel
     job = None
     if config.distributed is not None:
         job = distributed.start_from_config(config)
         if not job.is_main:
             say = log.silent  # ranks other than the main one say nothing
+    if job is None or job.is_main:  # files that would collide, or curves that could not be written
+        log.check_outputs(config.json_log_path, curves_path(config.json_log_path),
+                          os.path.join(config.checkpoint_dir, CHECKPOINT_NAME))
     device, model, preprocess, train_loader, test_loader, crop_size = setup(config, say, job)
+    if job is not None:  # every rank the same run, before the first collective of the training
+        job.check_same_run({**config.shared_settings(), "the training set": data_fingerprint(train_loader.dataset)})
     optimizer = optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     trainer = Trainer(model, optimizer, train_loader, test_loader, device, config.epochs,
                       scheduler=make_scheduler(config.lr_schedule, optimizer, config.lr_step, config.patience),
@@ -64,10 +74,10 @@ def run(config, say=print):
             say(f"compiling the kernels: once, on the first run (later runs load them from "
                 f"{tn_config.numba_cache_dir()}); kept out of the timings")
         trainer.warm_up()
-    trainer.fit(resume=config.resume)
+    trainer.fit(resume=config.resume, overwrite=config.overwrite)
     if trainer.history and (job is None or job.is_main):
         try:
-            say(f"curves: {plot_curves({config.run_name: trainer.history}, os.path.splitext(config.json_log_path)[0] + '.png')}")
+            say(f"curves: {plot_curves({config.run_name: trainer.history}, curves_path(config.json_log_path))}")
         except ImportError:
             say("note: matplotlib is not installed (pip install matplotlib); no curves written")
     if trainer.status == "finished":
@@ -78,6 +88,11 @@ def run(config, say=print):
             say(f"see it work: python -m tinynet.explain --model {config.model} --checkpoint {trainer.checkpoint_path} "
                 f"--log {config.json_log_path}")
     return trainer
+
+
+def curves_path(json_log):
+    """The loss curves' PNG: the log's name ending in .png."""
+    return os.path.splitext(json_log)[0] + ".png"
 
 
 def _numba_cache_is_empty():
@@ -207,13 +222,51 @@ def make_loaders(config, train_set, test_set):
 # ================================================================= the model and its schedule
 
 def build_model(config, classes, device, towers=None):
-    """The registry's net for config.model, on `device` (or the two `towers`)."""
+    """The registry's net for config.model, on `device` (or the two `towers`); SetupError when its
+    parameters or one training step would not fit in memory (check_memory)."""
     try:
-        return config.entry.build(classes, image_size=config.image_size, in_channels=config.input_channels[1],
-                                  width=config.width, dropout=config.dropout, init=config.init,
-                                  dtype=np.dtype(config.dtype), device=device, towers=towers)
+        model = config.entry.build(classes, image_size=config.image_size, in_channels=config.input_channels[1],
+                                   width=config.width, dropout=config.dropout, init=config.init,
+                                   dtype=np.dtype(config.dtype), device=device, towers=towers)
     except ValueError as err:   # an image too small for the net's windows
         raise SetupError(str(err)) from None
+    except MemoryError as err:   # NumPy refuses an array larger than the machine at once
+        raise SetupError(f"{_size_flags(config)}: the net's parameters do not fit in memory ({err})") from None
+    check_memory(config, model, as_device(device))
+    return model
+
+
+def _size_flags(config):
+    return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in ("image_size", "width", "batch_size")
+                     if getattr(config, name, None) is not None)
+
+
+def check_memory(config, model, device):
+    """SetupError, before any step, when summary.training_bytes's estimate of one training step
+    exceeds the memory this machine has available (CPU devices: MemAvailable of /proc/meminfo)."""
+    from .. import summary
+    available = _available_bytes() if device.type == "cpu" else None
+    if available is None:
+        return
+    channels = config.input_channels[1]
+    need = summary.training_bytes(model, (channels, config.image_size, config.image_size), config.batch_size)
+    if need["total"] > available:
+        raise SetupError(f"{_size_flags(config)}: one training step would need about {need['total'] / 2**30:,.1f} GiB "
+                         f"(parameters, gradients and velocities {need['parameters'] / 2**30:,.1f} GiB, activations "
+                         f"{need['activations'] / 2**30:,.1f} GiB), but {available / 2**30:,.1f} GiB of memory is "
+                         "available; pick a smaller --image-size, --width or --batch-size")
+
+
+def _available_bytes():
+    """Memory available to a new allocation (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def make_scheduler(schedule, optimizer, lr_step, patience):

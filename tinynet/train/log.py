@@ -1,5 +1,6 @@
 """What a run reports: the epoch record (the JSON log's line and the printed line) and the
 progress bar. Only the main process (comm.is_main) calls the writers."""
+import errno
 import json
 import os
 import sys
@@ -42,6 +43,13 @@ class LogNotWritable(ValueError):
     """The JSON log cannot be written (one line naming the file)."""
 
 
+def why_not_written(err):
+    """An OSError of a write as a few words: a full disk says so by name."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full ({err.strerror}, errno {errno.errorcode[err.errno]})"
+    return err.strerror or str(err)
+
+
 def check_writable(path):
     """LogNotWritable now, before any training, unless `path` can be opened for appending (its
     folder is made if missing; an existing log is left as it is)."""
@@ -61,11 +69,70 @@ def truncate(path):
 
 def append_json_line(path, record):
     """One line of JSON; never a bare NaN or Infinity, which JSON does not have (the loop stops
-    on a non-finite loss before it logs, so allow_nan=False only guards that promise)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    on a non-finite loss before it logs, so allow_nan=False only guards that promise).
+    A write that fails (a full disk) is LogNotWritable naming the file."""
     line = json.dumps(record, allow_nan=False)
-    with open(path, "a") as f:
-        f.write(line + "\n")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError as err:
+        raise LogNotWritable(f"JSON log {path} cannot be written: {why_not_written(err)}") from None
+
+
+def match_history(path, history):
+    """Make the JSON log at `path` hold exactly `history` (the checkpoint's finished epochs), one
+    line each: a run killed between its checkpoint and its log line lacks the last epoch's line,
+    a log beside an older checkpoint has lines beyond it, a write cut short leaves half a line.
+    Returns None when the log already agreed, else what was wrong (the log is then rewritten,
+    atomically)."""
+    wanted = [json.loads(json.dumps(record)) for record in history]
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    found = []
+    for line in text.splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            found.append(None)
+    if found == wanted:
+        return None
+    have = [r.get("epoch") if isinstance(r, dict) else "a broken line" for r in found]
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(record, allow_nan=False) + "\n" for record in wanted)
+        os.replace(tmp, path)
+    except OSError as err:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise LogNotWritable(f"JSON log {path} cannot be written: {why_not_written(err)}") from None
+    return f"its lines were epochs {have}, the checkpoint's are {[r.get('epoch') for r in wanted]}"
+
+
+def check_outputs(json_log, curves, checkpoint):
+    """LogNotWritable now, before any data is read, when the run's files would collide or the
+    curves could not be written at the end: the JSON log named like the curves PNG (the curves
+    would overwrite it) or like the checkpoint, or a curves path that cannot be created (a name
+    too long for the file system, a folder not writable)."""
+    same = lambda a, b: os.path.realpath(a) == os.path.realpath(b)  # noqa: E731
+    if same(json_log, curves):
+        raise LogNotWritable(f"--json-log {json_log}: the loss curves are written to {curves} at the end, "
+                             "over the log; give the log another name (e.g. ending in .jsonl)")
+    if same(json_log, checkpoint):
+        raise LogNotWritable(f"--json-log {json_log} is the checkpoint file; give the log another name")
+    existed = os.path.exists(curves)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(curves)), exist_ok=True)
+        open(curves, "a").close()
+    except OSError as err:
+        raise LogNotWritable(f"the loss curves {curves} (named after --json-log) cannot be written "
+                             f"({why_not_written(err)}); pick another --json-log FILE") from None
+    if not existed:
+        os.unlink(curves)
 
 
 class _NoBar:

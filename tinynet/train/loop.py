@@ -5,8 +5,9 @@ v <- m v - wd lr w - lr g; w <- w + v (tn.optim.SGD). After every epoch the test
 evaluated, the schedule steps, a checkpoint is written (tinynet.train.checkpoint says what it
 holds) and then one JSON line is appended to the log (so a failed save leaves no line behind).
 
-Stopping. Ctrl-C finishes the current step, writes a checkpoint at that step and returns (a
-second Ctrl-C stops at once, after the parameter update if it lands inside one). A loss that is
+Stopping. Ctrl-C or SIGTERM finishes the current step, writes a checkpoint at that step and
+returns (a second one stops at once, after the parameter update if it lands inside one); with
+several ranks, any rank's signal stops every rank after the same step. A loss that is
 NaN or inf raises TrainingDiverged naming the epoch and step; no checkpoint is written after the
 last good one.
 
@@ -32,7 +33,7 @@ from .. import profile as tn_profile
 from .. import random as tn_random
 from ..device import as_device
 from . import log
-from .checkpoint import Checkpoint, TrainingState, zero_sums
+from .checkpoint import Checkpoint, TrainingState, data_fingerprint, zero_sums
 from .communicator import SingleProcess
 from .evaluation import evaluate
 from .interrupt import Interrupted, StopOnInterrupt
@@ -53,8 +54,10 @@ class Trainer:
         comm: the process group (tinynet.train.communicator); None is SingleProcess(). With more than
             one rank the loaders are sharded: loader.shard(comm.rank, comm.size).
         checkpoint_dir: folder of checkpoint.npz; None saves nothing (and resume is impossible).
-        json_log: file that gets one JSON line per epoch (appended to when resuming).
-            Both are checked writable when fit() starts, before any training.
+            fit() holds the folder (a second run on it is refused) and stores the training set's
+            size and fingerprint, which a resume must match.
+        json_log: file that gets one JSON line per epoch (on resume, first made to agree with
+            the checkpoint's epochs). Both are checked writable when fit() starts.
         settings: the run's settings (a JSON-able dict, e.g. the command line's flags that
             define the run); stored in the checkpoint, and a resume with other values is refused.
         progress: show a tqdm bar with loss, accuracy and images/s.
@@ -82,7 +85,7 @@ class Trainer:
         self.epochs = epochs
         self.checkpoint = (None if checkpoint_dir is None else
                            Checkpoint(checkpoint_dir, model, optimizer, scheduler, self.train_loader, self.comm.size,
-                                      settings, self.comm.is_main))
+                                      settings, self.comm.is_main, data_fingerprint(train_loader.dataset)))
         self.json_log = None if json_log is None else os.fspath(json_log)
         self.progress = progress and self.comm.is_main
         self.log_every = log_every or (1 if self.device.type == "cpu" else 20)
@@ -113,31 +116,56 @@ class Trainer:
             raise ValueError("Trainer.load: no checkpoint_dir was given")
         self.state = self.checkpoint.restore(self.say)
 
-    def fit(self, resume=False):
+    def fit(self, resume=False, overwrite=False):
         """Train from the start, or from the checkpoint when `resume` is set and one exists.
-        Returns the history (one log dict per epoch). self.status says how it ended."""
+        Without either flag, a checkpoint folder that holds an unfinished run is refused
+        (CheckpointError); `overwrite` replaces it. Returns the history (one log dict per epoch).
+        self.status says how it ended."""
+        if resume and overwrite:
+            raise ValueError("fit: resume and overwrite both set; expected at most one")
         if self.comm.is_main:  # an output that cannot be written is found now, not after an epoch
             if self.checkpoint is not None:
                 self.checkpoint.check_writable()
             if self.json_log:
                 log.check_writable(self.json_log)
-        if resume:
-            self._resume()
-        elif self.json_log and self.comm.is_main:
-            log.truncate(self.json_log)
+            if self.checkpoint is not None:
+                self.checkpoint.lock()
+        try:
+            if resume:
+                self._resume()
+            else:
+                if self.checkpoint is not None and not overwrite:
+                    note = self.checkpoint.unfinished()
+                    if note:
+                        self.say(note)
+                if self.json_log and self.comm.is_main:
+                    log.truncate(self.json_log)
+            return self._train()
+        finally:
+            if self.checkpoint is not None:
+                self.checkpoint.unlock()
+
+    def _train(self):
         self.comm.broadcast_parameters(self.model.parameters())
         self.status = "finished"
         with StopOnInterrupt(self.say) as stop:
             try:
                 while self.position[0] < self.epochs:
                     self._run_epoch(stop)
-                    if stop.requested and self.position[0] < self.epochs:  # Ctrl-C during evaluation
+                    if self._stop_agreed(stop) and self.position[0] < self.epochs:  # a signal during evaluation
                         self.say(f"interrupted after epoch {self.position[0]}: checkpoint saved to "
-                                 f"{self.checkpoint_path}; run again with --resume to continue")
+                                   f"{self.checkpoint_path}; run again with --resume to continue")
                         raise Interrupted
             except Interrupted:
                 self.status = "interrupted"
         return self.history
+
+    def _stop_agreed(self, stop):
+        """Whether to stop now: this process was signalled or, with several ranks, any rank was
+        (one all-reduce of a flag, after every step), so every rank stops after the same step."""
+        if self.comm.size > 1:  # (the flag is only read here: a signal may land inside the all-reduce)
+            return self.comm.allreduce_sum([float(stop.requested)])[0] > 0
+        return stop.requested
 
     def _resume(self):
         if self.checkpoint is None:
@@ -152,6 +180,11 @@ class Trainer:
                 self.say(f"resumed from {self.checkpoint_path}: epoch {epoch + 1}, step {step}")
         else:
             self.say(f"resume: no checkpoint at {self.checkpoint_path}; starting from scratch")
+        if self.json_log and self.comm.is_main:  # the log holds the checkpoint's epochs, no more, no fewer
+            wrong = log.match_history(self.json_log, self.history)
+            if wrong:
+                self.say(f"resume: the JSON log {self.json_log} did not agree with the checkpoint ({wrong}); "
+                           "rewritten from the checkpoint")
 
     def _run_epoch(self, stop):
         """The steps of one epoch (from the saved position on), then _end_epoch. On Ctrl-C the
@@ -171,7 +204,7 @@ class Trainer:
                         self._read(running, epoch, step)
                         log.show_running(bar, running.host, running.host["seconds"] + time.perf_counter() - t_start)
                     bar.update(1)
-                    if stop.requested:
+                    if self._stop_agreed(stop):
                         raise Interrupted
             self._read(running, epoch, self.position[1])
         except (KeyboardInterrupt, Interrupted):
@@ -278,37 +311,12 @@ class Trainer:
         if self.checkpoint is not None:
             self.checkpoint.save(self.state, self.epochs)  # every rank: only the main one writes
         if self.comm.is_main and self.json_log:  # after the checkpoint: a failed save logs nothing
-            log.append_json_line(self.json_log, record)
+            try:
+                log.append_json_line(self.json_log, record)
+            except log.LogNotWritable as err:
+                raise log.LogNotWritable(f"{err}; the checkpoint of epoch {epoch + 1} is saved, and --resume "
+                                         "completes the log from it once there is room") from None
         self.say(log.format_epoch(record, self.epochs))
-
-    def profile_step(self):
-        """Time training steps on the next epoch's first batch, layer by layer, and print the table
-        (tinynet.profile; medians of PROFILE_REPEATS). Weights, gradients and the random streams
-        are left as they were."""
-        xb, yb = self._first_batch()
-        rows = tn_profile.profile_step(self.model, self.preprocess(xb), self.preprocess.labels(yb),
-                                       repeats=PROFILE_REPEATS)
-        self.model.zero_grad()
-        self.say(f"one training step, layer by layer (batch {len(yb)}, medians of {PROFILE_REPEATS} steps):\n"
-                 f"{tn_profile.format_profile(rows)}")
-
-    def warm_up(self):
-        """One forward and backward on the next epoch's first batch, so that compiling (or
-        loading) the kernels happens before the clock of the first epoch starts: its ETA and
-        img/s then measure training. Weights, gradients and the random streams are left as they
-        were. Returns the seconds it took."""
-        t0 = time.perf_counter()
-        xb, yb = self._first_batch()
-        with self.device.context():
-            tn_profile.profile_step(self.model, self.preprocess(xb), self.preprocess.labels(yb), warmup=0, repeats=1)
-        self.model.zero_grad()
-        return time.perf_counter() - t0
-
-    def _first_batch(self):
-        batches = self.train_loader.iter_epoch(self.position[0])
-        xb, yb = next(batches)
-        batches.close()  # stops the loader's threads
-        return xb, yb
 
 
 # --profile times this many steps and prints each layer's median: one step on a shared machine
@@ -348,6 +356,10 @@ class _RunningSums:
         return sums[0]
 
 
-def fit(model, optimizer, train_loader, test_loader, device, epochs, resume=False, **options):
-    """Trainer(model, optimizer, train_loader, test_loader, device, epochs, **options).fit(resume)."""
-    return Trainer(model, optimizer, train_loader, test_loader, device, epochs, **options).fit(resume)
+def _silent(*args, **kwargs):
+    """say of the ranks other than the main one."""
+
+
+def fit(model, optimizer, train_loader, test_loader, device, epochs, resume=False, overwrite=False, **options):
+    """Trainer(model, optimizer, train_loader, test_loader, device, epochs, **options).fit(resume, overwrite)."""
+    return Trainer(model, optimizer, train_loader, test_loader, device, epochs, **options).fit(resume, overwrite)

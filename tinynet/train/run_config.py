@@ -21,9 +21,14 @@ from ..data.sets import DATASETS
 from ..distributed.job import MODES
 from .diagnose import DEFAULT_EVERY
 from ..models import registry
-from .checkpoint import read_meta
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, read_meta
 
 LR_SCHEDULES = ("step", "plateau", "constant")
+
+
+# Settings that may differ between the ranks of one job (where each finds its data, what only rank 0
+# writes, how each loads and computes); every other setting must be the same on every rank.
+RANK_LOCAL = ("data", "json_log", "no_progress", "workers", "threads")
 
 
 class SetupError(Exception):
@@ -82,6 +87,8 @@ class RunConfig:
                                          control=True, metavar="DIR")
     resume: bool = _setting(False, "continue from the checkpoint in --checkpoint, with its settings", bool,
                             control=True)
+    overwrite: bool = _setting(False, "replace an unfinished run in --checkpoint (without it, or --resume, such a "
+                                      "folder is refused)", bool, control=True)
     eval_only: bool = _setting(False, "evaluate the checkpoint's weights and stop", bool, control=True)
     ten_crop: bool = _setting(False, "train on random crops and flips, test on ten crops (paper section 4.1)", bool)
     json_log: Optional[str] = _setting(None, "a JSON line per epoch (default runs/<model>-<dataset>.jsonl)",
@@ -146,12 +153,20 @@ class RunConfig:
         problem = self.entry.size_problem(self.image_size) if self.entry.size_problem else None
         if problem:
             return f"--image-size {self.image_size}: {problem}"
-        if self.threads != "auto" and not (str(self.threads).isdigit() and int(self.threads) > 0):
+        if self.resume and self.overwrite:
+            return "--resume and --overwrite: pick one (continue the run in --checkpoint, or replace it)"
+        # isdecimal, not isdigit: int() reads every decimal digit, but not "²"
+        if self.threads != "auto" and not (str(self.threads).isdecimal() and int(self.threads) > 0):
             return f"--threads {self.threads!r}: expected a positive count or auto"
         if self.data is not None and not os.path.isdir(self.data):
             what = "a file" if os.path.exists(self.data) else "not there"
             return f"--data {self.data}: {what}; expected the folder that holds the data set"
         return None
+
+    def shared_settings(self):
+        """{--flag: value} of the settings every rank of a job must agree on
+        (distributed.Job.check_same_run): all but RANK_LOCAL's."""
+        return {_flag(f.name): getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in RANK_LOCAL}
 
     # ------------------------------------------------------------- what follows from the settings
 
@@ -213,8 +228,9 @@ def _stored(given):
     default = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     model, dataset = (given.get(k, default[k]) for k in ("model", "dataset"))
     folder = given.get("checkpoint") or os.path.join("checkpoints", f"{model}-{dataset}")
-    meta = read_meta(folder)
-    if meta is None:
+    try:
+        meta = read_meta(os.path.join(folder, CHECKPOINT_NAME))
+    except CheckpointError:  # none there, damaged or foreign: the run reports it
         return {}
     settings = meta.get("settings") or {}
     if any(k in given and settings.get(k, given[k]) != given[k] for k in ("model", "dataset")):
