@@ -438,7 +438,7 @@ def test_device_cuda_without_a_driver_says_so_before_any_install_advice(capsys):
 
 def _usage_error(argv, capsys, monkeypatch):
     example = __import__("test_train").load_example()
-    monkeypatch.setattr(example.recipes, "load_data", lambda args: pytest.fail("data read before the flags were checked"))
+    monkeypatch.setattr(train.job, "load_data", lambda config: pytest.fail("data read before the flags were checked"))
     with pytest.raises(SystemExit) as exit_info:
         example.main(argv + ["--no-progress"])
     assert exit_info.value.code == 2
@@ -456,7 +456,7 @@ def test_json_log_that_would_be_lost_or_fail_at_the_end_is_refused_at_start(tmp_
     # before: the curves overwrote run.png (the log lost), the checkpoint replaced the log, or the
     # curves failed only after the whole run
     example = __import__("test_train").load_example()
-    monkeypatch.setattr(example.recipes, "load_data", lambda args: pytest.fail("data read before the paths were checked"))
+    monkeypatch.setattr(train.job, "load_data", lambda config: pytest.fail("data read before the paths were checked"))
     ckpt = tmp_path / "ckpt"
     json_log = {"the curves' name": tmp_path / "run.png", "the checkpoint": ckpt / train.CHECKPOINT_NAME,
                 "a name too long": tmp_path / ("x" * 252 + ".jsonl")}[case]

@@ -356,9 +356,6 @@ class _RunningSums:
         return sums[0]
 
 
-def _silent(*args, **kwargs):
-    """say of the ranks other than the main one."""
-
 
 def fit(model, optimizer, train_loader, test_loader, device, epochs, resume=False, overwrite=False, **options):
     """Trainer(model, optimizer, train_loader, test_loader, device, epochs, **options).fit(resume, overwrite)."""
