@@ -154,7 +154,7 @@ class Trainer:
                     self._run_epoch(stop)
                     if self._stop_agreed(stop) and self.position[0] < self.epochs:  # a signal during evaluation
                         self.say(f"interrupted after epoch {self.position[0]}: checkpoint saved to "
-                                   f"{self.checkpoint_path}; run again with --resume to continue")
+                                 f"{self.checkpoint_path}; run again with --resume to continue")
                         raise Interrupted
             except Interrupted:
                 self.status = "interrupted"
@@ -184,7 +184,7 @@ class Trainer:
             wrong = log.match_history(self.json_log, self.history)
             if wrong:
                 self.say(f"resume: the JSON log {self.json_log} did not agree with the checkpoint ({wrong}); "
-                           "rewritten from the checkpoint")
+                         "rewritten from the checkpoint")
 
     def _run_epoch(self, stop):
         """The steps of one epoch (from the saved position on), then _end_epoch. On Ctrl-C the
@@ -317,6 +317,35 @@ class Trainer:
                 raise log.LogNotWritable(f"{err}; the checkpoint of epoch {epoch + 1} is saved, and --resume "
                                          "completes the log from it once there is room") from None
         self.say(log.format_epoch(record, self.epochs))
+
+    def profile_step(self):
+        """Time training steps on the next epoch's first batch, layer by layer, and print the table
+        (tinynet.profile; medians of PROFILE_REPEATS). Weights, gradients and the random streams
+        are left as they were."""
+        xb, yb = self._first_batch()
+        rows = tn_profile.profile_step(self.model, self.preprocess(xb), self.preprocess.labels(yb),
+                                       repeats=PROFILE_REPEATS)
+        self.model.zero_grad()
+        self.say(f"one training step, layer by layer (batch {len(yb)}, medians of {PROFILE_REPEATS} steps):\n"
+                 f"{tn_profile.format_profile(rows)}")
+
+    def warm_up(self):
+        """One forward and backward on the next epoch's first batch, so that compiling (or
+        loading) the kernels happens before the clock of the first epoch starts: its ETA and
+        img/s then measure training. Weights, gradients and the random streams are left as they
+        were. Returns the seconds it took."""
+        t0 = time.perf_counter()
+        xb, yb = self._first_batch()
+        with self.device.context():
+            tn_profile.profile_step(self.model, self.preprocess(xb), self.preprocess.labels(yb), warmup=0, repeats=1)
+        self.model.zero_grad()
+        return time.perf_counter() - t0
+
+    def _first_batch(self):
+        batches = self.train_loader.iter_epoch(self.position[0])
+        xb, yb = next(batches)
+        batches.close()  # stops the loader's threads
+        return xb, yb
 
 
 # --profile times this many steps and prints each layer's median: one step on a shared machine
