@@ -30,6 +30,7 @@ def run_python(code, **env_changes):
     ("TINYNET_CPU_BACKEND", config.cpu_backend, {"": "numba", " Reference ": "reference", "numba": "numba"}),
     ("TINYNET_TF32", config.tf32, {"": False, "0": False, " 1": True}),
     ("TINYNET_KEEP_FREED_MEMORY", config.keep_freed_memory, {"": True, "1": True, "0": False}),
+    ("TINYNET_PROCESS_SETTINGS", config.process_settings, {"": True, "1": True, " 0 ": False}),
 ])
 def test_each_variable_is_parsed_one_way_and_a_bad_value_names_it(monkeypatch, name, read, values):
     monkeypatch.delenv(name, raising=False)
@@ -88,6 +89,35 @@ def test_importing_tinynet_leaves_the_environment_alone():
     """No module writes NUMBA_CACHE_DIR, OMP_WAIT_POLICY, thread counts or CUPY_TF32 at import."""
     out = run_python(IMPORT_EVERYTHING, NUMBA_CACHE_DIR=None, OMP_WAIT_POLICY=None, OMP_NUM_THREADS=None)
     assert out.strip() == "[]", out
+
+
+USER_LOOP = """
+import os
+import numpy as np
+import tinynet as tn
+import tinynet.functional as F
+watched = ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")
+before = [os.environ.get(k) for k in watched]
+x = tn.tensor(np.ones((1, 1, 4, 4)), requires_grad=True)
+F.relu(F.conv2d(x, tn.tensor(np.ones((1, 1, 3, 3))))).backward(np.ones((1, 1, 2, 2)))
+print(before, [os.environ.get(k) for k in watched])
+"""
+
+
+@pytest.mark.parametrize("setting, expected", [(None, "[None, None] ['PASSIVE', '20']"),
+                                               ("0", "[None, None] [None, None]")])
+def test_a_users_own_loop_gets_the_process_settings_when_the_numba_backend_first_serves(setting, expected):
+    """Importing tinynet changes nothing; the first kernel on a cpu device applies the settings the
+    command lines apply (a script of the user's own is as fast), unless TINYNET_PROCESS_SETTINGS=0."""
+    out = run_python(USER_LOOP, TINYNET_PROCESS_SETTINGS=setting, OMP_WAIT_POLICY=None, OPENBLAS_THREAD_TIMEOUT=None,
+                     TINYNET_CPU_BACKEND=None)
+    assert out.strip() == expected
+
+
+def test_a_variable_the_user_set_wins_over_the_automatic_settings():
+    out = run_python(USER_LOOP, OMP_WAIT_POLICY="ACTIVE", OPENBLAS_THREAD_TIMEOUT="28", TINYNET_PROCESS_SETTINGS=None,
+                     TINYNET_CPU_BACKEND=None)
+    assert out.strip() == "['ACTIVE', '28'] ['ACTIVE', '28']"
 
 
 APPLY = """

@@ -8,6 +8,9 @@ values a ValueError that names the variable, its value and what was expected.
                                                                         inputs to TF32 on the GPU
     TINYNET_KEEP_FREED_MEMORY   1 | 0                1                  apply_process_settings() asks glibc's
                                                                         malloc to keep freed blocks for reuse
+    TINYNET_PROCESS_SETTINGS    1 | 0                1                  1: the Numba backend applies
+                                                                        process.apply_process_settings() when
+                                                                        it first serves a kernel; 0: never
     TINYNET_CACHE               a folder             ~/.cache/tinynet   downloads (fashion-mnist/) and
                                                                         Numba's compiled kernels (numba/)
     TINYNET_CONV_ALGORITHM      auto | im2col |      auto               what a convolution left at
@@ -28,9 +31,10 @@ read each time a GPU is asked for (cupy_gpu.check_available), where the cuBLAS c
 
 Thread settings belong to the libraries (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS,
 NUMBA_NUM_THREADS, OMP_WAIT_POLICY, OPENBLAS_THREAD_TIMEOUT); tinynet reads them to report them
-(thread_settings) and sets the ones nobody set only when asked: tinynet/process.py, which also
-tunes OpenBLAS and malloc through ctypes. Nothing in tinynet changes the process's environment or
-its allocator when it is imported.
+(thread_settings) and sets the ones nobody set: tinynet/process.py, which also tunes OpenBLAS and
+malloc through ctypes, when the Numba backend first serves a kernel (unless TINYNET_PROCESS_SETTINGS=0)
+or a command line asks. Nothing in tinynet changes the process's environment or its allocator when
+it is imported.
 """
 import os
 import sys
@@ -70,10 +74,16 @@ def conv_algorithm():
     return _choice("TINYNET_CONV_ALGORITHM", ("auto", "im2col", "winograd"), "auto")
 
 
+def process_settings():
+    """TINYNET_PROCESS_SETTINGS: whether the Numba backend applies the process settings when it
+    first serves a kernel (default True; backends.load)."""
+    return _choice("TINYNET_PROCESS_SETTINGS", ("0", "1"), "1") == "1"
+
+
 def check_all():
     """Read every variable of the table that has a list of values: ValueError, naming the first
     that holds another (a command line calls this before any work, to stop in one line)."""
-    for read in (cpu_backend, tf32, keep_freed_memory, conv_algorithm):
+    for read in (cpu_backend, tf32, keep_freed_memory, conv_algorithm, process_settings):
         read()
 
 

@@ -4,6 +4,11 @@
     numba       the CPU fast path (kernels/cpu), the default for cpu devices
     cupy        the GPU path (kernels/cuda + cuBLAS), for cuda devices
 
+Loading the Numba backend (the first time a cpu device asks for it) applies
+process.apply_process_settings() unless TINYNET_PROCESS_SETTINGS=0: OpenMP threads that sleep between
+kernels, OpenBLAS workers that sleep soon after a GEMM, malloc keeping freed memory; a variable the
+user set wins. Importing tinynet changes nothing.
+
 TINYNET_CPU_BACKEND=reference|numba (tinynet.config) picks the CPU backend. Like every setting it is
 read when it is used (config.py's rule): each time a cpu device asks for its backend, unless
 use_cpu_backend chose one in code.
@@ -12,7 +17,7 @@ import contextlib
 import importlib
 import warnings
 
-from .. import config
+from .. import config, process
 
 _MODULES = {"reference": "tinynet.backends.reference",
             "numba": "tinynet.backends.numba_cpu",
@@ -29,7 +34,12 @@ def load(name):
     if name not in _MODULES:
         raise ValueError(f"unknown backend {name!r}: expected one of {tuple(_MODULES)}")
     if name not in _loaded:
-        _loaded[name] = importlib.import_module(_MODULES[name])
+        module = importlib.import_module(_MODULES[name])
+        if name == "numba" and config.process_settings():
+            # before its first parallel kernel starts the OpenMP threads: a script of the user's own
+            # gets the settings the command lines make (docs/threads.md), without a call
+            process.apply_process_settings()
+        _loaded[name] = module
     return _loaded[name]
 
 
