@@ -23,9 +23,7 @@ p of tap (i, j) reads one fixed offset from a table built once per call:
 
 so the inner loop runs over p = 0 .. oh*ow - 1 with no branches, no slicing and no per-row
 bookkeeping. The planes are small (the small net's conv3-5 have 6 x 6 outputs, AlexNet's
-13 x 13), so per-row work used to cost as much as the copy: on the small net's conv2
-(32 images, 600 x 5408 columns, one thread) im2col took 4.7 ms with a slice and padding tests
-per row and 2.3 ms like this; on conv4, 2.1 ms and 0.9 ms.
+13 x 13), so per-row work would cost as much as the copy (measured: docs/performance.md#cpu-kernel-layouts).
 col2im sums the taps of each pixel in (i, j) order, starting from 0, as reference.py does, so
 float32 results are bitwise equal.
 """

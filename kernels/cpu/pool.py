@@ -49,8 +49,8 @@ def _first_nan(plane, h0, w0, k):
 def _window_3x3(r0, r1, r2, w0):
     """(max, t, saw_nan) of the 3 x 3 window whose rows are r0, r1, r2 from column w0: t = 3*i + j
     of the first maximum in (i, j) order. The paper's window (section 3.4), with its trip counts
-    known to the compiler, which unrolls it: max-pool's forward runs twice as fast as through the
-    general loop (the default job's pool1, 32 x 24 x 28 x 28: 0.84 against 1.73 ms, one thread)."""
+    known to the compiler, which unrolls it: max-pool's forward runs about twice as fast as through
+    the general loop (measured: docs/performance.md#cpu-kernel-layouts)."""
     best = r0[w0]
     where = 0
     saw_nan = best != best
