@@ -268,7 +268,7 @@ def step_child(framework, device, batch, warmup, repeats):
                       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}))
 
 
-def isolated(device, batch, warmup, repeats, pairs):
+def isolated(device, batch, warmup, repeats, pairs, as_user=False):
     """Each framework alone in its own process (so neither shares the other's threads or malloc
     settings), `pairs` times, alternating tinynet and torch processes: the medians of each."""
     runs = {"tinynet": [], "torch": []}
@@ -277,6 +277,7 @@ def isolated(device, batch, warmup, repeats, pairs):
             env = {k: v for k, v in os.environ.items() if k not in USER_PROCESS_SETTINGS}  # each its own default
             env.update({k: v for k, v in USER_PROCESS_SETTINGS.items() if v is not None})
             out = subprocess.run([sys.executable, __file__, "--step-child", name, "--device", device,
+                                  *(["--as-user"] if as_user else []),
                                   "--batch-sizes", str(batch), "--warmup", str(warmup), "--repeats", str(repeats)],
                                  capture_output=True, text=True, check=True, env=env)
             runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -358,8 +359,12 @@ def main(argv=None):
                              "(TINYNET_CONV_ALGORITHM=winograd then compares Winograd wherever it applies)")
     parser.add_argument("--memory-child", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--step-child", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--as-user", action="store_true",
+                        help="never call tinynet.process.apply_process_settings, as a script of a user's own does: "
+                             "tinynet then applies its settings itself when its Numba backend first serves, or not "
+                             "at all with TINYNET_PROCESS_SETTINGS=0")
     args = parser.parse_args(argv)
-    if (args.step_child or args.memory_child or "tinynet") == "tinynet":
+    if (args.step_child or args.memory_child or "tinynet") == "tinynet" and not args.as_user:
         process.apply_process_settings()  # before Numba and PyTorch load their OpenMP runtimes
     cuda = args.device.startswith("cuda")
     batches = [int(b) for b in (args.batch_sizes or ("128,256" if cuda else "8,32,64")).split(",")]
@@ -377,7 +382,7 @@ def main(argv=None):
     facts = machine_facts(args.device)
     facts["threads"] = {"numba": threads, "torch": torch.get_num_threads(),
                         "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-                        "OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"],
+                        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "unset"),
                         "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset")}
     facts["conv_algorithm"] = {name: F.conv_algorithm(tn.device(args.device), layer.weight.shape, layer.stride,
                                                       layer.algorithm)
@@ -413,7 +418,7 @@ def main(argv=None):
                       f"{r[f'tinynet_{args.baseline}_ms']:.1f} ms, time ratio {r[f'{args.baseline}_time_ratio']:.2f}",
                       flush=True)
             if args.isolated:
-                r["isolated"] = iso = isolated(args.device, batch, args.warmup, repeats, args.isolated)
+                r["isolated"] = iso = isolated(args.device, batch, args.warmup, repeats, args.isolated, args.as_user)
                 print(f"  alone in their own processes ({args.isolated} each): tinynet {iso['tinynet_ms']:.1f} ms "
                       f"({iso['tinynet_page_faults_per_step']:.0f} page faults a step)  torch {iso['torch_ms']:.1f} ms "
                       f"({iso['torch_page_faults_per_step']:.0f})  time ratio {iso['time_ratio']:.2f}", flush=True)
@@ -421,6 +426,7 @@ def main(argv=None):
                 print_layers(r["layers"])
     machine.write_record("alexnet_training_step", {
         "device": args.device, "machine": facts, "gflop_per_image": gflop, "repeats": repeats,
+        "as_user": args.as_user, "TINYNET_PROCESS_SETTINGS": os.environ.get("TINYNET_PROCESS_SETTINGS", "unset"),
         "warmup": args.warmup, "results": results},
         args.out, f"alexnet_{args.device.replace(':', '')}_{threads}threads")
 
