@@ -326,12 +326,16 @@ def test_command_line_towers_on_two_ranks_equal_one_process_and_load_in_one(tmp_
 
 
 @pytest.mark.mpi
-@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
-def test_distributed_on_cuda_without_cupy_is_one_line(tiny_data):
+def test_distributed_on_cuda_without_a_gpu_is_one_line_naming_what_is_missing(tiny_data):
+    """As one process: the missing driver first (installing CuPy would not help), else CuPy."""
+    from tinynet.device import nvidia_driver_problem
+    problem = nvidia_driver_problem()
+    if problem is None and importlib.util.find_spec("cupy") is not None:
+        pytest.skip("this machine has an NVIDIA driver and CuPy")
     result = mpirun(2, [EXAMPLE, "--data", str(tiny_data), "--device", "cuda", "--distributed", "data", "--no-progress"])
     assert result.returncode == 2
     ours = [line for line in result.stderr.splitlines() if line.startswith("train_alexnet.py:")]
-    assert ours == ["train_alexnet.py: cannot use device 'cuda': No module named 'cupy'"]
+    assert ours == [f"train_alexnet.py: cannot use device 'cuda': {problem or 'No module named ' + repr('cupy')}"]
 
 
 @pytest.mark.gpu

@@ -16,7 +16,7 @@ after start() an uncaught exception on any rank aborts the whole job (launch.abo
 """
 from dataclasses import dataclass
 
-from ..device import as_device
+from ..device import as_device, nvidia_driver_problem
 from .comm import MPICommunicator, NcclCommunicator
 from .launch import DistributedError, abort_on_failure, import_mpi, require_launcher
 from .hybrid import HybridNet
@@ -133,7 +133,8 @@ def start(mode, device="cpu", batch_size=None, model=None, overlap=True):
         dev = _rank_device(MPI, world, as_device(device), tower=rank % 2 if mode == "towers" else None)
         nccl = dev.type == "cuda" and _own_gpus(MPI, world)
     except (ImportError, RuntimeError) as err:  # no CuPy, no GPU: every rank finds it alike
-        raise DistributedError(f"cannot use device {device!r}: {str(err).splitlines()[0]}") from None
+        why = (as_device(device).type == "cuda" and nvidia_driver_problem()) or str(err).splitlines()[0]
+        raise DistributedError(f"cannot use device {device!r}: {why}") from None  # the driver first, as one process says
     make = NcclCommunicator if nccl else MPICommunicator
     if mode in ("data", "hybrid"):
         return Job(mode, make(world, overlap=overlap), dev, None, rank, size, world)
