@@ -6,11 +6,23 @@ weights moved.
 SIGTERM is what batch schedulers (Slurm, Kubernetes) and `timeout` send before they kill a job,
 and what mpirun passes on to its ranks: it is treated exactly like Ctrl-C, so a run that is told
 to end saves its checkpoint first. Several ranks agree on the step to stop at (Trainer asks
-`comm` whether any rank was signalled after every step), so each rank stops after the same step."""
+`comm` whether any rank was signalled after every step), so each rank stops after the same step.
+
+mpirun itself signalled (Open MPI 4, measured with 4.1.4): it sends its ranks SIGCONT at once, then
+SIGTERM `odls_base_sigkill_timeout` seconds later (1 by default) immediately followed by SIGKILL.
+So under Open MPI's launcher SIGCONT is the notice that counts, and it asks for a stop too: the
+ranks finish the step and save within that timeout (give it time: --mca odls_base_sigkill_timeout 60)."""
+import os
 import signal
 
 # The signals that ask a run to stop, and how a message names them.
 STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+OPEN_MPI_NOTICE = {signal.SIGCONT: "mpirun was signalled (SIGCONT)"}
+
+
+def stop_signals():
+    """STOP_SIGNALS, and under Open MPI's launcher (OMPI_COMM_WORLD_RANK set) its SIGCONT notice."""
+    return {**STOP_SIGNALS, **(OPEN_MPI_NOTICE if "OMPI_COMM_WORLD_RANK" in os.environ else {})}
 
 
 class StopOnInterrupt:
@@ -25,7 +37,7 @@ class StopOnInterrupt:
     def _handler(self, signum, frame):
         if not self.requested:
             self.requested = True
-            name = STOP_SIGNALS.get(signum, f"signal {signum}")
+            name = stop_signals().get(signum, f"signal {signum}")
             self.say(f"\n{name}: finishing this step, then saving a checkpoint ({name} again to stop at once)")
         elif self._deferring:
             self._pending = True
@@ -37,7 +49,7 @@ class StopOnInterrupt:
         return _Deferred(self)
 
     def __enter__(self):
-        for signum in STOP_SIGNALS:
+        for signum in stop_signals():
             try:
                 self.previous[signum] = signal.signal(signum, self._handler)
             except ValueError:  # not the main thread
