@@ -92,10 +92,9 @@ def _weight_gradient(xp, dy_g, cols_g, groups, out=None):
 
 # Conv2d keeps its columns matrix for the backward's weight gradient when it is smaller than this,
 # and otherwise keeps x and makes the matrix again there: one more im2col, the same matrix to the bit,
-# so the digits do not depend on the choice. Of the project's nets only the paper net's conv1 at batch
-# 16 and up passes it (11 x 11 windows moved by 4: its columns are 7.3x its input, 134 MiB at batch 32
-# against 18 MiB of images, which the caller holds anyway). 64 MiB: conv1's backward pays one im2col
-# for a lower peak (measured: docs/performance.md#conv1-keeps-its-input).
+# so the digits do not depend on the choice. A stride-4 11 x 11 window makes columns several times
+# its input, which the caller holds anyway: a lower peak for one im2col more
+# (measured: docs/performance.md#conv1-keeps-its-input).
 KEEP_COLUMNS_BELOW = 64 * 2 ** 20   # bytes
 
 

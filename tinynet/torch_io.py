@@ -77,9 +77,8 @@ _TORCH_DTYPES = {
 # The one error of a refused pickle (a ValueError too); the name says what load_torch refuses.
 UnsafeCheckpointError = UnsafePickleError
 
-# A state_dict's pickle takes about 100 bytes a tensor (852 bytes for 9 tensors, 2 MB for 20,000):
-# 4 MiB is some 40,000 tensors (large language models have a few thousand), and its opcodes are
-# checked (pickles.scan) in seconds.
+# Far more tensors than a state_dict holds, and few enough opcodes for pickles.scan to check in
+# seconds (measured: docs/files.md#pth-archives-tnload_torch).
 MAX_PICKLE_BYTES = 4 << 20
 # A state_dict's tensors cover their storages once, or a few times when they are views of one
 # another (tied and transposed weights, slices): 4 leaves room for such views.
