@@ -434,19 +434,25 @@ def winograd_untile_adjoint(dy, r, rows=None):
 
 # ---------------------------------------------------------------- max-pool
 
+def _pool_window(h, w, k, s, padding, ceil_mode):
+    """(oh, ow, the window ints every pool.cu kernel takes: H, W, kh, kw, sh, sw, ph, pw, oh, ow)"""
+    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    return oh, ow, dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow)
+
+
 def maxpool_forward(x, k, s, padding=(0, 0), ceil_mode=False):
     """x (N, C, H, W) -> y (N, C, oh, ow), argmax (int64, flat index h*W + w in the plane)"""
     _ctype("maxpool_forward", x.dtype)
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
-    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    oh, ow, window = _pool_window(h, w, k, s, padding, ceil_mode)
     with _on(x):
         x = _c(x)
         y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
         argmax = cupy.empty((n, c, oh, ow), dtype=cupy.int64)
         _int32("maxpool_forward", plane=h * w)  # products the kernel forms in int
         _launch("maxpool_forward", "pool.cu", "maxpool_forward", y, (x, y, argmax), sizes=(x.size,),
-                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow))
+                ints=window)
     return y, argmax
 
 
@@ -454,8 +460,7 @@ def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False)
     """dy (N, C, oh, ow), argmax -> dx (N, C, H, W): each input sums dy of the windows it won"""
     _ctype("maxpool_backward", dy.dtype)
     n, c, h, w = x_shape
-    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
-    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    oh, ow, window = _pool_window(h, w, k, s, padding, ceil_mode)
     _expect_shape("maxpool_backward", "dy", dy, (n, c, oh, ow))
     _expect_shape("maxpool_backward", "argmax", argmax, (n, c, oh, ow))
     with _on(dy):
@@ -463,7 +468,7 @@ def maxpool_backward(dy, argmax, x_shape, k, s, padding=(0, 0), ceil_mode=False)
         argmax = _c(argmax.astype(cupy.int64, copy=False))
         dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
         _launch("maxpool_backward", "pool.cu", "maxpool_backward", dx, (dy, argmax, dx), sizes=(dy.size,),
-                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow))
+                ints=window)
     return dx
 
 
@@ -473,15 +478,13 @@ def avgpool_forward(x, k, s, padding, ceil_mode, count_include_pad):
     """x (N, C, H, W) -> y (N, C, oh, ow): each window's sum over x / PyTorch's divisor"""
     _ctype("avgpool_forward", x.dtype)
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
-    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    oh, ow, window = _pool_window(h, w, k, s, padding, ceil_mode)
     with _on(x):
         x = _c(x)
         y = cupy.empty((n, c, oh, ow), dtype=x.dtype)
         _int32("avgpool_forward", plane=h * w)  # products the kernel forms in int
         _launch("avgpool_forward", "pool.cu", "avgpool_forward", y, (x, y), sizes=(x.size,),
-                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow,
-                          count_include_pad=int(bool(count_include_pad))))
+                ints=dict(window, count_include_pad=int(bool(count_include_pad))))
     return y
 
 
@@ -489,15 +492,13 @@ def avgpool_backward(dy, x_shape, k, s, padding, ceil_mode, count_include_pad):
     """dy (N, C, oh, ow) -> dx (N, C, H, W): each pixel sums dy / divisor of the windows covering it"""
     _ctype("avgpool_backward", dy.dtype)
     n, c, h, w = x_shape
-    (kh, kw), (sh, sw), (ph, pw) = hw(k), hw(s), hw(padding)
-    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
+    oh, ow, window = _pool_window(h, w, k, s, padding, ceil_mode)
     _expect_shape("avgpool_backward", "dy", dy, (n, c, oh, ow))
     with _on(dy):
         dy = _c(dy)
         dx = cupy.empty((n, c, h, w), dtype=dy.dtype)
         _launch("avgpool_backward", "pool.cu", "avgpool_backward", dx, (dy, dx), sizes=(dy.size,),
-                ints=dict(H=h, W=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, oh=oh, ow=ow,
-                          count_include_pad=int(bool(count_include_pad))))
+                ints=dict(window, count_include_pad=int(bool(count_include_pad))))
     return dx
 
 
