@@ -61,6 +61,21 @@ __device__ T block_reduce(T value, T* shared, Op op)
     return total;
 }
 
+// A row's max m and log(sum_c exp(z_c - m)), reduced over the block: every thread gets both.
+// Callers form log p_c = (z_c - m) - log_sum, keeping the accuracy of large logits.
+template <typename T>
+__device__ void row_log_sum_exp(const T* __restrict__ z, int classes, T* shared, T& m, T& log_sum)
+{
+    m = z[0];
+    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) m = NanMax<T>()(m, z[c]);
+    m = block_reduce(m, shared, NanMax<T>());
+
+    T sum = T(0);
+    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) sum += exp_of(z[c] - m);
+    sum = block_reduce(sum, shared, Add<T>());
+    log_sum = log_of(sum);
+}
+
 template <typename T>
 __global__ void __launch_bounds__(XENT_THREADS)
 softmax_xent_forward(const T* __restrict__ logits, const long long* __restrict__ labels,
@@ -71,14 +86,8 @@ softmax_xent_forward(const T* __restrict__ logits, const long long* __restrict__
     const T* __restrict__ z = logits + row * classes;
     T* __restrict__ p = probs + row * classes;
 
-    T m = z[0];
-    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) m = NanMax<T>()(m, z[c]);
-    m = block_reduce(m, shared, NanMax<T>());
-
-    T sum = T(0);
-    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) sum += exp_of(z[c] - m);
-    sum = block_reduce(sum, shared, Add<T>());
-    const T log_sum = log_of(sum);
+    T m, log_sum;
+    row_log_sum_exp(z, classes, shared, m, log_sum);
 
     for (int c = threadIdx.x; c < classes; c += XENT_THREADS) p[c] = exp_of((z[c] - m) - log_sum);
 
@@ -130,14 +139,8 @@ softmax_forward(const T* __restrict__ x, T* __restrict__ y, int classes, int tak
     const T* __restrict__ z = x + row * classes;
     T* __restrict__ out = y + row * classes;
 
-    T m = z[0];
-    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) m = NanMax<T>()(m, z[c]);
-    m = block_reduce(m, shared, NanMax<T>());
-
-    T sum = T(0);
-    for (int c = threadIdx.x; c < classes; c += XENT_THREADS) sum += exp_of(z[c] - m);
-    sum = block_reduce(sum, shared, Add<T>());
-    const T log_sum = log_of(sum);
+    T m, log_sum;
+    row_log_sum_exp(z, classes, shared, m, log_sum);
 
     for (int c = threadIdx.x; c < classes; c += XENT_THREADS) {
         const T logp = (z[c] - m) - log_sum;
